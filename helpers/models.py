@@ -1,0 +1,258 @@
+"""The captioning model: a ResNet50 encoder and an LSTM decoder, plus both forms of the loss.
+
+Shapes, with ``B`` images in a batch, captions padded to ``T`` tokens, ``E`` the embedding size,
+``H`` the LSTM's hidden size and ``V`` the vocabulary size::
+
+    images [B, 3, 224, 224] → ResNet50 without fc → [B, 2048, 1, 1] → flatten [B, 2048]
+        → Linear → BatchNorm1d → ReLU → features [B, E]
+    captions [B, T] → Embedding [B, T, E]; features as the first step → [B, T+1, E]
+        → pack by lengths + 1 → LSTM → unpack [B, T+1, H] → Linear → logits [B, T+1, V]
+
+Position ``t`` of the output has seen the image and the first ``t`` tokens, so it predicts token ``t``:
+position 0 predicts ``<start>``, position 1 the first word, …, position ``n-1`` the ``<end>`` of a caption
+of ``n`` tokens. The last position (after ``<end>``) has nothing left to predict.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torchvision.models import ResNet50_Weights, resnet50
+
+WEIGHT_CHOICES = ("auto", "imagenet", "random")
+TRAIN_BACKBONE_CHOICES = ("none", "last", "all")
+RANDOM_WEIGHTS_NOTE = (
+    "ImageNet weights for ResNet50 are not available here (not in torch's cache, and the download "
+    "server cannot be reached), so the encoder starts from random weights: its frozen features still "
+    "carry colour, size and position, which is enough for the shapes dataset, but real photographs "
+    "need the pretrained weights."
+)
+
+
+def imagenet_weights_cached() -> Path | None:
+    """The path of ResNet50's ImageNet weights in torch's cache, or None when they were never fetched."""
+    url = ResNet50_Weights.IMAGENET1K_V2.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return path if path.exists() else None
+
+
+def imagenet_weights_reachable(timeout: float = 3.0) -> bool:
+    """True when the weights are cached, or their download server answers within ``timeout`` seconds."""
+    if imagenet_weights_cached() is not None:
+        return True
+    host = ResNet50_Weights.IMAGENET1K_V2.url.split("/")[2]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_weights(weights: str = "auto") -> str:
+    """``"auto"`` → ``"imagenet"`` when the weights can be had (decided within seconds), else ``"random"``."""
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, got {weights!r}")
+    if weights == "auto":
+        return "imagenet" if imagenet_weights_reachable() else "random"
+    return weights
+
+
+class EncoderCNN(nn.Module):
+    """ResNet50 without its classifier, then a projection to the word-embedding size.
+
+    ``images [B, 3, S, S] → features [B, embed_size]`` (any ``S`` ≥ 32 works: the adaptive average pool
+    always gives ``[B, 2048, 1, 1]``).
+
+    - ``weights``: ``"imagenet"``, ``"random"``, or ``"auto"`` (ImageNet when available, else random,
+      with one printed sentence saying so). After construction ``self.weights`` says which was used.
+    - ``train_backbone``: ``"none"`` (frozen, the default), ``"last"`` (only ``layer4`` learns) or
+      ``"all"``. Frozen layers stay in eval mode even under ``.train()``, so their BatchNorm running
+      statistics never drift away from what the weights were trained with.
+    """
+
+    def __init__(self, embed_size: int = 300, weights: str = "auto", train_backbone: str = "none"):
+        super().__init__()
+        if train_backbone not in TRAIN_BACKBONE_CHOICES:
+            raise ValueError(
+                f"train_backbone must be one of {TRAIN_BACKBONE_CHOICES}, got {train_backbone!r}"
+            )
+        self.weights = resolve_weights(weights)
+        resnet = None
+        if self.weights == "imagenet":
+            try:
+                resnet = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
+            except Exception as error:  # a download that broke off: say so, and carry on untrained
+                if weights == "imagenet":
+                    raise RuntimeError(f"could not load ResNet50's ImageNet weights ({error})") from error
+                self.weights = "random"
+        if resnet is None:
+            if weights == "auto":
+                print(RANDOM_WEIGHTS_NOTE)
+            resnet = resnet50(weights=None)
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1])  # everything but fc
+        self.project = nn.Linear(resnet.fc.in_features, embed_size)
+        self.bn = nn.BatchNorm1d(embed_size, momentum=0.01)
+        self.train_backbone = train_backbone
+        for name, param in self.backbone.named_parameters():
+            param.requires_grad = self._trains(name)
+
+    def _trains(self, name: str) -> bool:
+        # backbone children: 0 conv1, 1 bn1, 2 relu, 3 maxpool, 4-7 layer1-4, 8 avgpool
+        return self.train_backbone == "all" or (self.train_backbone == "last" and name.startswith("7."))
+
+    def train(self, mode: bool = True) -> EncoderCNN:
+        """Like ``nn.Module.train``, but frozen backbone layers always stay in eval mode."""
+        super().train(mode)
+        if self.train_backbone == "none":
+            self.backbone.eval()
+        elif self.train_backbone == "last":
+            self.backbone.eval()
+            self.backbone[7].train(mode)
+        return self
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, S, S] → pooled features [B, 2048]``: what a feature cache stores."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_backbone != "none"):
+            return self.backbone(images).flatten(1)
+
+    def project_features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``pooled [B, 2048] → features [B, embed_size]`` (Linear → BatchNorm1d → ReLU)."""
+        if self.training and pooled.shape[0] == 1:
+            raise ValueError(
+                "BatchNorm1d cannot train on a batch of one image: it normalises each feature over the "
+                "batch, and one value has no spread. Use batches of 2 or more, or call .eval() first."
+            )
+        return F.relu(self.bn(self.project(pooled)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, 3, S, S] → features [B, embed_size]``."""
+        return self.project_features(self.backbone_features(images))
+
+
+def _cpu_lengths(lengths: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """Lengths as a CPU int64 tensor, which is what ``pack_padded_sequence`` requires."""
+    return torch.as_tensor(lengths, dtype=torch.long).cpu()
+
+
+class DecoderRNN(nn.Module):
+    """An LSTM that reads the image feature, then the caption, and scores every next word.
+
+    ``forward(features [B, E], captions [B, T], lengths [B]) → logits [B, T+1, V]``. ``lengths`` are the
+    true caption lengths (``<start>`` and ``<end>`` included), as a tensor or a list, in any order.
+    """
+
+    def __init__(self, embed_size: int, hidden_size: int, vocab_size: int, num_layers: int = 1):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_size)
+        self.lstm = nn.LSTM(embed_size, hidden_size, num_layers, batch_first=True)
+        self.linear = nn.Linear(hidden_size, vocab_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.embed.num_embeddings
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        captions: torch.Tensor,
+        lengths: torch.Tensor | Sequence[int],
+        return_state: bool = False,
+    ):
+        """Score every position at once (teacher forcing).
+
+        ``features [B, E]`` and ``captions [B, T]`` → ``logits [B, T+1, V]``; with ``return_state`` also
+        the LSTM's final ``(h, c)``, each ``[num_layers, B, H]``. Padding never enters the LSTM: the
+        sequence is packed by ``lengths + 1`` (the image feature is one more step).
+        """
+        embeddings = self.embed(captions)  # [B, T, E]
+        inputs = torch.cat([features.unsqueeze(1), embeddings], dim=1)  # [B, T+1, E]
+        packed = pack_padded_sequence(
+            inputs, _cpu_lengths(lengths) + 1, batch_first=True, enforce_sorted=False
+        )
+        outputs, state = self.lstm(packed)  # outputs.data: [sum(lengths + 1), H]
+        hiddens, _ = pad_packed_sequence(
+            outputs, batch_first=True, total_length=inputs.shape[1]
+        )  # [B, T+1, H]
+        logits = self.linear(hiddens)  # [B, T+1, V]
+        return (logits, state) if return_state else logits
+
+    def step(
+        self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One step of the LSTM: ``inputs [B, E]`` and state ``(h, c)`` → ``(logits [B, V], new state)``.
+
+        ``state=None`` starts from zeros. Generation calls this once per word, carrying the state.
+        """
+        output, state = self.lstm(inputs.unsqueeze(1), state)  # [B, 1, H]
+        return self.linear(output.squeeze(1)), state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load weights, refusing weights made for another vocabulary with a clear message."""
+        saved = state_dict.get("embed.weight")
+        if saved is not None and saved.shape[0] != self.vocab_size:
+            raise ValueError(
+                f"these decoder weights were trained with a vocabulary of {saved.shape[0]} words, but this "
+                f"decoder has {self.vocab_size}: load the vocabulary saved with the checkpoint"
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def target_mask(lengths: torch.Tensor | Sequence[int], max_len: int) -> torch.Tensor:
+    """``[B, max_len]`` booleans: True where a caption has a real token (``t < length``)."""
+    lengths = torch.as_tensor(lengths, dtype=torch.long)
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def sequence_loss(
+    logits: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
+) -> torch.Tensor:
+    """The efficient loss: every position of every caption at once, padding never counted.
+
+    ``logits [B, T+1, V]`` (from :meth:`DecoderRNN.forward`), ``captions [B, T]`` → the mean
+    cross-entropy over all ``sum(lengths)`` real tokens: position ``t`` is scored against token ``t``.
+    """
+    T = captions.shape[1]
+    mask = target_mask(torch.as_tensor(lengths, device=captions.device), T)
+    return F.cross_entropy(logits[:, :T][mask], captions[mask])
+
+
+def prefix_batch(
+    features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The design's training examples: every prefix of every caption, with the word that follows it.
+
+    A caption of ``n`` tokens gives ``n`` prefixes: (image) → ``<start>``, (image, ``<start>``) → first
+    word, …, (image, ``<start>`` … last word) → ``<end>``. Returns ``(features [N, E], prefixes [N, P],
+    prefix_lengths [N], next_words [N])`` with ``N = sum(lengths)``.
+    """
+    rows, cuts = [], []
+    for row, n in enumerate(_cpu_lengths(lengths).tolist()):
+        rows += [row] * n
+        cuts += range(n)
+    rows_t = torch.tensor(rows, device=captions.device)
+    cuts_t = torch.tensor(cuts, device=captions.device)
+    width = max(1, int(cuts_t.max()))
+    prefixes = captions[rows_t, :width] * target_mask(cuts_t, width)  # zero (= <pad>) past each cut
+    return features[rows_t], prefixes, cuts_t, captions[rows_t, cuts_t]
+
+
+def prefix_loss(
+    decoder: DecoderRNN, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
+) -> torch.Tensor:
+    """The design's loss: one forward pass per prefix, scored only at the prefix's last position.
+
+    Each prefix of ``k`` tokens is run through the LSTM on its own (``k + 1`` steps with the image), and
+    its last output is compared with the next word. Averaged over all prefixes this equals
+    :func:`sequence_loss`, because the LSTM is causal: its output at position ``t`` depends only on what
+    came before — but it costs about ``n / 2`` times more LSTM steps for captions of ``n`` tokens.
+    """
+    prefix_features, prefixes, cuts, next_words = prefix_batch(features, captions, lengths)
+    logits = decoder(prefix_features, prefixes, cuts)  # [N, P+1, V]
+    last = logits[torch.arange(len(cuts), device=logits.device), cuts]  # position k of a k-token prefix
+    return F.cross_entropy(last, next_words)

@@ -1,0 +1,238 @@
+"""The course's offline dataset: scenes of coloured shapes, five human-like captions each.
+
+No real dataset can be downloaded offline or in CI, so the course draws its own. Every scene holds one
+or two shapes (circle, square, triangle, diamond) in one of six colours, small or large, on a white,
+grey or black background; two shapes stand side by side or one above the other. Five "annotators"
+describe each scene, each in their own style, like the five captions of Flickr8k: some mention sizes,
+some the background, some say "big" where others say "large".
+
+The result is written in the Flickr8k text layout, so the course reads it with the real Flickr8k reader::
+
+    root/Flicker8k_Dataset/scene_000000.jpg ...
+    root/Flickr8k.token.txt                  scene_000000.jpg#0<TAB>a large red circle ...
+    root/Flickr_8k.trainImages.txt           (and devImages, testImages)
+
+Everything is deterministic from ``seed``: scene ``i`` depends only on ``(seed, i)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (240, 210, 40),
+    "purple": (140, 60, 180),
+    "orange": (245, 140, 30),
+}
+BACKGROUNDS = {"white": (245, 245, 245), "grey": (150, 150, 150), "black": (20, 20, 20)}
+SIZES = ("small", "large")
+IMAGE_SIZE = 128
+SPLIT_FRACTIONS = {"train": 0.75, "dev": 0.125, "test": 0.125}
+SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "dev": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
+IMAGE_DIR = "Flicker8k_Dataset"  # spelled as in the real Flickr8k archive
+TOKEN_FILE = "Flickr8k.token.txt"
+MARKER = ".complete.json"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One shape in a scene: what it is, and its centre in pixels."""
+
+    kind: str
+    colour: str
+    size: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A whole picture: background, one or two shapes, and how two shapes are arranged.
+
+    ``layout`` is ``"single"``, ``"horizontal"`` (``shapes[0]`` is the left one) or ``"vertical"``
+    (``shapes[0]`` is the top one).
+    """
+
+    background: str
+    layout: str
+    shapes: tuple[Shape, ...]
+
+
+def random_scene(rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Scene:
+    """Draw the content of one scene (no pixels yet)."""
+    background = str(rng.choice(list(BACKGROUNDS)))
+    layout = str(rng.choice(["single", "horizontal", "vertical"], p=[0.2, 0.4, 0.4]))
+    n = 1 if layout == "single" else 2
+    kinds = rng.choice(SHAPES, size=n)
+    colours = rng.choice(list(COLOURS), size=n, replace=False)
+    sizes = rng.choice(SIZES, size=n)
+    quarter, jitter = image_size / 4, image_size / 16
+    if layout == "single":
+        centres = [(image_size / 2, image_size / 2)]
+    elif layout == "horizontal":
+        centres = [(quarter, image_size / 2), (3 * quarter, image_size / 2)]
+    else:
+        centres = [(image_size / 2, quarter), (image_size / 2, 3 * quarter)]
+    shapes = tuple(
+        Shape(
+            str(kinds[i]),
+            str(colours[i]),
+            str(sizes[i]),
+            cx + float(rng.uniform(-jitter, jitter)),
+            cy + float(rng.uniform(-jitter, jitter)),
+        )
+        for i, (cx, cy) in enumerate(centres)
+    )
+    return Scene(background, layout, shapes)
+
+
+def render(scene: Scene, rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Image.Image:
+    """Paint a scene as an RGB image, with a little rotation and pixel noise so no two look alike."""
+    image = Image.new("RGB", (image_size, image_size), BACKGROUNDS[scene.background])
+    draw = ImageDraw.Draw(image)
+    for shape in scene.shapes:
+        radius = image_size * (0.10 if shape.size == "small" else 0.19) * float(rng.uniform(0.9, 1.1))
+        angle = float(rng.uniform(-12, 12))
+        colour = COLOURS[shape.colour]
+        if shape.kind == "circle":
+            box = [shape.x - radius, shape.y - radius, shape.x + radius, shape.y + radius]
+            draw.ellipse(box, fill=colour)
+        else:
+            corners = {"square": 4, "triangle": 3, "diamond": 4}[shape.kind]
+            start = {"square": 45.0, "triangle": -90.0, "diamond": 0.0}[shape.kind] + angle
+            # A square's corners lie further out than its sides: scale so it looks as big as a circle.
+            reach = radius * (1.3 if shape.kind == "square" else 1.25)
+            points = [
+                (
+                    shape.x + reach * math.cos(math.radians(start + k * 360 / corners)),
+                    shape.y + reach * math.sin(math.radians(start + k * 360 / corners)),
+                )
+                for k in range(corners)
+            ]
+            if shape.kind == "diamond":  # taller than wide, so it never looks like a rotated square
+                points = [(shape.x + (px - shape.x) * 0.7, py) for px, py in points]
+            draw.polygon(points, fill=colour)
+    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-10, 11, size=(image_size, image_size, 1))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _noun(shape: Shape, size_words: tuple[str, str] | None) -> str:
+    """``"large red circle"`` (or without the size when ``size_words`` is None)."""
+    if size_words is None:
+        return f"{shape.colour} {shape.kind}"
+    return f"{size_words[SIZES.index(shape.size)]} {shape.colour} {shape.kind}"
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def captions_for(scene: Scene) -> list[str]:
+    """Five captions for one scene, one per "annotator", each with its own habits.
+
+    Annotator 0 is precise, 1 leaves out sizes, 2 says big/little and mentions the second shape
+    relative to the first, 3 counts the shapes, 4 mentions the background. Some end with " ." like
+    Flickr8k's captions; the tokenizer strips it.
+    """
+    large_small, big_little = ("small", "large"), ("little", "big")
+    if scene.layout == "single":
+        (s,) = scene.shapes
+        return [
+            f"{_article(_noun(s, large_small))} in the middle of the picture",
+            f"{_article(_noun(s, None))} .",
+            f"there is {_article(_noun(s, big_little))} in the centre",
+            f"one {_noun(s, large_small)} on its own .",
+            f"{_article(_noun(s, large_small))} on a {scene.background} background",
+        ]
+    first, second = scene.shapes
+    if scene.layout == "horizontal":
+        rel, rel_back, side_1, side_2, where = (
+            "to the left of",
+            "to the right of",
+            "left",
+            "right",
+            "on its right",
+        )
+    else:
+        rel, rel_back, side_1, side_2, where = "above", "below", "top", "bottom", "below it"
+    return [
+        f"{_article(_noun(first, large_small))} {rel} {_article(_noun(second, large_small))}",
+        f"{_article(_noun(second, None))} {rel_back} {_article(_noun(first, None))} .",
+        f"there is {_article(_noun(first, big_little))} and {_article(_noun(second, big_little))} {where}",
+        f"two shapes : {_article(_noun(first, None))} on the {side_1} and "
+        f"{_article(_noun(second, None))} on the {side_2}",
+        f"{_article(_noun(first, large_small))} and {_article(_noun(second, large_small))} "
+        f"on a {scene.background} background .",
+    ]
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """What a generated dataset was made from; stored beside it so a rerun can tell if it is current."""
+
+    images: int = 8000
+    seed: int = 0
+    image_size: int = IMAGE_SIZE
+    version: int = 1
+
+
+def split_sizes(images: int) -> dict[str, int]:
+    """How many images go to train, dev and test (75/12.5/12.5; 8000 → 6000/1000/1000)."""
+    dev = test = round(images * SPLIT_FRACTIONS["dev"])
+    return {"train": images - dev - test, "dev": dev, "test": test}
+
+
+def make_shapes(root: Path | str, images: int = 8000, seed: int = 0, *, force: bool = False) -> Path:
+    """Write the shapes dataset to ``root`` in the Flickr8k layout and return ``root``.
+
+    If ``root`` already holds a complete dataset made with the same settings, nothing is done
+    (a second ``make course`` reuses it). The set is written to a temporary folder next to ``root``
+    and renamed into place at the end, so an interrupted run never leaves a half-written dataset
+    that looks complete.
+    """
+    root = Path(root)
+    if images < 3:
+        raise ValueError(f"make_shapes needs at least 3 images (one per split), got {images}")
+    config = ShapesConfig(images=images, seed=seed)
+    marker = root / MARKER
+    if not force and marker.exists() and json.loads(marker.read_text()) == asdict(config):
+        return root
+    staging = root.with_name(root.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / IMAGE_DIR).mkdir(parents=True)
+
+    names, lines = [], []
+    for i in range(images):
+        rng = np.random.default_rng([seed, i])
+        scene = random_scene(rng)
+        name = f"scene_{i:06d}.jpg"
+        render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
+        names.append(name)
+        lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
+    (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
+
+    start = 0
+    for split, count in split_sizes(images).items():
+        (staging / SPLIT_FILES[split]).write_text("\n".join(names[start : start + count]) + "\n")
+        start += count
+    (staging / MARKER).write_text(json.dumps(asdict(config)))
+
+    if root.exists():
+        shutil.rmtree(root)
+    staging.rename(root)
+    return root

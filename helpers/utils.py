@@ -1,0 +1,52 @@
+"""Small conveniences every notebook uses: seeding, the device, Colab and progress-bar switches."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch so that printed samples are the same on every run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def in_colab() -> bool:
+    """True when this code runs inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def get_device(prefer: str = "auto") -> torch.device:
+    """Pick where tensors live: ``"auto"`` tries CUDA, then Apple's MPS, then the CPU.
+
+    ``prefer`` may also name a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); asking for a
+    device that is not there raises a ``RuntimeError`` that says so, rather than failing later.
+    """
+    if prefer == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(prefer)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device {prefer!r} was asked for, but Apple's MPS is not available here")
+    return device
+
+
+def progress_enabled() -> bool:
+    """Whether to draw progress bars: on for people, off under CI or when ``CAPTION_PROGRESS=0``.
+
+    Stored notebook outputs must not contain progress bars, since their timings change every run.
+    """
+    if os.environ.get("CAPTION_PROGRESS") is not None:
+        return os.environ["CAPTION_PROGRESS"] not in ("0", "", "false", "no")
+    return not os.environ.get("CI")

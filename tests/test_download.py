@@ -1,0 +1,499 @@
+"""Tests for helpers.download: a real HTTP server on 127.0.0.1 serves tiny archives in the real layout.
+
+Nothing here touches the internet: every URL points at the local server, which counts requests,
+records ``Range`` headers, and can drop a connection halfway or ignore ranges on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import stat
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from helpers import download as dl
+from helpers.download import (
+    DATASETS,
+    Archive,
+    ChecksumError,
+    DownloadError,
+    UnsafeArchiveError,
+    coco_selection,
+    download,
+    fetch_dataset,
+    safe_extract,
+)
+
+TOKEN_TXT = b"1000268201_693b08cb0e.jpg#0\tA child in a pink dress is climbing up a set of stairs .\n"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"  # not a real image; bytes are checked
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    """A zip file, in memory, holding ``members`` (name → bytes)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+FLICKR_TEXT_ZIP = _zip(
+    {
+        "Flickr8k.token.txt": TOKEN_TXT,
+        "Flickr_8k.trainImages.txt": b"1000268201_693b08cb0e.jpg\n",
+        "Flickr_8k.devImages.txt": b"",
+        "Flickr_8k.testImages.txt": b"",
+        "__MACOSX/._Flickr8k.token.txt": b"mac resource fork",
+    }
+)
+FLICKR_IMAGES_ZIP = _zip(
+    {
+        "Flicker8k_Dataset/x.jpg": JPEG,
+        "__MACOSX/Flicker8k_Dataset/._x.jpg": b"mac resource fork",
+    }
+)
+COCO_FILES = {
+    "annotations_trainval2017.zip": _zip({"annotations/captions_val2017.json": b'{"annotations": []}'}),
+    "val2017.zip": _zip({"val2017/000000000139.jpg": JPEG}),
+    "train2017.zip": _zip({"train2017/000000000009.jpg": JPEG}),
+}
+BLOB = bytes(range(256)) * 40  # 10,240 bytes for the download-level tests
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves ``server.files``; honours ``Range: bytes=N-`` unless told otherwise in ``server.behaviour``."""
+
+    def do_GET(self) -> None:  # noqa: N802 (name fixed by BaseHTTPRequestHandler)
+        server = self.server
+        name = self.path.lstrip("/")
+        range_header = self.headers.get("Range")
+        server.requests.append((name, range_header))
+        data = server.files.get(name)
+        if data is None:
+            self.send_error(404)
+            return
+        behaviour = server.behaviour.pop(name, "normal")  # a behaviour applies to one request only
+        start = 0
+        if range_header and behaviour != "ignore_range":
+            start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if behaviour == "drop_half":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True  # HTTP/1.0 handler: the socket closes right after this
+            return
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A threaded HTTP server on 127.0.0.1 (port 0); ``server.base_url``, ``.files``, ``.requests``."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files = {"Flickr8k_text.zip": FLICKR_TEXT_ZIP, "Flickr8k_Dataset.zip": FLICKR_IMAGES_ZIP}
+    httpd.files.update(COCO_FILES)
+    httpd.files["blob.bin"] = BLOB
+    httpd.requests = []
+    httpd.behaviour = {}
+    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def flickr_with_fixture_md5s(monkeypatch):
+    """The flickr8k registry entry, with MD5s of the fixture archives so that checks can pass."""
+    archives = [
+        Archive(
+            a.name,
+            a.url_path,
+            _md5(FLICKR_TEXT_ZIP if "text" in a.name else FLICKR_IMAGES_ZIP),
+            None,
+            a.extract_to,
+        )
+        for a in DATASETS["flickr8k"]
+    ]
+    monkeypatch.setitem(DATASETS, "flickr8k", archives)
+    return archives
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_registry_points_at_official_urls_with_md5s():
+    flickr = {a.name: a for a in DATASETS["flickr8k"]}
+    assert flickr["Flickr8k_Dataset.zip"].url_path == (
+        "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/Flickr8k_Dataset.zip"
+    )
+    assert flickr["Flickr8k_text.zip"].md5 == "bf6c1abcb8e4a833b7f922104de18627"
+    assert flickr["Flickr8k_Dataset.zip"].md5 == "f18a1e2920de5bd84dae7cf08ec78978"
+    coco = {a.name: a for a in DATASETS["coco2017"]}
+    assert coco["annotations_trainval2017.zip"].url_path == (
+        "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
+    )
+    assert coco["val2017.zip"].url_path == "http://images.cocodataset.org/zips/val2017.zip"
+    assert coco["train2017.zip"].url_path == "http://images.cocodataset.org/zips/train2017.zip"
+    assert coco["val2017.zip"].md5 == "442b8da7639aecaf257c1dceb8ba8c80"
+    assert coco["val2017.zip"].size == 815_585_330
+    for archives in DATASETS.values():
+        for archive in archives:
+            assert archive.url_path.endswith("/" + archive.name)
+            assert archive.md5 is None or re.fullmatch(r"[0-9a-f]{32}", archive.md5)
+
+
+def test_coco_selection_subsets():
+    assert coco_selection(annotations_only=True, val_only=False) == {"annotations_trainval2017.zip"}
+    assert coco_selection(annotations_only=False, val_only=True) == {
+        "annotations_trainval2017.zip",
+        "val2017.zip",
+    }
+    assert coco_selection(annotations_only=False, val_only=False) == {
+        "annotations_trainval2017.zip",
+        "val2017.zip",
+        "train2017.zip",
+    }
+
+
+def test_fetch_dataset_rejects_unknown_dataset_and_archive_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'flickr9k'"):
+        fetch_dataset("flickr9k", tmp_path)
+    with pytest.raises(ValueError, match="test2017.zip"):
+        fetch_dataset("coco2017", tmp_path, only={"test2017.zip"})
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# fetch_dataset
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_fetch_dataset_downloads_verifies_and_extracts_the_flickr8k_layout(
+    server, tmp_path, flickr_with_fixture_md5s
+):
+    dest = tmp_path / "flickr8k"
+    assert fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False) == dest
+
+    assert (dest / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
+    assert (
+        dest / "Flickr8k_text" / "Flickr_8k.trainImages.txt"
+    ).read_bytes() == b"1000268201_693b08cb0e.jpg\n"
+    assert (dest / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+    assert (dest / "downloads" / "Flickr8k_text.zip").read_bytes() == FLICKR_TEXT_ZIP
+    assert (dest / "downloads" / "Flickr8k_Dataset.zip").read_bytes() == FLICKR_IMAGES_ZIP
+    assert not list(dest.rglob("*.part"))
+    assert not list(dest.rglob("__MACOSX"))  # macOS junk is skipped
+    assert server.requests == [("Flickr8k_text.zip", None), ("Flickr8k_Dataset.zip", None)]
+
+
+def test_second_fetch_makes_no_request(server, tmp_path, flickr_with_fixture_md5s):
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    assert len(server.requests) == 2
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    assert len(server.requests) == 2
+    assert (tmp_path / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+
+
+def test_fetch_after_deleting_the_downloaded_zips_makes_no_request(
+    server, tmp_path, flickr_with_fixture_md5s
+):
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    for archive in (tmp_path / "downloads").iterdir():
+        archive.unlink()  # learners free the disk space once the images are unpacked
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    assert len(server.requests) == 2
+    assert (tmp_path / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+
+
+def test_fetch_dataset_with_official_md5s_refuses_other_files_and_deletes_them(server, tmp_path):
+    with pytest.raises(ChecksumError) as info:
+        fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    message = str(info.value)
+    assert "Flickr8k_text.zip" in message
+    assert "bf6c1abcb8e4a833b7f922104de18627" in message  # expected
+    assert _md5(FLICKR_TEXT_ZIP) in message  # actual
+    assert not (tmp_path / "downloads" / "Flickr8k_text.zip").exists()
+    assert not (tmp_path / "downloads" / "Flickr8k_text.zip.part").exists()
+    assert not (tmp_path / "Flickr8k_text").exists()
+
+
+def test_fetch_dataset_without_checksum_accepts_mirror_files(server, tmp_path):
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url + "/", checksum=False, progress=False)
+    assert (tmp_path / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
+    assert (tmp_path / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+
+
+def test_fetch_dataset_only_downloads_the_selected_coco_archives(server, tmp_path):
+    only = coco_selection(annotations_only=False, val_only=True)
+    fetch_dataset("coco2017", tmp_path, base_url=server.base_url, checksum=False, only=only, progress=False)
+    assert [name for name, _ in server.requests] == ["annotations_trainval2017.zip", "val2017.zip"]
+    assert (tmp_path / "annotations" / "captions_val2017.json").read_bytes() == b'{"annotations": []}'
+    assert (tmp_path / "val2017" / "000000000139.jpg").read_bytes() == JPEG
+    assert not (tmp_path / "train2017").exists()
+
+
+def test_coco_size_mismatch_is_refused_before_the_body_is_saved(server, tmp_path):
+    # With checks on, the registry's size (815,585,330 bytes) cannot match the tiny fixture.
+    with pytest.raises(ChecksumError, match=r"val2017\.zip has \d+ bytes on the server, but 815585330"):
+        fetch_dataset("coco2017", tmp_path, base_url=server.base_url, only={"val2017.zip"}, progress=False)
+    assert not (tmp_path / "downloads" / "val2017.zip").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# download
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_download_of_an_already_downloaded_file_makes_no_request(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    assert server.requests == [("blob.bin", None)]
+    assert dest.read_bytes() == BLOB
+
+
+def test_download_replaces_a_corrupt_existing_file(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    dest.write_bytes(b"corrupt")
+    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    assert dest.read_bytes() == BLOB
+    assert server.requests == [("blob.bin", None)]
+
+
+def test_dropped_connection_raises_download_error_and_keeps_the_part_file(server, tmp_path):
+    url = f"{server.base_url}/blob.bin"
+    dest = tmp_path / "blob.bin"
+    half = len(BLOB) // 2
+    server.behaviour["blob.bin"] = "drop_half"
+
+    with pytest.raises(DownloadError) as info:
+        download(url, dest, md5=_md5(BLOB), progress=False)
+    assert url in str(info.value)
+    assert f"after {half} of {len(BLOB)} bytes" in str(info.value)
+    assert not dest.exists()
+    assert (tmp_path / "blob.bin.part").read_bytes() == BLOB[:half]
+
+
+def test_download_resumes_a_part_file_with_a_range_request(server, tmp_path):
+    url = f"{server.base_url}/blob.bin"
+    dest = tmp_path / "blob.bin"
+    half = len(BLOB) // 2
+    server.behaviour["blob.bin"] = "drop_half"
+    with pytest.raises(DownloadError):
+        download(url, dest, md5=_md5(BLOB), progress=False)
+
+    assert download(url, dest, md5=_md5(BLOB), progress=False) == dest
+    assert server.requests == [("blob.bin", None), ("blob.bin", f"bytes={half}-")]
+    assert dest.read_bytes() == BLOB
+    assert not (tmp_path / "blob.bin.part").exists()
+
+
+def test_server_ignoring_range_restarts_the_download_from_zero(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    stale = b"stale bytes that must not survive"
+    (tmp_path / "blob.bin.part").write_bytes(stale)
+    server.behaviour["blob.bin"] = "ignore_range"
+
+    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    assert server.requests == [("blob.bin", f"bytes={len(stale)}-")]  # asked to resume, got a 200
+    assert dest.read_bytes() == BLOB
+
+
+def test_part_file_already_complete_is_finished_without_downloading_again(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    (tmp_path / "blob.bin.part").write_bytes(BLOB)  # cut off after the last byte, before the rename
+    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    assert server.requests == [("blob.bin", f"bytes={len(BLOB)}-")]  # answered 416
+    assert dest.read_bytes() == BLOB
+
+
+def test_checksum_mismatch_deletes_the_file_and_names_file_and_digests(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    with pytest.raises(ChecksumError) as info:
+        download(f"{server.base_url}/blob.bin", dest, md5="0" * 32, progress=False)
+    assert isinstance(info.value, ValueError)
+    message = str(info.value)
+    assert "blob.bin" in message and "0" * 32 in message and _md5(BLOB) in message
+    assert not dest.exists()
+    assert not (tmp_path / "blob.bin.part").exists()
+
+
+def test_download_without_md5_accepts_the_bytes(server, tmp_path):
+    dest = download(f"{server.base_url}/blob.bin", tmp_path / "sub" / "blob.bin", md5=None, progress=False)
+    assert dest.read_bytes() == BLOB
+
+
+def test_missing_file_raises_download_error_with_status(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{server.base_url}/nope.zip", tmp_path / "nope.zip", md5=None, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_server_raises_download_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("no_proxy", "*")
+    with pytest.raises(DownloadError, match="could not reach http://127.0.0.1:9/x.zip"):
+        download("http://127.0.0.1:9/x.zip", tmp_path / "x.zip", md5=None, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# safe_extract
+# ---------------------------------------------------------------------------------------------------
+
+
+def _tree(folder: Path) -> set[str]:
+    """Every path under ``folder``, relative, so that "nothing else was written" can be asserted."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+def test_zip_member_climbing_out_of_dest_is_refused_and_nothing_is_written(tmp_path):
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(_zip({"ok.txt": b"fine", "../evil.txt": b"pwned"}))
+    dest = tmp_path / "out"
+    before = _tree(tmp_path)
+
+    with pytest.raises(UnsafeArchiveError) as info:
+        safe_extract(archive, dest)
+    assert "evil.zip" in str(info.value) and "'../evil.txt'" in str(info.value)
+    assert not (tmp_path / "evil.txt").exists()
+    assert _tree(tmp_path) == before  # not even ok.txt, nor dest itself
+
+
+def test_zip_member_with_absolute_path_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere" / "abs.txt"
+    archive = tmp_path / "abs.zip"
+    archive.write_bytes(_zip({str(outside): b"pwned"}))
+
+    with pytest.raises(UnsafeArchiveError, match="abs.zip.*absolute"):
+        safe_extract(archive, tmp_path / "out")
+    assert not outside.exists()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["..\\evil.txt", "C:\\evil.txt", "C:/evil.txt", "sub\\..\\..\\evil.txt"])
+def test_zip_member_with_windows_drive_or_backslash_is_refused(tmp_path, name):
+    archive = tmp_path / "win.zip"
+    archive.write_bytes(_zip({name: b"pwned"}))
+    with pytest.raises(UnsafeArchiveError, match="win.zip"):
+        safe_extract(archive, tmp_path / "out")
+    assert _tree(tmp_path) == {"win.zip"}
+
+
+def test_zip_entry_marked_as_symlink_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        link = zipfile.ZipInfo("passwd")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    archive = tmp_path / "link.zip"
+    archive.write_bytes(buffer.getvalue())
+
+    with pytest.raises(UnsafeArchiveError, match="link.zip.*'passwd'.*symbolic link"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _tar_gz(members: list[tarfile.TarInfo], data: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        for member in members:
+            payload = data.get(member.name)
+            if payload is not None:
+                member.size = len(payload)
+            tf.addfile(member, io.BytesIO(payload) if payload is not None else None)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_tar_with_link_member_is_refused(tmp_path, kind):
+    regular = tarfile.TarInfo("images/a.jpg")
+    link = tarfile.TarInfo("images/b.jpg")
+    link.type = kind
+    link.linkname = "/etc/passwd"
+    archive = tmp_path / "links.tar.gz"
+    archive.write_bytes(_tar_gz([regular, link], {"images/a.jpg": JPEG}))
+
+    with pytest.raises(UnsafeArchiveError, match="links.tar.gz.*'images/b.jpg'.*link"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # a.jpg, listed first, was not written either
+
+
+def test_tar_gz_with_regular_files_is_extracted(tmp_path):
+    folder = tarfile.TarInfo("images")
+    folder.type = tarfile.DIRTYPE
+    archive = tmp_path / "ok.tar.gz"
+    archive.write_bytes(_tar_gz([folder, tarfile.TarInfo("images/a.jpg")], {"images/a.jpg": JPEG}))
+
+    files = safe_extract(archive, tmp_path / "out")
+    assert files == [tmp_path / "out" / "images" / "a.jpg"]
+    assert files[0].read_bytes() == JPEG
+
+
+def test_safe_extract_skips_work_when_the_marker_says_it_is_done(tmp_path):
+    archive = tmp_path / "Flickr8k_Dataset.zip"
+    archive.write_bytes(FLICKR_IMAGES_ZIP)
+    dest = tmp_path / "out"
+    first = safe_extract(archive, dest)
+    assert first == [dest / "Flicker8k_Dataset" / "x.jpg"]
+    assert (dest / ".extracted-Flickr8k_Dataset.zip").exists()
+
+    (dest / "Flicker8k_Dataset" / "x.jpg").write_bytes(b"edited by the learner")
+    assert safe_extract(archive, dest) == first
+    assert (dest / "Flicker8k_Dataset" / "x.jpg").read_bytes() == b"edited by the learner"
+
+
+def test_safe_extract_rejects_a_file_that_is_not_an_archive(tmp_path):
+    not_archive = tmp_path / "page.zip"
+    not_archive.write_bytes(b"<html>rate limit exceeded</html>")
+    with pytest.raises(ValueError, match="page.zip is neither a zip nor a tar archive"):
+        safe_extract(not_archive, tmp_path / "out")
+
+
+def test_module_uses_only_the_standard_library_and_tqdm():
+    source = Path(dl.__file__).read_text()
+    imported = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
+    assert imported - {"__future__", "tqdm"} <= {
+        "hashlib",
+        "http",
+        "json",
+        "re",
+        "shutil",
+        "stat",
+        "tarfile",
+        "urllib",
+        "zipfile",
+        "dataclasses",
+        "pathlib",
+    }

@@ -1,0 +1,593 @@
+"""Tests for helpers.formats: one reader per real caption format, detection, loading and the summary.
+
+Every dataset is built in ``tmp_path`` in the exact layout of the real thing, with real tiny JPEGs.
+"""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from helpers.formats import (
+    FORMATS,
+    CaptionData,
+    DatasetFormatError,
+    Skipped,
+    detect_format,
+    kaggle_split,
+    load_captions,
+    read_coco,
+    read_flickr8k,
+    read_flickr8k_kaggle,
+    read_karpathy,
+    summarize,
+)
+
+
+def _jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2), (200, 30, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+JPEG = _jpeg_bytes()
+
+
+def write_images(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(JPEG)
+
+
+def write_flickr8k(
+    root: Path,
+    token_lines: list[str],
+    splits: dict[str, list[str]],
+    images: list[str],
+    text_dir: str = "",
+    image_dir: str = "Flicker8k_Dataset",
+    newline: str = "\n",
+) -> Path:
+    """Write the official Flickr8k layout: token file, split files, image folder."""
+    text = root / text_dir
+    text.mkdir(parents=True, exist_ok=True)
+    (text / "Flickr8k.token.txt").write_bytes((newline.join(token_lines) + newline).encode())
+    for split, names in splits.items():
+        (text / f"Flickr_8k.{split}Images.txt").write_text("".join(f"{n}\n" for n in names))
+    write_images(root / image_dir, images)
+    return root
+
+
+A, B, C = "1000_a.jpg", "2000_b.jpg", "3000_c.jpg"
+
+
+@pytest.fixture
+def flickr8k(tmp_path: Path) -> Path:
+    """Three images with two captions each, one per split: the layout the synthetic generator writes."""
+    lines = [
+        f"{A}#0\tA dog runs .",
+        f"{A}#1\tA brown dog runs on grass .",
+        f"{B}#0\tTwo kids play .",
+        f"{B}#1\tKids play outside .",
+        f"{C}#0\tA man surfs .",
+        f"{C}#1\tA man rides a big wave .",
+    ]
+    return write_flickr8k(tmp_path, lines, {"train": [A], "dev": [B], "test": [C]}, [A, B, C])
+
+
+# ------------------------------------------------------------------------------------------------------
+# Flickr8k
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_flickr8k_reads_generator_layout_with_no_skips(flickr8k: Path):
+    table, skipped = read_flickr8k(flickr8k)
+
+    assert skipped == []
+    assert list(table.columns) == ["image", "caption", "split"]
+    assert list(table.index) == list(range(6))
+    assert table["image"].tolist() == [str(flickr8k / "Flicker8k_Dataset" / n) for n in [A, A, B, B, C, C]]
+    assert table["caption"].tolist()[:2] == ["A dog runs .", "A brown dog runs on grass ."]
+    assert table["split"].tolist() == ["train", "train", "dev", "dev", "test", "test"]
+
+
+def test_flickr8k_finds_text_subfolder_and_images_folder(tmp_path: Path):
+    write_flickr8k(
+        tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [A], text_dir="Flickr8k_text", image_dir="Images"
+    )
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert skipped == []
+    assert table["image"].tolist() == [str(tmp_path / "Images" / A)]
+
+
+def test_flickr8k_finds_images_inside_wrapping_folder_and_ignores_macosx(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [], image_dir="Flickr8k_Dataset")
+    write_images(tmp_path / "__MACOSX" / "Flicker8k_Dataset", [A])
+    write_images(tmp_path / "Flickr8k_Dataset" / "Flicker8k_Dataset", [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert skipped == []
+    assert table["image"].tolist() == [str(tmp_path / "Flickr8k_Dataset" / "Flicker8k_Dataset" / A)]
+
+
+def test_flickr8k_handles_crlf_bom_trailing_whitespace_and_blank_lines(tmp_path: Path):
+    lines = ["\ufeff" + f"{A}#0\tA dog runs .  \t", "", f"{A}#1\tA dog .\t", "   ", f"{B}#0\tKids play . "]
+    write_flickr8k(tmp_path, lines, {"train": [A], "test": [B]}, [A, B], newline="\r\n")
+    (tmp_path / "Flickr_8k.trainImages.txt").write_bytes(f"\ufeff{A} \r\n\r\n".encode())
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert skipped == []
+    assert table["caption"].tolist() == ["A dog runs .", "A dog .", "Kids play ."]
+    assert table["split"].tolist() == ["train", "train", "test"]
+
+
+def test_flickr8k_falls_back_to_latin1_for_non_utf8_bytes(tmp_path: Path):
+    write_flickr8k(tmp_path, [], {"train": [A]}, [A])
+    (tmp_path / "Flickr8k.token.txt").write_bytes(f"{A}#0\tA caf\u00e9 .\n".encode("latin-1"))
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A caf\u00e9 ."]
+
+
+def test_flickr8k_skips_jpg_dot_1_rows_with_reason(tmp_path: Path):
+    lines = [f"{A}#0\tA dog .", f"{A}.1#0\tA dog again ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog ."]
+    assert skipped == [
+        Skipped("Flickr8k.token.txt line 2", "known duplicate row: image name ends in '.jpg.1'")
+    ]
+
+
+def test_flickr8k_skips_line_without_tab_naming_line_number(tmp_path: Path):
+    lines = [f"{A}#0\tA dog .", f"{A}#1 A dog without a tab ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert len(table) == 1
+    assert skipped == [Skipped("Flickr8k.token.txt line 2", "no tab between 'name.jpg#k' and the caption")]
+
+
+def test_flickr8k_keeps_first_of_duplicate_name_k_rows(tmp_path: Path):
+    lines = [f"{A}#0\tFirst .", f"{A}#1\tSecond .", f"{A}#0\tRepeat ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["First .", "Second ."]
+    assert [s.item for s in skipped] == ["Flickr8k.token.txt line 3"]
+    assert "first is kept" in skipped[0].reason
+
+
+def test_flickr8k_skips_image_missing_on_disk(tmp_path: Path):
+    lines = [f"{A}#0\tA dog .", f"{B}#0\tKids .", f"{B}#1\tMore kids ."]
+    write_flickr8k(tmp_path, lines, {"train": [A, B]}, [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog ."]
+    assert skipped == [Skipped(B, "image file not found in Flicker8k_Dataset/")]
+
+
+def test_flickr8k_without_image_folder_skips_every_image_naming_folders(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [])
+    (tmp_path / "Flicker8k_Dataset").rmdir()
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table.empty and list(table.columns) == ["image", "caption", "split"]
+    assert skipped[0].item == A
+    assert "no image folder found" in skipped[0].reason and "Flicker8k_Dataset/" in skipped[0].reason
+
+
+def test_flickr8k_skips_image_in_no_split_file(tmp_path: Path):
+    lines = [f"{A}#0\tA dog .", f"{B}#0\tKids ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A, B])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog ."]
+    assert skipped == [Skipped(B, "not in any split file")]
+
+
+def test_flickr8k_skips_image_listed_in_two_split_files(tmp_path: Path):
+    lines = [f"{A}#0\tA dog .", f"{B}#0\tKids ."]
+    write_flickr8k(tmp_path, lines, {"train": [A, B], "test": [B]}, [A, B])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["image"].str.endswith(A).all()
+    assert skipped == [Skipped(B, "listed in more than one split file")]
+
+
+def test_flickr8k_reports_split_file_image_without_captions(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A], "dev": [C]}, [A, C])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert len(table) == 1
+    assert skipped == [Skipped(C, "listed in a split file but has no captions")]
+
+
+def test_flickr8k_empty_token_file_raises_naming_file(tmp_path: Path):
+    write_flickr8k(tmp_path, [], {"train": [A]}, [A], newline="\r\n")
+
+    with pytest.raises(DatasetFormatError, match=r"Flickr8k\.token\.txt has no line of the form"):
+        read_flickr8k(tmp_path)
+
+
+def test_flickr8k_binary_token_file_raises_naming_file(tmp_path: Path):
+    write_flickr8k(tmp_path, [], {"train": [A]}, [A])
+    (tmp_path / "Flickr8k.token.txt").write_bytes(bytes(range(256)) * 4)
+
+    with pytest.raises(DatasetFormatError, match=r"Flickr8k\.token\.txt looks like a binary file"):
+        read_flickr8k(tmp_path)
+
+
+def test_flickr8k_without_split_files_raises(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {}, [A])
+
+    with pytest.raises(DatasetFormatError, match=r"None of the split files Flickr_8k\.trainImages\.txt"):
+        read_flickr8k(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Kaggle Flickr8k
+# ------------------------------------------------------------------------------------------------------
+
+
+def write_kaggle(root: Path, csv_text: str, images: list[str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "captions.txt").write_text(csv_text, newline="")
+    write_images(root / "Images", images)
+    return root
+
+
+def test_kaggle_reads_captions_with_commas_and_quotes(tmp_path: Path):
+    text = (
+        "image,caption\r\n"
+        f'{A},"A dog, brown, runs ."\r\n'
+        f'{A},"A dog says ""woof"" ."\r\n'
+        f"{A},A dog , unquoted , runs .\r\n"
+        f"{B},  Kids play .  \r\n"
+    )
+    write_kaggle(tmp_path, text, [A, B])
+
+    table, skipped = read_flickr8k_kaggle(tmp_path)
+
+    assert skipped == []
+    assert table["caption"].tolist() == [
+        "A dog, brown, runs .",
+        'A dog says "woof" .',
+        "A dog , unquoted , runs .",
+        "Kids play .",
+    ]
+    assert table["image"].tolist() == [str(tmp_path / "Images" / n) for n in [A, A, A, B]]
+    assert table["split"].tolist() == [kaggle_split(n) for n in [A, A, A, B]]
+
+
+def test_kaggle_skips_row_without_comma_repeats_and_missing_image(tmp_path: Path):
+    text = f"image,caption\n{A},A dog .\n{A}\n{A},A dog .\n{B},Kids .\n"
+    write_kaggle(tmp_path, text, [A])
+
+    table, skipped = read_flickr8k_kaggle(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog ."]
+    assert skipped == [
+        Skipped("captions.txt line 3", "no comma between the image name and the caption"),
+        Skipped("captions.txt line 4", "repeats an earlier row"),
+        Skipped(B, "image file not found in Images/"),
+    ]
+
+
+def test_kaggle_split_is_about_80_10_10_and_stable_for_a_name():
+    splits = [kaggle_split(f"{i:05d}_img.jpg") for i in range(2000)]
+
+    assert 1500 <= splits.count("train") <= 1700
+    assert 140 <= splits.count("dev") <= 260 and 140 <= splits.count("test") <= 260
+    # Pinned: if these ever change, old checkpoints would have trained on today's test images.
+    assert [kaggle_split(n) for n in ["000_img.jpg", "001_img.jpg", "002_img.jpg"]] == [
+        "train",
+        "dev",
+        "test",
+    ]
+
+
+def test_kaggle_split_is_independent_of_file_order(tmp_path: Path):
+    names = [f"{i:03d}_img.jpg" for i in range(40)]
+    write_kaggle(tmp_path / "forward", "image,caption\n" + "".join(f"{n},A cat .\n" for n in names), names)
+    backward = "image,caption\n" + "".join(f"{n},A cat .\n" for n in reversed(names))
+    write_kaggle(tmp_path / "backward", backward, names)
+
+    forward_table, _ = read_flickr8k_kaggle(tmp_path / "forward")
+    backward_table, _ = read_flickr8k_kaggle(tmp_path / "backward")
+
+    assert set(forward_table["split"]) == {"train", "dev", "test"}
+    assert forward_table["split"].tolist() == backward_table["split"].tolist()[::-1]
+
+
+def test_kaggle_without_header_raises_naming_file(tmp_path: Path):
+    write_kaggle(tmp_path, f"{A},A dog .\n", [A])
+
+    with pytest.raises(DatasetFormatError, match=r"captions\.txt does not start with the header"):
+        read_flickr8k_kaggle(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# COCO
+# ------------------------------------------------------------------------------------------------------
+
+
+def coco_json(images: list[tuple[int, str]], annotations: list[tuple[int, int, str]]) -> str:
+    return json.dumps(
+        {
+            "info": {},
+            "images": [{"id": i, "file_name": f, "height": 2, "width": 2} for i, f in images],
+            "annotations": [{"image_id": i, "id": a, "caption": c} for a, i, c in annotations],
+        }
+    )
+
+
+def write_coco(
+    root: Path, train: str | None, val: str | None, images: dict[str, list[str]], where="annotations"
+):
+    (root / where).mkdir(parents=True, exist_ok=True)
+    if train is not None:
+        (root / where / "captions_train2017.json").write_text(train)
+    if val is not None:
+        (root / where / "captions_val2017.json").write_text(val)
+    for folder, names in images.items():
+        write_images(root / folder, names)
+    return root
+
+
+def test_coco_reads_train_and_val_maps_val_to_dev_and_strips_captions(tmp_path: Path):
+    train = coco_json(
+        [(1, "t1.jpg"), (2, "t2.jpg")], [(10, 2, "A bus .\n"), (11, 1, " A cat  "), (12, 2, "Bus .")]
+    )
+    val = coco_json([(5, "v5.jpg")], [(20, 5, "A dog.  \n")])
+    write_coco(tmp_path, train, val, {"train2017": ["t1.jpg", "t2.jpg"], "val2017": ["v5.jpg"]})
+
+    table, skipped = read_coco(tmp_path)
+
+    assert skipped == []
+    assert table["caption"].tolist() == ["A bus .", "A cat", "Bus .", "A dog."]
+    assert table["split"].tolist() == ["train", "train", "train", "dev"]
+    assert table["image"].tolist()[-1] == str(tmp_path / "val2017" / "v5.jpg")
+
+
+def test_coco_skips_unknown_image_id_missing_file_and_image_without_captions(tmp_path: Path):
+    val = coco_json(
+        [(1, "a.jpg"), (2, "gone.jpg"), (3, "silent.jpg")],
+        [(10, 1, "A cat ."), (11, 99, "Orphan ."), (12, 2, "Gone .")],
+    )
+    write_coco(tmp_path, None, val, {"val2017": ["a.jpg", "silent.jpg"]})
+
+    table, skipped = read_coco(tmp_path)
+
+    assert table["caption"].tolist() == ["A cat ."]
+    assert skipped == [
+        Skipped("captions_val2017.json annotation 11", "annotation refers to an unknown image id"),
+        Skipped("silent.jpg", "image has no captions"),
+        Skipped("gone.jpg", "image file not found in val2017/"),
+    ]
+
+
+def test_coco_accepts_json_directly_in_root(tmp_path: Path):
+    write_coco(
+        tmp_path, coco_json([(1, "a.jpg")], [(1, 1, "A cat .")]), None, {"train2017": ["a.jpg"]}, where=""
+    )
+
+    table, skipped = read_coco(tmp_path)
+
+    assert (table["caption"].tolist(), skipped) == (["A cat ."], [])
+
+
+def test_coco_invalid_json_raises_naming_file(tmp_path: Path):
+    write_coco(tmp_path, '{"images": [', None, {})
+
+    with pytest.raises(DatasetFormatError, match=r"captions_train2017\.json is not valid JSON"):
+        read_coco(tmp_path)
+
+
+def test_coco_json_without_annotations_list_raises(tmp_path: Path):
+    write_coco(tmp_path, '{"images": []}', None, {})
+
+    with pytest.raises(DatasetFormatError, match=r"captions_train2017\.json has no 'annotations' list"):
+        read_coco(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Karpathy
+# ------------------------------------------------------------------------------------------------------
+
+
+def karpathy_image(filename: str, split: str, *raws: str, filepath: str | None = None) -> dict:
+    entry = {
+        "filename": filename,
+        "split": split,
+        "sentences": [{"raw": raw, "tokens": raw.lower().split()} for raw in raws],
+    }
+    if filepath:
+        entry["filepath"] = filepath
+    return entry
+
+
+def write_karpathy(root: Path, name: str, images: list[dict]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(json.dumps({"images": images, "dataset": name[8:-5]}))
+    return root
+
+
+def test_karpathy_maps_val_to_dev_restval_to_train_and_uses_raw(tmp_path: Path):
+    images = [
+        karpathy_image("a.jpg", "train", "A Dog runs."),
+        karpathy_image("b.jpg", "val", "Kids, playing. "),
+        karpathy_image("c.jpg", "test", "A man."),
+        karpathy_image("d.jpg", "restval", "A bus."),
+    ]
+    write_karpathy(tmp_path, "dataset_flickr8k.json", images)
+    write_images(tmp_path / "Flicker8k_Dataset", ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+
+    table, skipped = read_karpathy(tmp_path)
+
+    assert skipped == []
+    assert table["split"].tolist() == ["train", "dev", "test", "train"]
+    assert table["caption"].tolist() == ["A Dog runs.", "Kids, playing.", "A man.", "A bus."]
+
+
+def test_karpathy_finds_images_via_filepath_root_and_images_folder(tmp_path: Path):
+    images = [
+        karpathy_image("v.jpg", "val", "A cat.", "Cat.", filepath="val2014"),
+        karpathy_image("r.jpg", "train", "A car."),
+        karpathy_image("i.jpg", "train", "A van."),
+    ]
+    write_karpathy(tmp_path, "dataset_coco.json", images)
+    write_images(tmp_path / "val2014", ["v.jpg"])
+    write_images(tmp_path, ["r.jpg"])
+    write_images(tmp_path / "images", ["i.jpg"])
+
+    table, skipped = read_karpathy(tmp_path)
+
+    assert skipped == []
+    assert table["image"].tolist() == [
+        str(tmp_path / "val2014" / "v.jpg"),
+        str(tmp_path / "val2014" / "v.jpg"),
+        str(tmp_path / "r.jpg"),
+        str(tmp_path / "images" / "i.jpg"),
+    ]
+
+
+def test_karpathy_skips_missing_image_image_without_sentences_and_unknown_split(tmp_path: Path):
+    images = [
+        karpathy_image("a.jpg", "train", "A cat."),
+        karpathy_image("gone.jpg", "train", "Gone."),
+        karpathy_image("mute.jpg", "test"),
+        karpathy_image("odd.jpg", "holdout", "Odd."),
+    ]
+    write_karpathy(tmp_path, "dataset_flickr30k.json", images)
+    write_images(tmp_path / "Images", ["a.jpg", "mute.jpg", "odd.jpg"])
+
+    table, skipped = read_karpathy(tmp_path)
+
+    assert table["caption"].tolist() == ["A cat."]
+    assert skipped == [
+        Skipped("gone.jpg", "image file not found under the root or its image folders"),
+        Skipped("mute.jpg", "image has no captions"),
+        Skipped("odd.jpg", "unknown split 'holdout'"),
+    ]
+
+
+def test_karpathy_folder_with_several_files_raises_and_file_path_picks_one(tmp_path: Path):
+    write_karpathy(tmp_path, "dataset_flickr8k.json", [karpathy_image("a.jpg", "test", "A cat.")])
+    write_karpathy(tmp_path, "dataset_coco.json", [])
+    write_images(tmp_path / "Images", ["a.jpg"])
+
+    with pytest.raises(DatasetFormatError, match="several Karpathy split files"):
+        read_karpathy(tmp_path)
+    data = load_captions(tmp_path / "dataset_flickr8k.json")
+
+    assert data.format == "karpathy"
+    assert data.table["image"].tolist() == [str(tmp_path / "Images" / "a.jpg")]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Detection, loading, summary
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (["Flickr8k_text/Flickr8k.token.txt"], "flickr8k"),
+        (["Flickr8k.token.txt", "dataset_flickr8k.json"], "flickr8k"),
+        (["captions.txt"], "flickr8k-kaggle"),
+        (["annotations/captions_val2017.json"], "coco"),
+        (["captions_train2017.json"], "coco"),
+        (["dataset_flickr30k.json"], "karpathy"),
+    ],
+)
+def test_detect_format_recognises_each_format_by_its_files(tmp_path: Path, files: list[str], expected: str):
+    for file in files:
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / file).write_text("")
+
+    assert detect_format(tmp_path) == expected
+    assert expected in FORMATS
+
+
+def test_detect_format_on_directory_without_dataset_names_it_and_what_was_looked_for(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("hello")
+
+    with pytest.raises(DatasetFormatError) as error:
+        detect_format(tmp_path)
+
+    message = str(error.value)
+    assert message.startswith(f"No caption dataset found in {tmp_path}: looked for Flickr8k.token.txt")
+    assert "captions.txt" in message and "captions_{train,val}2017.json" in message
+    assert message.endswith("subfolders.") and ". " not in message, "one sentence"
+    assert isinstance(error.value, ValueError)
+
+
+def test_detect_format_on_missing_directory_says_it_does_not_exist(tmp_path: Path):
+    with pytest.raises(DatasetFormatError, match="does not exist"):
+        detect_format(tmp_path / "nowhere")
+
+
+def test_load_captions_detects_then_reads(flickr8k: Path):
+    data = load_captions(str(flickr8k))
+
+    assert isinstance(data, CaptionData)
+    assert data.format == "flickr8k"
+    assert len(data.table) == 6 and data.skipped == []
+
+
+def test_load_captions_surfaces_invalid_json_naming_the_file(tmp_path: Path):
+    (tmp_path / "dataset_coco.json").write_text("{not json")
+
+    with pytest.raises(
+        DatasetFormatError, match=r"dataset_coco\.json is not valid JSON: .* line 1, column 2"
+    ):
+        load_captions(tmp_path)
+
+
+def test_summarize_reports_counts_splits_stats_and_skips(tmp_path: Path):
+    lines = [
+        f"{A}#0\tA dog runs .",
+        f"{A}#1\tA dog .",
+        f"{A}#2\tDog .",
+        f"{B}#0\tTwo kids play in the park .",
+        f"{C}#0\tGone .",
+        f"{A}.1#0\tA dog runs .",
+        "no tab here",
+    ]
+    write_flickr8k(tmp_path, lines, {"train": [A], "test": [B, C]}, [A, B])
+
+    summary = summarize(load_captions(tmp_path))
+
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["format"] == "flickr8k"
+    assert summary["root"] == str(tmp_path)
+    assert (summary["images"], summary["captions"]) == (2, 4)
+    assert summary["splits"] == {"train": 1, "dev": 0, "test": 1}
+    assert summary["captions_per_image"] == {"min": 1, "max": 3, "mean": 2.0}
+    assert summary["caption_words"] == {"min": 2, "max": 7, "mean": 4.0}
+    assert summary["skipped"][:2] == [
+        {"item": "Flickr8k.token.txt line 6", "reason": "known duplicate row: image name ends in '.jpg.1'"},
+        {"item": "Flickr8k.token.txt line 7", "reason": "no tab between 'name.jpg#k' and the caption"},
+    ]
+    assert summary["skipped_by_reason"] == {
+        "known duplicate row: image name ends in '.jpg.1'": 1,
+        "no tab between 'name.jpg#k' and the caption": 1,
+        "image file not found in Flicker8k_Dataset/": 1,
+    }

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from helpers.vocabulary import END, PAD, START, UNK, Vocabulary, tokenize
+
+
+def test_tokenize_lowercases_and_strips_punctuation():
+    assert tokenize("A dog's ball, (red)!") == ["a", "dog's", "ball", "red"]
+    assert tokenize("Two shapes : a RED circle .") == ["two", "shapes", "a", "red", "circle"]
+
+
+def test_tokenize_keeps_digits_and_accented_letters_and_splits_underscores():
+    assert tokenize("3 cafés_near the\tsea\r\n") == ["3", "cafés", "near", "the", "sea"]
+
+
+def test_specials_come_first_with_pad_zero():
+    vocab = Vocabulary.build(["a red circle"])
+    assert vocab.itos[:4] == [PAD, START, END, UNK]
+    assert (vocab.pad_id, vocab.start_id, vocab.end_id, vocab.unk_id) == (0, 1, 2, 3)
+
+
+def test_build_orders_by_frequency_then_alphabet_and_applies_threshold():
+    vocab = Vocabulary.build(["b a a", "c b a", "d"], min_freq=2)
+    assert vocab.itos[4:] == ["a", "b"]
+    assert "c" not in vocab and "d" not in vocab
+
+
+def test_encode_adds_start_end_and_maps_unknown_words():
+    vocab = Vocabulary.build(["a red circle"])
+    ids = vocab.encode("A red SQUARE.")
+    assert ids[0] == vocab.start_id and ids[-1] == vocab.end_id
+    assert ids[1:-1] == [vocab.stoi["a"], vocab.stoi["red"], vocab.unk_id]
+
+
+def test_encode_max_len_cuts_words_but_keeps_end():
+    vocab = Vocabulary.build(["a b c d e"])
+    ids = vocab.encode("a b c d e", max_len=2)
+    assert vocab.decode(ids, strip_special=False) == [START, "a", "b", END]
+
+
+def test_decode_stops_at_end_and_drops_start_and_pad():
+    vocab = Vocabulary.build(["a red circle"])
+    ids = vocab.encode("a red circle") + [vocab.pad_id, vocab.stoi["red"]]
+    assert vocab.decode(ids) == ["a", "red", "circle"]
+
+
+def test_json_round_trip_keeps_every_index(tmp_path):
+    vocab = Vocabulary.build(["a red circle", "a blue café"])
+    vocab.save(tmp_path / "vocab.json")
+    loaded = Vocabulary.load(tmp_path / "vocab.json")
+    assert loaded == vocab and loaded.stoi == vocab.stoi
+    assert json.loads((tmp_path / "vocab.json").read_text())["itos"][:4] == [PAD, START, END, UNK]
+
+
+def test_load_rejects_a_broken_file_naming_it(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_text('{"itos": ["a", "b"]}')
+    with pytest.raises(ValueError, match="vocab.json"):
+        Vocabulary.load(path)
+    path.write_text("not json")
+    with pytest.raises(ValueError, match="vocab.json"):
+        Vocabulary.load(path)
