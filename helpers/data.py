@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from helpers.formats import Skipped
 from helpers.vocabulary import Vocabulary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,13 +102,6 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=images.device).view(3, 1, 1)
     return (images * std + mean).clamp(0, 1)
-
-
-class Skipped(NamedTuple):
-    """Something left out, and why (the same shape as the caption readers' reports)."""
-
-    item: str
-    reason: str
 
 
 def check_images(paths: Sequence[str]) -> tuple[list[str], list[Skipped]]:

@@ -256,3 +256,25 @@ def prefix_loss(
     logits = decoder(prefix_features, prefixes, cuts)  # [N, P+1, V]
     last = logits[torch.arange(len(cuts), device=logits.device), cuts]  # position k of a k-token prefix
     return F.cross_entropy(last, next_words)
+
+
+class Captioner(nn.Module):
+    """Encoder and decoder together: ``images [B, 3, S, S]``, ``captions [B, T]`` → ``logits [B, T+1, V]``."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_size: int = 300,
+        hidden_size: int = 512,
+        num_layers: int = 1,
+        weights: str = "auto",
+        train_backbone: str = "none",
+    ):
+        super().__init__()
+        self.encoder = EncoderCNN(embed_size, weights=weights, train_backbone=train_backbone)
+        self.decoder = DecoderRNN(embed_size, hidden_size, vocab_size, num_layers)
+
+    def forward(
+        self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
+    ) -> torch.Tensor:
+        return self.decoder(self.encoder(images), captions, lengths)

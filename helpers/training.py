@@ -1,0 +1,481 @@
+"""Training a captioner: data preparation, feature caching, the loop, validation, checkpoints.
+
+One :func:`fit` serves the notebooks and the command line. Two modes:
+
+- ``"cached"`` (the default, fast): the ResNet50 backbone is frozen, so its pooled ``[N, 2048]`` features
+  are computed once per image, stored on disk, and every epoch trains only the projection and the
+  decoder on them.
+- ``"fine-tune"``: images go through the backbone every batch and its last block (or all of it) learns.
+
+A run folder holds ``checkpoint.pt`` (written atomically at the end of every epoch: weights as a
+``state_dict``, optimiser and schedule state, the vocabulary and the configuration — never a pickled
+module), plus ``vocab.json``, ``config.json`` and ``history.csv`` for people to read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from helpers.data import ImageFolderDataset, check_images, image_transform, load_image, pad_captions
+from helpers.decoding import greedy
+from helpers.formats import Skipped, load_captions
+from helpers.metrics import corpus_bleu_scores
+from helpers.models import Captioner, sequence_loss
+from helpers.utils import get_device, progress_enabled, seed_everything
+from helpers.vocabulary import Vocabulary
+
+CHECKPOINT = "checkpoint.pt"
+CACHE_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Stored in every checkpoint and in ``config.json``."""
+
+    embed_size: int = 300
+    hidden_size: int = 512
+    num_layers: int = 1
+    image_size: int = 224
+    mode: str = "cached"  # "cached" or "fine-tune"
+    train_backbone: str = "last"  # with mode="fine-tune": "last" (layer4) or "all"
+    weights: str = "auto"  # "auto", "imagenet" or "random"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3  # the peak of the one-cycle schedule
+    backbone_lr_scale: float = 0.1  # fine-tuned backbone layers learn this much slower
+    grad_clip: float = 5.0
+    min_freq: int = 1
+    max_words: int = 30
+    max_decode: int = 25
+    val_images: int = 500  # dev images scored after every epoch (greedy, no teacher forcing)
+    seed: int = 0
+    num_workers: int = 0
+
+    @classmethod
+    def for_device(cls, device: torch.device | str, **overrides) -> TrainConfig:
+        """The course's configuration for a device: small and quick on a CPU, the full one on a GPU.
+
+        CPU: images at 64 px (ResNet50's adaptive pooling accepts any size; 64 px runs about 12× faster
+        than 224 on a laptop core) and 6 epochs. GPU: the design's 224 px and 15 epochs.
+        """
+        if torch.device(device).type == "cpu":
+            base = cls(image_size=64, epochs=6)
+        else:
+            base = cls(image_size=224, epochs=15, batch_size=256, num_workers=min(8, os.cpu_count() or 1))
+        return cls.from_dict({**asdict(base), **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a dict, refusing unknown keys (a typo should not be silently ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+        config = cls(**values)
+        if config.mode not in ("cached", "fine-tune"):
+            raise ValueError(f"mode must be 'cached' or 'fine-tune', got {config.mode!r}")
+        return config
+
+
+@dataclass
+class PreparedData:
+    """Captions and images ready for training: only rows whose image decodes are kept."""
+
+    format: str
+    table: pd.DataFrame  # image, caption, split
+    skipped: list[Skipped]
+    vocab: Vocabulary
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.table[self.table["split"] == name].reset_index(drop=True)
+
+    def images(self, name: str) -> list[str]:
+        """The unique images of a split, in file order."""
+        return list(dict.fromkeys(self.split(name)["image"]))
+
+    def references(self, name: str) -> dict[str, list[str]]:
+        """Image → its captions, for BLEU."""
+        return self.split(name).groupby("image", sort=False)["caption"].apply(list).to_dict()
+
+
+def prepare_data(data_dir: Path | str, min_freq: int = 1, log: Callable[[str], None] = print) -> PreparedData:
+    """Read a dataset in any supported format, check every image once, build the vocabulary.
+
+    Broken images are reported (with a count and reasons) and their captions left out *before* any
+    training starts, so no epoch can crash halfway. The vocabulary comes from the training split only.
+    """
+    data = load_captions(data_dir)
+    readable, broken = check_images(list(dict.fromkeys(data.table["image"])))
+    table = data.table[data.table["image"].isin(set(readable))].reset_index(drop=True)
+    skipped = list(data.skipped) + broken
+    log(
+        f"Read {table['image'].nunique()} images and {len(table)} captions ({data.format}); "
+        f"skipped {len(skipped)} item(s)" + (":" if skipped else ".")
+    )
+    for item in skipped[:5]:
+        log(f"  skipped {item.item}: {item.reason}")
+    if len(skipped) > 5:
+        log(f"  ... and {len(skipped) - 5} more")
+    train = table[table["split"] == "train"]
+    if train.empty:
+        raise ValueError(f"{data_dir}: no usable training captions left")
+    vocab = Vocabulary.build(train["caption"], min_freq=min_freq)
+    return PreparedData(data.format, table, skipped, vocab)
+
+
+def use_bf16(device: torch.device) -> bool:
+    """bf16 autocast only where it measurably helps the ResNet50 forward.
+
+    On CUDA it does. On a CPU it helps only with AMX units (about 3× on such a CPU); on CPUs without
+    them it was measured *20× slower* than fp32 here, so plain fp32 is used.
+    """
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and "AMX" in torch.backends.cpu.get_cpu_capability()
+
+
+@torch.inference_mode()
+def extract_features(
+    model: Captioner,
+    paths: Sequence[str],
+    image_size: int,
+    device: torch.device,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """Backbone features of every image: ``paths`` (N files) → ``[N, 2048]`` float32 on the CPU."""
+    backbone = model.encoder.backbone.eval().to(device, memory_format=torch.channels_last)
+    loader = DataLoader(
+        ImageFolderDataset(paths, image_transform(image_size)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    chunks = []
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(device)):
+        for images in tqdm(loader, desc="features", leave=False, disable=not progress_enabled()):
+            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+            chunks.append(backbone(images).flatten(1).float().cpu())
+    backbone.to(memory_format=torch.contiguous_format)
+    return torch.cat(chunks) if chunks else torch.empty(0, 2048)
+
+
+def _fingerprint(model: Captioner, paths: Sequence[str], image_size: int) -> str:
+    """A key that changes when the images, the transform or the backbone's weights change."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    for tensor in model.encoder.backbone.state_dict().values():
+        digest.update(tensor.detach().cpu().flatten()[:64].numpy().tobytes())
+    return digest.hexdigest()[:20]
+
+
+def cached_features(
+    model: Captioner,
+    paths: Sequence[str],
+    image_size: int,
+    device: torch.device,
+    cache_dir: Path | str | None,
+    log: Callable[[str], None] = print,
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """:func:`extract_features`, stored in ``cache_dir`` and reused while nothing it depends on changed.
+
+    The file is written to a temporary name and renamed only when complete, and checked on reading
+    (key and row count), so a cache left half-written by an interrupted run is rebuilt, never used.
+    """
+    if cache_dir is None:
+        return extract_features(model, paths, image_size, device, num_workers=num_workers)
+    key = _fingerprint(model, paths, image_size)
+    path = Path(cache_dir) / f"features-{key}.pt"
+    if path.exists():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            if stored["key"] == key and stored["features"].shape == (len(paths), 2048):
+                log(f"Reusing cached features for {len(paths)} images ({path.name}).")
+                return stored["features"]
+        except Exception:  # a damaged cache is rebuilt below; it holds nothing that cannot be recomputed
+            pass
+        log(f"Cached features in {path.name} are incomplete or damaged: computing them again.")
+    start = time.perf_counter()
+    features = extract_features(model, paths, image_size, device, num_workers=num_workers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save({"key": key, "features": features}, path)
+    log(
+        f"Computed features for {len(paths)} images in {time.perf_counter() - start:.1f} s, "
+        f"cached as {path.name}."
+    )
+    return features
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    The rename is atomic, so ``path`` always holds either the previous complete file or the new one,
+    even if the process is killed or the disk fills up while writing.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def encode_captions(
+    table: pd.DataFrame, images: Sequence[str], vocab: Vocabulary, max_words: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Caption rows → ``(image_index [N], captions [N, T], lengths [N])``, ``image_index`` into ``images``."""
+    position = {image: i for i, image in enumerate(images)}
+    index = torch.tensor([position[image] for image in table["image"]], dtype=torch.long)
+    captions, lengths = pad_captions(
+        [torch.tensor(vocab.encode(c, max_len=max_words)) for c in table["caption"]]
+    )
+    return index, captions, lengths
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled split of ``range(n)`` into batches; a last batch of one joins the one before it.
+
+    (BatchNorm cannot train on one example, and dropping it would silently lose data.)
+    """
+    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+    return chunks
+
+
+@torch.no_grad()
+def evaluate_bleu(
+    model: Captioner,
+    features: torch.Tensor,
+    references: Sequence[Sequence[str]],
+    vocab: Vocabulary,
+    device: torch.device,
+    max_len: int = 25,
+    batch_size: int = 500,
+) -> tuple[dict[str, float], list[str]]:
+    """Greedy captions from backbone features ``[N, 2048]`` (no teacher forcing) and their BLEU-1…4."""
+    model.eval()
+    hypotheses = []
+    for chunk in features.split(batch_size):
+        embedded = model.encoder.project_features(chunk.to(device))
+        hypotheses += greedy(model.decoder, embedded, vocab, max_len=max_len).captions
+    return corpus_bleu_scores(references, hypotheses), hypotheses
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint safely: ``weights_only=True`` refuses pickled code, never runs it.
+
+    Any problem (truncated file, not a checkpoint, a pickled module) raises ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no checkpoint there (train first, or check --run)") from None
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a loadable checkpoint ({first_line})") from None
+    needed = {"model", "vocab", "config", "epoch"}
+    if not isinstance(state, dict) or not needed <= set(state):
+        raise ValueError(f"{path}: not a checkpoint of this course (expected keys {sorted(needed)})")
+    return state
+
+
+def build_model(config: TrainConfig, vocab_size: int, weights: str | None = None) -> Captioner:
+    """The captioner a configuration describes (``weights`` overrides ``config.weights``)."""
+    return Captioner(
+        vocab_size,
+        config.embed_size,
+        config.hidden_size,
+        config.num_layers,
+        weights=weights or config.weights,
+        train_backbone=config.train_backbone if config.mode == "fine-tune" else "none",
+    )
+
+
+def load_run(
+    run_dir: Path | str, device: torch.device | str = "cpu"
+) -> tuple[Captioner, Vocabulary, TrainConfig]:
+    """The trained model of a run folder, in eval mode, with its vocabulary and configuration."""
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT, device)
+    config = TrainConfig.from_dict(state["config"])
+    vocab = Vocabulary(state["vocab"][4:])
+    model = build_model(config, len(vocab), weights="random")  # the checkpoint holds every weight
+    saved = state["model"].get("decoder.embed.weight")
+    if saved is not None and saved.shape[0] != len(vocab):
+        raise ValueError(
+            f"{run_dir}: checkpoint weights are for {saved.shape[0]} words, its vocabulary has {len(vocab)}"
+        )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{run_dir}: checkpoint does not fit the model its configuration describes ({error})"
+        ) from None
+    return model.to(device).eval(), vocab, config
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model (eval mode), its vocabulary, and the epoch table."""
+
+    model: Captioner
+    vocab: Vocabulary
+    config: TrainConfig
+    history: pd.DataFrame
+    data: PreparedData
+
+
+def fit(
+    data_dir: Path | str,
+    run_dir: Path | str,
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    cache_dir: Path | str | None = None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train a captioner on ``data_dir`` and write the run to ``run_dir``.
+
+    ``config=None`` takes :meth:`TrainConfig.for_device`. ``resume=True`` continues from the last
+    completed epoch in ``run_dir`` (same configuration and vocabulary). ``cache_dir`` stores backbone
+    features between runs (default: ``<data_dir>/.cache``).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = get_device(device)
+    state = None
+    if resume and (run_dir / CHECKPOINT).exists():
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        config = TrainConfig.from_dict(state["config"])
+    config = config or TrainConfig.for_device(device)
+    log(f"Device: {device}. Mode: {config.mode}, images at {config.image_size} px, {config.epochs} epochs.")
+
+    seed_everything(config.seed)
+    data = prepare_data(data_dir, config.min_freq, log=log)
+    vocab = Vocabulary(state["vocab"][4:]) if state else data.vocab
+    model = build_model(config, len(vocab), weights="random" if state else None).to(device)
+    if state:
+        model.load_state_dict(state["model"])
+    weights = state["weights"] if state else model.encoder.weights
+    log(f"Encoder weights: {weights}. Vocabulary: {len(vocab)} words.")
+
+    train_images, dev_images = data.images("train"), data.images("dev")[: config.val_images]
+    dev_refs = data.references("dev")
+    references = [dev_refs[image] for image in dev_images]
+    if not dev_images:
+        raise ValueError(f"{data_dir}: the dev split is empty; validation needs it")
+    image_index, captions, lengths = encode_captions(
+        data.split("train"), train_images, vocab, config.max_words
+    )
+
+    cache_dir = Path(data_dir) / ".cache" if cache_dir is None else cache_dir
+    cached = config.mode == "cached"
+    if cached:
+        train_features = cached_features(
+            model, train_images, config.image_size, device, cache_dir, log, config.num_workers
+        )
+        train_features = train_features.to(device)
+    else:
+        transform = image_transform(config.image_size)
+    dev_features = cached_features(
+        model, dev_images, config.image_size, device, cache_dir if cached else None, log
+    )
+
+    encoder_head = list(model.encoder.project.parameters()) + list(model.encoder.bn.parameters())
+    groups = [{"params": encoder_head + list(model.decoder.parameters()), "lr": config.lr}]
+    backbone_params = [p for p in model.encoder.backbone.parameters() if p.requires_grad]
+    if backbone_params:
+        groups.append({"params": backbone_params, "lr": config.lr * config.backbone_lr_scale})
+    optimizer = torch.optim.Adam(groups)
+    steps = math.ceil(len(captions) / config.batch_size) * config.epochs + config.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.25
+    )
+    history: list[dict] = []
+    start_epoch = 1
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start_epoch = list(state["history"]), int(state["epoch"]) + 1
+        log(f"Resuming after epoch {state['epoch']} of {config.epochs}.")
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(start_epoch - 1):  # the same shuffles as an uninterrupted run
+        torch.randperm(len(captions), generator=generator)
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        order = batches(len(captions), config.batch_size, generator)
+        for idx in tqdm(order, desc=f"epoch {epoch}", leave=False, disable=not progress_enabled()):
+            batch_lengths = lengths[idx]
+            batch_captions = captions[idx, : int(batch_lengths.max())].to(device, non_blocking=True)
+            if cached:
+                features = model.encoder.project_features(train_features[image_index[idx].to(device)])
+            else:
+                pixels = torch.stack(
+                    [transform(load_image(train_images[i])) for i in image_index[idx].tolist()]
+                )
+                features = model.encoder(pixels.to(device, non_blocking=True))
+            logits = model.decoder(features, batch_captions, batch_lengths)
+            loss = sequence_loss(logits, batch_captions, batch_lengths.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        if not cached:
+            dev_features = extract_features(model, dev_images, config.image_size, device)
+        scores, _ = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
+        row = {
+            "epoch": epoch,
+            "train_loss": total / count,
+            **{f"dev_{name}": value for name, value in scores.items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(row)
+        log(
+            f"epoch {epoch}/{config.epochs}  loss {row['train_loss']:.3f}  "
+            f"dev BLEU-4 {row['dev_bleu4']:.3f}  ({row['seconds']:.1f} s)"
+        )
+        save_run(run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights)
+    return FitResult(model.eval(), vocab, config, pd.DataFrame(history), data)
+
+
+def save_run(run_dir: Path, model, optimizer, scheduler, epoch, vocab, config, history, weights: str) -> None:
+    """Write the checkpoint atomically, then the human-readable files beside it."""
+    atomic_save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "vocab": vocab.itos,
+            "config": asdict(config),
+            "weights": weights,
+            "history": history,
+        },
+        run_dir / CHECKPOINT,
+    )
+    vocab.save(run_dir / "vocab.json")
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
