@@ -25,7 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from helpers.data import ImageFolderDataset, check_images, image_transform, load_image, pad_captions
@@ -146,7 +149,7 @@ def use_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and "AMX" in torch.backends.cpu.get_cpu_capability()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the channels-last copy of the weights must stay usable for training
 def extract_features(
     model: Captioner,
     paths: Sequence[str],
@@ -247,18 +250,27 @@ def encode_captions(
     return index, captions, lengths
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+def batches(
+    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1
+) -> list[torch.Tensor]:
     """A shuffled split of ``range(n)`` into batches; a last batch of one joins the one before it.
 
-    (BatchNorm cannot train on one example, and dropping it would silently lose data.)
+    (BatchNorm cannot train on one example, and dropping it would silently lose data.) With ``world``
+    processes, process ``rank`` takes every ``world``-th example of the same shuffle; the shuffle is
+    padded by wrapping around so every process gets the same number of batches, as DistributedSampler
+    does.
     """
-    chunks = list(torch.randperm(n, generator=generator).split(batch_size))
+    order = torch.randperm(n, generator=generator)
+    if world > 1:
+        padded = math.ceil(n / world) * world
+        order = torch.cat([order, order[: padded - n]])[rank::world]
+    chunks = list(order.split(batch_size))
     if len(chunks) > 1 and len(chunks[-1]) == 1:
-        chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+        last = chunks.pop()
+        chunks[-1] = torch.cat([chunks[-1], last])
     return chunks
 
 
-@torch.no_grad()
 def evaluate_bleu(
     model: Captioner,
     features: torch.Tensor,
@@ -266,14 +278,9 @@ def evaluate_bleu(
     vocab: Vocabulary,
     device: torch.device,
     max_len: int = 25,
-    batch_size: int = 500,
 ) -> tuple[dict[str, float], list[str]]:
     """Greedy captions from backbone features ``[N, 2048]`` (no teacher forcing) and their BLEU-1…4."""
-    model.eval()
-    hypotheses = []
-    for chunk in features.split(batch_size):
-        embedded = model.encoder.project_features(chunk.to(device))
-        hypotheses += greedy(model.decoder, embedded, vocab, max_len=max_len).captions
+    hypotheses = decode_features(model, features, vocab, device, max_len=max_len)
     return corpus_bleu_scores(references, hypotheses), hypotheses
 
 
@@ -341,6 +348,52 @@ class FitResult:
     data: PreparedData
 
 
+class _TrainStep(nn.Module):
+    """What one training step runs, as one module (so DistributedDataParallel can wrap it).
+
+    Cached mode: pooled backbone features ``[B, 2048]`` → projection → decoder. Fine-tuning: images
+    ``[B, 3, S, S]`` → the whole encoder → decoder. Either way: ``→ logits [B, T+1, V]``.
+    """
+
+    def __init__(self, model: Captioner, cached: bool):
+        super().__init__()
+        self.model, self.cached = model, cached
+
+    def forward(self, inputs: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        encoder = self.model.encoder
+        features = encoder.project_features(inputs) if self.cached else encoder(inputs)
+        return self.model.decoder(features, captions, lengths)
+
+
+class _CaptionImages(Dataset):
+    """Fine-tuning items: caption row ``i`` → ``(image [3, S, S], i)``, decoded in worker processes."""
+
+    def __init__(self, images: Sequence[str], image_index: torch.Tensor, transform):
+        self.images, self.image_index, self.transform = images, image_index, transform
+
+    def __len__(self) -> int:
+        return len(self.image_index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(load_image(self.images[int(self.image_index[i])])), i
+
+
+def distributed_context(device: torch.device) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; under ``torchrun`` this joins the process group first.
+
+    torchrun sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; each process then takes the GPU of its
+    local rank (NCCL), or stays on the CPU (gloo). Without torchrun: ``(0, 1, device)``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, device
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def fit(
     data_dir: Path | str,
     run_dir: Path | str,
@@ -354,17 +407,25 @@ def fit(
 
     ``config=None`` takes :meth:`TrainConfig.for_device`. ``resume=True`` continues from the last
     completed epoch in ``run_dir`` (same configuration and vocabulary). ``cache_dir`` stores backbone
-    features between runs (default: ``<data_dir>/.cache``).
+    features between runs (default: ``<data_dir>/.cache``). Under ``torchrun`` every process trains on
+    its own share of each epoch (DistributedDataParallel); only rank 0 validates, logs and writes.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = get_device(device)
+    rank, world, device = distributed_context(get_device(device))
+    if rank != 0:
+        log = _silent
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
     state = None
     if resume and (run_dir / CHECKPOINT).exists():
         state = load_checkpoint(run_dir / CHECKPOINT)
         config = TrainConfig.from_dict(state["config"])
     config = config or TrainConfig.for_device(device)
-    log(f"Device: {device}. Mode: {config.mode}, images at {config.image_size} px, {config.epochs} epochs.")
+    processes = f", {world} processes" if world > 1 else ""
+    log(
+        f"Device: {device}{processes}. Mode: {config.mode}, "
+        f"images at {config.image_size} px, {config.epochs} epochs."
+    )
 
     seed_everything(config.seed)
     data = prepare_data(data_dir, config.min_freq, log=log)
@@ -376,34 +437,46 @@ def fit(
     log(f"Encoder weights: {weights}. Vocabulary: {len(vocab)} words.")
 
     train_images, dev_images = data.images("train"), data.images("dev")[: config.val_images]
-    dev_refs = data.references("dev")
-    references = [dev_refs[image] for image in dev_images]
     if not dev_images:
         raise ValueError(f"{data_dir}: the dev split is empty; validation needs it")
+    dev_refs = data.references("dev")
+    references = [dev_refs[image] for image in dev_images]
     image_index, captions, lengths = encode_captions(
         data.split("train"), train_images, vocab, config.max_words
     )
 
     cache_dir = Path(data_dir) / ".cache" if cache_dir is None else cache_dir
     cached = config.mode == "cached"
-    if cached:
-        train_features = cached_features(
-            model, train_images, config.image_size, device, cache_dir, log, config.num_workers
-        )
+    if cached:  # rank 0 computes and stores the features; the other processes then read the cache
+        for turn in (0, 1) if world > 1 else (0,):
+            if (rank == 0) == (turn == 0):
+                train_features = cached_features(
+                    model, train_images, config.image_size, device, cache_dir, log, config.num_workers
+                )
+            if world > 1:
+                dist.barrier()
         train_features = train_features.to(device)
     else:
-        transform = image_transform(config.image_size)
-    dev_features = cached_features(
-        model, dev_images, config.image_size, device, cache_dir if cached else None, log
-    )
+        loader_items = _CaptionImages(train_images, image_index, image_transform(config.image_size))
+    dev_features = None
+    if rank == 0:
+        dev_features = cached_features(
+            model, dev_images, config.image_size, device, cache_dir if cached else None, log
+        )
 
+    step_module = _TrainStep(model, cached)
+    if world > 1:
+        step_module = DistributedDataParallel(
+            step_module, device_ids=[device] if device.type == "cuda" else None
+        )
     encoder_head = list(model.encoder.project.parameters()) + list(model.encoder.bn.parameters())
     groups = [{"params": encoder_head + list(model.decoder.parameters()), "lr": config.lr}]
     backbone_params = [p for p in model.encoder.backbone.parameters() if p.requires_grad]
     if backbone_params:
         groups.append({"params": backbone_params, "lr": config.lr * config.backbone_lr_scale})
     optimizer = torch.optim.Adam(groups)
-    steps = math.ceil(len(captions) / config.batch_size) * config.epochs + config.epochs
+    # (a few steps more than needed: OneCycleLR cannot build its two phases from a handful of steps)
+    steps = max(8, (math.ceil(math.ceil(len(captions) / world) / config.batch_size) + 1) * config.epochs)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.25
     )
@@ -421,44 +494,63 @@ def fit(
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        total, count = 0.0, 0
-        order = batches(len(captions), config.batch_size, generator)
-        for idx in tqdm(order, desc=f"epoch {epoch}", leave=False, disable=not progress_enabled()):
+        totals = torch.zeros(2, dtype=torch.float64)  # loss sum, caption count
+        order = batches(len(captions), config.batch_size, generator, rank, world)
+        if cached:
+            steps_iter = ((idx, train_features[image_index[idx].to(device)]) for idx in order)
+        else:
+            loader = DataLoader(
+                loader_items,
+                batch_sampler=[b.tolist() for b in order],
+                num_workers=config.num_workers,
+                pin_memory=device.type == "cuda",
+                persistent_workers=False,
+            )
+            steps_iter = ((idx, pixels.to(device, non_blocking=True)) for pixels, idx in loader)
+        progress = tqdm(
+            steps_iter,
+            total=len(order),
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=rank != 0 or not progress_enabled(),
+        )
+        for idx, inputs in progress:
             batch_lengths = lengths[idx]
             batch_captions = captions[idx, : int(batch_lengths.max())].to(device, non_blocking=True)
-            if cached:
-                features = model.encoder.project_features(train_features[image_index[idx].to(device)])
-            else:
-                pixels = torch.stack(
-                    [transform(load_image(train_images[i])) for i in image_index[idx].tolist()]
-                )
-                features = model.encoder(pixels.to(device, non_blocking=True))
-            logits = model.decoder(features, batch_captions, batch_lengths)
+            logits = step_module(inputs, batch_captions, batch_lengths)
             loss = sequence_loss(logits, batch_captions, batch_lengths.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        if not cached:
-            dev_features = extract_features(model, dev_images, config.image_size, device)
-        scores, _ = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
-        row = {
-            "epoch": epoch,
-            "train_loss": total / count,
-            **{f"dev_{name}": value for name, value in scores.items()},
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(row)
-        log(
-            f"epoch {epoch}/{config.epochs}  loss {row['train_loss']:.3f}  "
-            f"dev BLEU-4 {row['dev_bleu4']:.3f}  ({row['seconds']:.1f} s)"
-        )
-        save_run(run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights)
+            totals += torch.tensor([loss.item() * len(idx), len(idx)], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(totals)
+        if rank == 0:
+            if not cached:
+                dev_features = extract_features(model, dev_images, config.image_size, device)
+            scores, _ = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
+            row = {
+                "epoch": epoch,
+                "train_loss": float(totals[0] / totals[1]),
+                **{f"dev_{name}": value for name, value in scores.items()},
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(row)
+            save_run(run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights)
+            log(
+                f"epoch {epoch}/{config.epochs}  loss {row['train_loss']:.3f}  "
+                f"dev BLEU-4 {row['dev_bleu4']:.3f}  ({row['seconds']:.1f} s)"
+            )
+        if world > 1:
+            dist.barrier()
     return FitResult(model.eval(), vocab, config, pd.DataFrame(history), data)
+
+
+def _silent(_: str) -> None:
+    """The log of processes other than rank 0."""
 
 
 def save_run(run_dir: Path, model, optimizer, scheduler, epoch, vocab, config, history, weights: str) -> None:
@@ -479,3 +571,54 @@ def save_run(run_dir: Path, model, optimizer, scheduler, epoch, vocab, config, h
     vocab.save(run_dir / "vocab.json")
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+
+
+def decode_features(
+    model: Captioner,
+    features: torch.Tensor,
+    vocab: Vocabulary,
+    device: torch.device,
+    beam: int = 1,
+    max_len: int = 25,
+    batch_size: int = 500,
+) -> list[str]:
+    """Captions for backbone features ``[N, 2048]``: greedy when ``beam == 1``, else beam search."""
+    from helpers.decoding import beam_search
+
+    model.eval()
+    captions = []
+    with torch.no_grad():
+        for chunk in features.split(batch_size):
+            embedded = model.encoder.project_features(chunk.to(device))
+            if beam == 1:
+                captions += greedy(model.decoder, embedded, vocab, max_len=max_len).captions
+            else:
+                captions += beam_search(model.decoder, embedded, vocab, beam=beam, max_len=max_len).captions
+    return captions
+
+
+def evaluate_split(
+    model: Captioner,
+    vocab: Vocabulary,
+    config: TrainConfig,
+    data: PreparedData,
+    split: str = "test",
+    beam: int = 1,
+    device: torch.device | str = "cpu",
+    cache_dir: Path | str | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """BLEU-1…4 (0–1) of a trained model on every image of a split, and a table of its captions.
+
+    The table has one row per image: ``image``, ``generated``, ``references`` (a list).
+    """
+    device = torch.device(device)
+    images = data.images(split)
+    if not images:
+        raise ValueError(f"the {split!r} split has no usable images")
+    references = data.references(split)
+    features = cached_features(model, images, config.image_size, device, cache_dir, log)
+    generated = decode_features(model, features, vocab, device, beam=beam, max_len=config.max_decode)
+    refs = [references[image] for image in images]
+    table = pd.DataFrame({"image": images, "generated": generated, "references": refs})
+    return corpus_bleu_scores(refs, generated), table

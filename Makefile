@@ -1,0 +1,84 @@
+# Image Captioning with CNN & LSTM: set up, run and test the course.
+#
+#   make course   create .venv, install, draw the offline dataset, execute every notebook (default)
+#   make test     the same set-up, then the unit tests and the notebooks' stored outputs (nbval, strict)
+#   make lab      JupyterLab in the course environment
+#   make help     every target
+#
+# PYTHON is the interpreter the virtual environment is made from: make PYTHON=python3.11 course
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA := data/shapes
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Generous: a notebook that trains on CPU may take a while, but a hung one must not hang CI forever.
+NB_TIMEOUT ?= 3600
+EXECUTE := $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=$(NB_TIMEOUT)
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+# Progress bars off in everything make runs: stored notebook outputs must not hold timings.
+export CAPTION_PROGRESS := 0
+
+.DEFAULT_GOAL := course
+.PHONY: course test unit nbval install data lab lint sync notebook assets help
+
+course: install data ## set up, then execute every notebook in order, in place
+	@set -e; for nb in $(NOTEBOOKS); do \
+		echo "== executing $$nb"; \
+		$(EXECUTE) "$$nb"; \
+	done
+	@echo
+	@echo "Done. The executed notebooks (outputs stored in place) are:"
+	@for nb in $(NOTEBOOKS); do echo "  $$nb"; done
+	@echo "The dataset is in $(DATA)/. Open the notebooks with: make lab"
+
+# Run both suites even when the first fails, so one run shows every failure; fail if either failed.
+test: install data ## unit tests, then every notebook's stored outputs (nbval, strict)
+	@status=0; \
+	$(BIN)/python -m pytest tests || status=1; \
+	$(BIN)/python -m pytest $(NBVAL) notebooks/ || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
+	exit $$status
+
+unit: install ## the unit tests only
+	$(BIN)/python -m pytest tests
+
+nbval: install data ## the notebooks only (NB=notebooks/01_data_processing.ipynb for one)
+	$(BIN)/python -m pytest $(NBVAL) $(or $(NB),notebooks/)
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned only for a fresh environment; pyproject's ranges stay loose so that Colab's
+# preinstalled torch is kept. The stamp makes a second run instant until pyproject.toml changes.
+$(STAMP): pyproject.toml | $(VENV)/pyvenv.cfg
+	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null \
+		|| $(BIN)/python -m pip install "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/python -m pip install -e ".[course,dev]"
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the course into it (only when needed)
+
+data: install ## draw the offline shapes dataset if it is not there yet
+	$(BIN)/python -m helpers data make-shapes $(DATA)
+
+lab: install data ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+lint: install ## ruff on the package and the tests
+	$(BIN)/ruff check helpers tests
+
+sync: install ## pair each notebook with its jupytext .py (percent format), newest side wins
+	$(BIN)/jupytext --sync notebooks/*.ipynb
+
+notebook: install data ## execute one notebook in place: make notebook NB=notebooks/01_data_processing.ipynb
+	@test -n "$(NB)" || { echo "usage: make notebook NB=notebooks/NN_name.ipynb"; exit 2; }
+	$(EXECUTE) "$(NB)"
+
+assets: install ## regenerate the diagrams under assets/
+	$(BIN)/python -m helpers diagrams
+
+help: ## list the targets
+	@awk -F ':.*## ' '/^[a-z]+:.*## / { printf "  make %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)

@@ -1,0 +1,405 @@
+"""The command line: ``python -m helpers GROUP COMMAND ...``.
+
+Every command is a function ``args → exit code`` registered with :func:`command`, which also says how to
+add its arguments. Commands with a space in their name (``"data stats"``) live in a group (``data``); a
+new command is one decorated function, nothing else to wire up::
+
+    def _train_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("data_dir", type=Path)
+
+    @command("train", help="train the captioning model", arguments=_train_arguments)
+    def train_command(args: argparse.Namespace) -> int:
+        ...
+        return 0
+
+Exit codes: 0 the command did its job; 1 it ran but the result is not usable (e.g. a dataset with no
+images left); 2 it could not run: bad arguments, or a ``ValueError``/``OSError`` from the helpers, which
+:func:`run_command` turns into one line ``error: ...`` on stderr instead of a traceback.
+
+Imports of the heavy modules (torch, matplotlib) happen inside the commands, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], int]
+Arguments = Callable[[argparse.ArgumentParser], None]
+
+EXIT_OK, EXIT_UNUSABLE, EXIT_ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """One registered command: its full name (``"data stats"``), help line, arguments and handler."""
+
+    name: str
+    help: str
+    arguments: Arguments | None
+    run: Handler
+
+
+COMMANDS: dict[str, Command] = {}
+GROUPS: dict[str, str] = {"data": "make, inspect and check caption datasets"}
+
+
+def command(name: str, *, help: str, arguments: Arguments | None = None) -> Callable[[Handler], Handler]:
+    """Register the decorated ``args → exit code`` function as the command ``name``.
+
+    ``name`` is one word (``"train"``) or a group and a word (``"data stats"``); a group that is not in
+    :data:`GROUPS` yet is created with an empty help line. ``arguments(parser)`` adds the command's
+    arguments to its own subparser.
+    """
+    if name in COMMANDS:
+        raise ValueError(f"command {name!r} is registered twice")
+    if len(name.split()) not in (1, 2):
+        raise ValueError(f"command name {name!r} must be 'command' or 'group command'")
+
+    def register(run: Handler) -> Handler:
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
+
+
+def run_command(run: Handler, args: argparse.Namespace) -> int:
+    """Call ``run(args)``; a ``ValueError`` or ``OSError`` becomes ``error: ...`` on stderr and exit 2.
+
+    These are the errors the helpers raise for bad input (``DatasetFormatError``, ``ImageLoadError``, a
+    missing file), so the message is meant for the user; anything else is a bug and keeps its traceback.
+    """
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        return fail(str(error))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> int:
+    """Print ``error: message`` as one line on stderr and return ``code``, for ``return fail(...)``."""
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m helpers`` parser, with one subparser per registered command and group."""
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers",
+        description="Command line of the course 'Image Captioning with CNN & LSTM'.",
+    )
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, Any] = {}
+    for name in sorted(COMMANDS):
+        entry = COMMANDS[name]
+        *group, word = name.split()
+        if group:
+            if group[0] not in groups:
+                group_parser = top.add_parser(group[0], help=GROUPS.get(group[0], ""))
+                groups[group[0]] = group_parser.add_subparsers(
+                    dest="subcommand", metavar="COMMAND", required=True
+                )
+            subparsers = groups[group[0]]
+        else:
+            subparsers = top
+        sub = subparsers.add_parser(word, help=entry.help, description=entry.help)
+        if entry.arguments is not None:
+            entry.arguments(sub)
+        sub.set_defaults(handler=entry.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
+    args = build_parser().parse_args(argv)
+    return run_command(args.handler, args)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data make-shapes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, help="where to write the dataset (e.g. data/shapes)")
+    parser.add_argument("--images", type=int, default=8000, help="number of scenes (default: 8000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a complete set is there")
+
+
+@command(
+    "data make-shapes",
+    help="draw the offline shapes dataset in the Flickr8k layout (reused if already complete)",
+    arguments=_make_shapes_arguments,
+)
+def make_shapes_command(args: argparse.Namespace) -> int:
+    from helpers.shapes import MARKER, SPLIT_FILES, make_shapes, split_sizes
+
+    marker = args.dir / MARKER
+    before = marker.stat().st_mtime_ns if marker.exists() else None
+    start = time.perf_counter()
+    root = make_shapes(args.dir, images=args.images, seed=args.seed, force=args.force)
+    seconds = time.perf_counter() - start
+    sizes = split_sizes(args.images)
+    per_split = ", ".join(f"{split} {count}" for split, count in sizes.items())
+    if before is not None and marker.stat().st_mtime_ns == before:
+        print(f"{root}: already complete ({args.images} images, seed {args.seed}); nothing to do")
+        return EXIT_OK
+    print(f"wrote {root}: {args.images} images ({per_split}), {5 * args.images} captions, seed {args.seed}")
+    print(f"  images in {root / 'Flicker8k_Dataset'}, captions in {root / 'Flickr8k.token.txt'}")
+    print(f"  splits in {', '.join(SPLIT_FILES.values())}")
+    print(f"  took {seconds:.1f} s")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data stats
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _stats_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, help="dataset root (Flickr8k, Kaggle Flickr8k, COCO or Karpathy)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--examples", type=int, default=3, help="skipped items shown per reason (default: 3)")
+
+
+def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
+    """A :func:`helpers.formats.summarize` dict → the human-readable report ``data stats`` prints."""
+    splits = summary["splits"]
+    per_image, words = summary["captions_per_image"], summary["caption_words"]
+    lines = [
+        f"{summary['root']}: {summary['format']} format",
+        f"  images    {summary['images']:>7}  "
+        f"(train {splits['train']}, dev {splits['dev']}, test {splits['test']})",
+        f"  captions  {summary['captions']:>7}  "
+        f"(per image: min {per_image['min']}, mean {per_image['mean']}, max {per_image['max']})",
+        f"  words per caption: min {words['min']}, mean {words['mean']}, max {words['max']}",
+        f"  skipped   {len(summary['skipped']):>7}",
+    ]
+    for reason, count in summary["skipped_by_reason"].items():
+        items = [s["item"] for s in summary["skipped"] if s["reason"] == reason]
+        shown = ", ".join(items[:examples]) + (", ..." if len(items) > examples else "")
+        lines.append(f"    {count:>5} × {reason}")
+        if examples > 0:
+            lines.append(f"            e.g. {shown}")
+    return "\n".join(lines)
+
+
+@command(
+    "data stats",
+    help="read a caption dataset, report what is usable and what was skipped and why",
+    arguments=_stats_arguments,
+)
+def stats_command(args: argparse.Namespace) -> int:
+    from helpers.formats import load_captions, summarize
+
+    summary = summarize(load_captions(args.dir))
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(format_summary(summary, examples=args.examples))
+    if summary["images"] == 0:
+        reasons = summary["skipped_by_reason"]
+        why = f"; most often: {next(iter(reasons))}" if reasons else ""
+        return fail(
+            f"{args.dir}: no usable images left ({len(summary['skipped'])} items skipped{why})",
+            code=EXIT_UNUSABLE,
+        )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------------
+# diagrams
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _diagrams_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder for the PNGs (default: assets/ in the repository)"
+    )
+
+
+@command("diagrams", help="regenerate every course diagram as a PNG", arguments=_diagrams_arguments)
+def diagrams_command(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from helpers.diagrams import ASSETS, save_all
+
+    for path in save_all(args.out or ASSETS):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train, caption, evaluate
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="dataset root (any supported format)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, vocabulary, history")
+    parser.add_argument("--epochs", type=int, help="number of epochs (default: 6 on a CPU, 15 on a GPU)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last completed epoch in --out"
+    )
+    parser.add_argument(
+        "--fine-tune",
+        nargs="?",
+        const="last",
+        choices=["last", "all"],
+        help="train the backbone too: its last block (default) or all of it, instead of cached features",
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="input size in pixels (default: 64 on a CPU, 224 on a GPU)"
+    )
+    parser.add_argument("--batch-size", type=int, help="captions per batch")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--hidden-size", type=int, help="LSTM hidden size")
+    parser.add_argument("--weights", choices=["auto", "imagenet", "random"], help="encoder weights")
+    parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+
+
+@command("train", help="train the captioning model on a dataset", arguments=_train_arguments)
+def train_command(args: argparse.Namespace) -> int:
+    from helpers.training import TrainConfig, fit
+    from helpers.utils import get_device
+
+    overrides = {
+        key: value
+        for key, value in {
+            "epochs": args.epochs,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "hidden_size": args.hidden_size,
+            "weights": args.weights,
+            "num_workers": args.workers,
+        }.items()
+        if value is not None
+    }
+    if args.fine_tune:
+        overrides.update(mode="fine-tune", train_backbone=args.fine_tune)
+    config = TrainConfig.for_device(get_device(args.device), **overrides)
+    result = fit(args.data, args.out, config, device=args.device, resume=args.resume)
+    if not result.history.empty:  # under torchrun, only rank 0 keeps the history
+        last = result.history.iloc[-1]
+        print(f"done: dev BLEU-4 {last['dev_bleu4']:.3f} after epoch {int(last['epoch'])}; run in {args.out}")
+    return EXIT_OK
+
+
+def _caption_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
+    parser.add_argument("images", nargs="+", type=Path, help="image files to caption")
+    parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+@command("caption", help="caption image files with a trained run", arguments=_caption_arguments)
+def caption_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from helpers.data import ImageLoadError, image_transform, load_image
+    from helpers.training import decode_features, load_run
+    from helpers.utils import get_device
+
+    if args.beam < 1:
+        return fail(f"--beam must be 1 or more, got {args.beam}")
+    device = get_device(args.device)
+    model, vocab, config = load_run(args.run, device)
+    transform = image_transform(config.image_size)
+    readable, tensors, failed = [], [], 0
+    for path in args.images:
+        try:
+            tensors.append(transform(load_image(path)))
+            readable.append(path)
+        except ImageLoadError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+    if tensors:
+        with torch.no_grad():
+            pooled = model.encoder.backbone_features(torch.stack(tensors).to(device))
+        captions = decode_features(model, pooled, vocab, device, beam=args.beam, max_len=config.max_decode)
+        for path, caption in zip(readable, captions, strict=True):
+            print(f"{path}\t{caption}")
+    return EXIT_UNUSABLE if failed else EXIT_OK
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default="test", choices=["train", "dev", "test"], help="default: test")
+    parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+@command("evaluate", help="BLEU-1…4 of a trained run on a split", arguments=_evaluate_arguments)
+def evaluate_command(args: argparse.Namespace) -> int:
+    from helpers.metrics import as_percent
+    from helpers.training import evaluate_split, load_run, prepare_data
+    from helpers.utils import get_device
+
+    device = get_device(args.device)
+    model, vocab, config = load_run(args.run, device)
+    quiet = (lambda _: None) if args.json else print
+    data = prepare_data(args.data, config.min_freq, log=quiet)
+    scores, table = evaluate_split(
+        model, vocab, config, data, args.split, args.beam, device, cache_dir=args.data / ".cache", log=quiet
+    )
+    if args.json:
+        print(json.dumps({"split": args.split, "beam": args.beam, "images": len(table), **scores}))
+    else:
+        percent = as_percent(scores)
+        print(
+            f"{args.split} split, {len(table)} images, {'greedy' if args.beam == 1 else f'beam {args.beam}'}:"
+        )
+        for name, value in scores.items():
+            print(f"  {name.upper():6} {value:.4f}  ({percent[name]:.1f} ×100)")
+    return EXIT_OK
+
+
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=["flickr8k", "coco2017"], help="which dataset")
+    parser.add_argument("--dest", type=Path, required=True, help="folder to download and extract into")
+    parser.add_argument(
+        "--base-url", help="a mirror holding the same file names, instead of the official one"
+    )
+    parser.add_argument("--no-checksum", action="store_true", help="skip MD5 checks (for private mirrors)")
+    parser.add_argument(
+        "--annotations-only", action="store_true", help="COCO: only the captions (about 250 MB)"
+    )
+    parser.add_argument(
+        "--val-only", action="store_true", help="COCO: captions and val2017 images, no train2017"
+    )
+
+
+@command("data download", help="download and extract Flickr8k or COCO 2017", arguments=_download_arguments)
+def download_command(args: argparse.Namespace) -> int:
+    from helpers.download import coco_selection, fetch_dataset
+    from helpers.utils import progress_enabled
+
+    only = None
+    if args.dataset == "coco2017" and (args.annotations_only or args.val_only):
+        only = coco_selection(annotations_only=args.annotations_only, val_only=args.val_only)
+    elif args.annotations_only or args.val_only:
+        return fail("--annotations-only and --val-only apply to coco2017 only")
+    root = fetch_dataset(
+        args.dataset,
+        args.dest,
+        base_url=args.base_url,
+        checksum=not args.no_checksum,
+        only=only,
+        progress=progress_enabled(),
+    )
+    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats {root}")
+    return EXIT_OK

@@ -1,0 +1,404 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/01_data_processing.ipynb)
+#
+# # 01 · Data processing: from caption files to tensor batches
+#
+# A captioning model never sees files: it sees a batch of image tensors and a batch of padded word
+# indices. This notebook walks every step between the two, on real files, printing what comes out.
+#
+# **You will learn to**
+# - read a caption dataset in the Flickr8k layout with `load_captions`, and see what it keeps and what
+#   it skips (and why);
+# - look at images with their captions, and measure the captions with pandas: lengths, frequent words,
+#   vocabulary size against a frequency threshold;
+# - turn one caption into tokens, indices and a padded batch;
+# - turn one image into a normalised tensor `[3, 224, 224]`, and back into a picture;
+# - name the `helpers` function behind each step of the data flow.
+#
+# **Prerequisites:** Python, pandas basics, what a PyTorch tensor is.
+#
+# **Run time:** about 25 s on a 2-core laptop CPU, plus about 25 s the very first time, to draw the
+# 8 000-image dataset. **GPU:** not needed, nothing here trains.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
+        check=True,
+    )
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from helpers.data import (
+    CaptionDataset,
+    collate_captions,
+    denormalize,
+    image_transform,
+    load_image,
+    pad_captions,
+)
+from helpers.diagrams import data_flow_figure
+from helpers.formats import load_captions, summarize
+from helpers.plots import caption_length_histogram, show_examples, show_image_pipeline
+from helpers.shapes import make_shapes
+from helpers.utils import seed_everything
+from helpers.vocabulary import Vocabulary, tokenize
+
+seed_everything(0)
+pd.set_option("display.width", 110)
+pd.set_option("display.max_colwidth", 80)
+
+# %% [markdown]
+# ## 1. The dataset on disk
+#
+# The course runs offline, so it draws its own dataset: 8 000 scenes of coloured shapes, each described
+# by five "annotators" with their own habits, like the five captions per image of
+# [Flickr8k](https://hockenmaier.cs.illinois.edu/8k-pictures.html). It is written in exactly the
+# Flickr8k layout, so everything below works unchanged on the real thing (`data/README.md` says how to
+# get it).
+#
+# `make_shapes` does nothing if the dataset is already there, so this cell is cheap after the first run.
+# Paths are printed relative to the repository, so they read the same on every machine.
+
+# %%
+def find_repo_root(start: Path) -> Path | None:
+    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
+    for folder in [start, *start.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
+ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+DATA = ROOT / "data" / "shapes"
+make_shapes(DATA)
+print("dataset:", DATA.relative_to(ROOT))
+
+# %%
+for entry in sorted(DATA.iterdir()):
+    if entry.name.startswith("."):  # .complete.json: the settings it was made with
+        continue
+    if entry.is_dir():
+        print(f"{entry.name + '/':<28}{len(list(entry.iterdir())):>7} image files")
+    else:
+        print(f"{entry.name:<28}{len(entry.read_text().splitlines()):>7} lines")
+
+# %% [markdown]
+# The captions sit in one text file, one caption per line: `image name#k`, a tab, the caption. Each image
+# has five lines, `#0` to `#4`. (The image folder really is spelled `Flicker8k_Dataset` in the official
+# archive.)
+
+# %%
+token_lines = (DATA / "Flickr8k.token.txt").read_text().splitlines()
+for line in token_lines[:7]:
+    print(line.replace("\t", "  <TAB>  "))
+
+# %% [markdown]
+# Three more files say which images belong to which split: one image name per line. We train on `train`,
+# choose settings on `dev` and report results on `test`, so the test images are never seen in training.
+
+# %%
+for split in ("train", "dev", "test"):
+    names = (DATA / f"Flickr_8k.{split}Images.txt").read_text().split()
+    print(f"Flickr_8k.{split}Images.txt: {len(names):>5} images, first: {', '.join(names[:3])}")
+
+# %% [markdown]
+# ## 2. Reading it with `load_captions`
+#
+# `helpers.formats.load_captions(root)` looks at the file names to detect the format (Flickr8k, Kaggle's
+# Flickr8k, COCO or Karpathy's splits), reads it, and returns three things: the format's name, one table
+# with a row per caption, and the list of what it skipped. Reading 40 000 captions takes well under a
+# second (the time below varies from run to run, so the test does not compare it).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+start = time.perf_counter()
+data = load_captions(DATA)
+print(f"read {len(data.table)} captions in {time.perf_counter() - start:.2f} s")
+
+# %%
+assert data.format == "flickr8k" and len(data.table) == 40_000 and data.skipped == []
+
+# %% [markdown]
+# The table has exactly three columns. `image` holds the full path of the file; to keep the printout
+# short we show only the file name.
+
+# %%
+table = data.table
+print("format: ", data.format)
+print("columns:", list(table.columns))
+print("skipped:", len(data.skipped))
+table.assign(image=table["image"].map(lambda path: Path(path).name)).head(7)
+
+# %% [markdown]
+# `summarize` counts what was kept: images per split, captions per image, words per caption.
+
+# %%
+summary = summarize(data)
+{key: summary[key] for key in ("images", "captions", "splits", "captions_per_image", "caption_words")}
+
+# %% [markdown]
+# ### What gets skipped, and why
+#
+# Real files have quirks: the official Flickr8k token file contains rows for `name.jpg.1` (duplicates of
+# real images), downloads lose images, lines get mangled. A reader must neither crash on them nor drop
+# them silently. Here is a tiny copy of our dataset with three such faults: one image file missing, one
+# line repeated, one stray `.jpg.1` row and a line without a tab.
+
+# %%
+names = (DATA / "Flickr_8k.trainImages.txt").read_text().split()[:3]
+with tempfile.TemporaryDirectory() as folder:
+    broken = Path(folder)
+    (broken / "Flicker8k_Dataset").mkdir()
+    for name in names[:2]:  # the third image file is "lost"
+        shutil.copy(DATA / "Flicker8k_Dataset" / name, broken / "Flicker8k_Dataset")
+    lines = [line for line in token_lines if line.split("#")[0] in names]
+    lines += [lines[0], f"{names[0]}.1#0\ta stray duplicate row", "a line without any tab"]
+    (broken / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    (broken / "Flickr_8k.trainImages.txt").write_text("\n".join(names) + "\n")
+    small = load_captions(broken)
+
+print(f"{len(small.table)} captions kept, from {small.table['image'].nunique()} images")
+pd.DataFrame(small.skipped)
+
+# %% [markdown]
+# Every dropped row or image is listed with its reason. The same report is one command away for any
+# dataset folder (section 8 runs it).
+
+# %% [markdown]
+# ## 3. Looking at the data
+#
+# Six images picked at random (with a fixed seed, so always the same six), each with two of its five
+# captions. The annotators describe the same scene in different words: that variety is what the model
+# has to learn to cope with.
+
+# %%
+figure = show_examples(table, n=6, columns=3, captions_per_image=2, seed=0)
+
+# %% [markdown]
+# ## 4. Caption statistics with pandas
+#
+# How long are the captions, in words? We count words with the tokenizer the model will use
+# (`helpers.vocabulary.tokenize`: lower case, punctuation dropped). `summarize` above split on spaces,
+# so there a trailing ` .` or a `:` counted as a word; that is why its numbers are a little higher.
+
+# %%
+lengths = table["caption"].map(tokenize).str.len()
+lengths.describe().round(2)
+
+# %%
+figure = caption_length_histogram(lengths, title="Words per caption (all 40 000 captions)")
+
+# %% [markdown]
+# The peaks come from the annotators' habits: a lone shape gets short captions, two shapes long ones.
+# The longest caption has 15 words, so with `<start>` and `<end>` no caption needs more than 17 steps.
+#
+# Which words are most frequent? We count on the **training** captions only: the vocabulary must not
+# know words that only appear in dev or test, just as a deployed model cannot know tomorrow's words.
+
+# %%
+train = table[table["split"] == "train"]
+counts = pd.Series(Counter(word for caption in train["caption"] for word in tokenize(caption)))
+counts = counts.sort_index().sort_values(ascending=False, kind="stable")  # ties in alphabetical order
+print(len(counts), "different words in", len(train), "training captions")
+counts.head(12)
+
+# %% [markdown]
+# A vocabulary usually keeps only the words seen at least `min_freq` times; rarer words become `<unk>`.
+# How big is the vocabulary (the 4 special tokens included) for each threshold, and which share of all
+# word occurrences in the training captions does it still cover?
+
+# %%
+thresholds = [1, 5, 100, 1500, 2500, 5000, 10000]
+pd.DataFrame(
+    {
+        "min_freq": thresholds,
+        "vocabulary size": [4 + int((counts >= t).sum()) for t in thresholds],
+        "words covered": [f"{counts[counts >= t].sum() / counts.sum():.1%}" for t in thresholds],
+    }
+)
+
+# %% [markdown]
+# On our shapes every word is frequent (the rarest appears over a thousand times), so any threshold up
+# to 1 000 keeps them all. Real captions are different: many words appear only once or twice (names,
+# typos, rare objects), so there the threshold shrinks the vocabulary a lot while covering almost the
+# same share of the text — try it in the exercises.
+
+# %% [markdown]
+# ## 5. One caption → tokens → indices → a padded batch
+#
+# We build the vocabulary from the training captions. The four special tokens come first, so `<pad>` is
+# 0; then the words, most frequent first.
+
+# %%
+vocab = Vocabulary.build(train["caption"], min_freq=1)
+print(vocab)
+print("size:", len(vocab))
+assert len(vocab) == 4 + len(counts)
+
+# %%
+caption = table["caption"].iloc[1]
+tokens = tokenize(caption)
+ids = vocab.encode(caption)
+print("caption:", repr(caption))
+print("tokens: ", tokens)
+print("indices:", ids)
+print("back:   ", vocab.decode(ids))
+
+# %% [markdown]
+# `encode` adds `<start>` (1) and `<end>` (2): the decoder starts from `<start>` and learns to say when
+# the caption is over with `<end>`. A word the vocabulary never saw becomes `<unk>` (3):
+
+# %%
+print(vocab.encode("a pink circle above a red square"))
+print(vocab.decode(vocab.encode("a pink circle above a red square")))
+
+# %% [markdown]
+# Captions have different lengths, but a batch is one rectangular tensor. `pad_captions` fills the
+# shorter ones with `<pad>` (0) and keeps the true lengths, so the model can ignore the padding later.
+
+# %%
+encoded = [vocab.encode(caption) for caption in table["caption"].iloc[:3]]
+for row in encoded:
+    print(len(row), row)
+
+# %%
+padded, lengths_batch = pad_captions([torch.tensor(row) for row in encoded])
+print("padded:", tuple(padded.shape), padded.dtype)
+print(padded)
+print("lengths:", lengths_batch)
+
+# %% [markdown]
+# ## 6. One image → a tensor
+#
+# `load_image` reads any image file as upright RGB (it also handles greyscale, transparent and CMYK
+# files, and raises a clear `ImageLoadError` for a broken one). Our scenes are 128×128 pixels.
+
+# %%
+path = table["image"].iloc[0]
+image = load_image(path)
+print(Path(path).name, "→ PIL image", image.size, image.mode)
+
+# %% [markdown]
+# `image_transform()` resizes to 224×224 (the size ResNet50 was trained on), turns pixels 0–255 into
+# floats 0–1 with channels first, then normalises each channel with ImageNet's mean and standard
+# deviation, the statistics the pretrained encoder expects. The values are no longer in [0, 1]:
+
+# %%
+transform = image_transform()
+x = transform(image)
+print("shape:", tuple(x.shape), x.dtype)
+print(f"min {x.min().item():.3f}, max {x.max().item():.3f}")
+print("mean per channel (R, G, B):", [round(v, 3) for v in x.mean(dim=(1, 2)).tolist()])
+
+# %% [markdown]
+# Shown directly, the normalised tensor looks wrong (negative values are clipped to black). `denormalize`
+# undoes the normalisation: we use it whenever we want to look at what the model was given.
+
+# %%
+figure = show_image_pipeline(image, x)
+
+# %%
+back = denormalize(x)
+print(f"de-normalised: min {back.min().item():.3f}, max {back.max().item():.3f}")
+
+# %% [markdown]
+# ## 7. A batch from a `DataLoader`
+#
+# `CaptionDataset` pairs each caption row with its image; `collate_captions` stacks the images and pads
+# the captions. Here are the first four training rows: the same image, described by four annotators.
+
+# %%
+rows = train.head(4)
+dataset = CaptionDataset(rows["image"].tolist(), rows["caption"].tolist(), vocab, transform)
+loader = DataLoader(dataset, batch_size=4, shuffle=False, collate_fn=collate_captions)
+images, captions, caption_lengths = next(iter(loader))
+print("images:  ", tuple(images.shape), images.dtype)
+print("captions:", tuple(captions.shape), captions.dtype)
+print("lengths: ", caption_lengths.tolist())
+
+# %%
+for row in captions:
+    print(" ".join(vocab.decode(row, strip_special=False)))
+
+# %% [markdown]
+# That is what the encoder (notebook 03) and the decoder (notebook 04) receive.
+#
+# ## 8. The whole flow in one picture
+#
+# Every box names the helper that does the step. The diagram is drawn by `helpers.diagrams`, so it
+# always matches the code; `python -m helpers diagrams` regenerates `assets/data_flow.png`.
+
+# %%
+figure = data_flow_figure()
+
+# %% [markdown]
+# The same check as section 2, from a terminal: `python -m helpers data stats DIR` reports any dataset
+# folder (add `--json` for a machine-readable report). It exits with an error when nothing usable is
+# left.
+
+# %%
+result = subprocess.run(
+    [sys.executable, "-m", "helpers", "data", "stats", "data/shapes"], cwd=ROOT, capture_output=True, text=True
+)
+print(result.stdout)
+print("exit code:", result.returncode)
+
+# %% [markdown]
+# ## Recap
+#
+# | Step | Where it lives |
+# |---|---|
+# | draw the offline dataset in the Flickr8k layout | `helpers.shapes.make_shapes` |
+# | detect the format, read captions into one table, report what is skipped | `helpers.formats.load_captions`, `summarize` |
+# | caption → tokens → indices, and back | `helpers.vocabulary.tokenize`, `Vocabulary.build / encode / decode` |
+# | pad captions into a batch | `helpers.data.pad_captions`, `collate_captions` |
+# | image file → upright RGB → `[3, 224, 224]` normalised tensor, and back | `helpers.data.load_image`, `image_transform`, `denormalize` |
+# | (image, caption) pairs for a `DataLoader` | `helpers.data.CaptionDataset` |
+# | the figures of this notebook | `helpers.plots`, `helpers.diagrams.data_flow_figure` |
+# | the same from a terminal | `python -m helpers data make-shapes / stats` |
+#
+# The vocabulary is built from the training split only; `<pad>` is 0, `<start>` 1, `<end>` 2, `<unk>` 3.
+# A batch is `images [B, 3, 224, 224]`, `captions [B, T]` padded with 0, and `lengths [B]`.
+#
+# ## Exercises
+#
+# 1. Change `seed` in `show_examples` and read a few more captions. Which annotator habits can you spot
+#    (sizes, "big"/"little", the background)?
+# 2. Plot the caption lengths per split (`table.groupby("split")`). Are the splits alike? Why does that
+#    matter for the test score?
+# 3. Build the vocabulary with `min_freq=5000`. Encode a caption and decode it again: what became
+#    `<unk>`? Would a model trained with this vocabulary still be useful?
+# 4. If you have Flickr8k (see `data/README.md`), run `python -m helpers data stats data/flickr8k` and
+#    redo the vocabulary-threshold table on it. How much smaller is the vocabulary at `min_freq=5`, and
+#    how much of the text does it still cover?
+# 5. `image_transform(112)` gives smaller tensors. What shape comes out, and how much less memory does a
+#    batch of 64 images take?

@@ -1,0 +1,153 @@
+"""Tests for the command line, run as a learner runs it: ``python -m helpers ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import cli
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory) -> Path:
+    """A 12-image shapes dataset written by the CLI itself (8 train, 2 dev, 2 test)."""
+    root = tmp_path_factory.mktemp("cli")
+    result = run_cli("data", "make-shapes", "shapes", "--images", "12", "--seed", "3", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / "shapes"
+
+
+def test_make_shapes_reports_what_it_wrote_then_reuses_it(tmp_path):
+    first = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "wrote small: 8 images (train 6, dev 1, test 1), 40 captions" in first.stdout
+    assert len(list((tmp_path / "small" / "Flicker8k_Dataset").glob("*.jpg"))) == 8
+
+    second = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)
+    assert second.returncode == 0
+    assert "already complete" in second.stdout
+
+
+def test_stats_json_is_one_object_with_the_counts(shapes_dir):
+    result = run_cli("data", "stats", str(shapes_dir), "--json", cwd=shapes_dir.parent)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)  # fails if anything else was printed
+    assert summary["format"] == "flickr8k"
+    assert summary["images"] == 12
+    assert summary["captions"] == 60
+    assert summary["splits"] == {"train": 8, "dev": 2, "test": 2}
+    assert summary["skipped"] == []
+
+
+def test_stats_human_output_groups_skipped_items_by_reason(shapes_dir, tmp_path):
+    broken = tmp_path / "broken"
+    subprocess.run(["cp", "-r", str(shapes_dir), str(broken)], check=True)
+    (broken / "Flicker8k_Dataset" / "scene_000000.jpg").unlink()
+    (broken / "Flicker8k_Dataset" / "scene_000001.jpg").unlink()
+    with (broken / "Flickr8k.token.txt").open("a") as tokens:
+        tokens.write("a line without any tab\n")
+
+    result = run_cli("data", "stats", "broken", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "broken: flickr8k format" in result.stdout
+    assert "images         10" in result.stdout
+    assert "2 × image file not found in Flicker8k_Dataset/" in result.stdout
+    assert "e.g. scene_000000.jpg, scene_000001.jpg" in result.stdout
+    assert "1 × no tab between 'name.jpg#k' and the caption" in result.stdout
+
+    summary = json.loads(run_cli("data", "stats", "broken", "--json", cwd=tmp_path).stdout)
+    assert {"item": "scene_000001.jpg", "reason": "image file not found in Flicker8k_Dataset/"} in summary[
+        "skipped"
+    ]
+    assert summary["captions"] == 50
+
+
+@pytest.mark.parametrize(
+    "make_dir, expected",
+    [
+        (lambda root: root / "missing", "does not exist"),
+        (lambda root: root, "No caption dataset found"),
+    ],
+    ids=["missing-dir", "dir-without-dataset"],
+)
+def test_stats_on_an_unreadable_dir_prints_one_error_line_and_exits_2(tmp_path, make_dir, expected):
+    (tmp_path / "notes.txt").write_text("not a dataset\n")
+    result = run_cli("data", "stats", str(make_dir(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_stats_with_no_images_left_exits_1_with_one_line(shapes_dir, tmp_path):
+    empty = tmp_path / "empty"
+    subprocess.run(["cp", "-r", str(shapes_dir), str(empty)], check=True)
+    for image in (empty / "Flicker8k_Dataset").iterdir():
+        image.unlink()
+
+    result = run_cli("data", "stats", "empty", "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["images"] == 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "error: empty: no usable images left (12 items skipped; most often: "
+        "image file not found in Flicker8k_Dataset/)"
+    ]
+
+
+def test_make_shapes_with_too_few_images_is_a_one_line_error(tmp_path):
+    result = run_cli("data", "make-shapes", "tiny", "--images", "2", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: make_shapes needs at least 3 images (one per split), got 2"
+    ]
+
+
+def test_missing_command_is_a_usage_error():
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2
+
+
+def test_run_command_turns_value_and_os_errors_into_one_line(capsys):
+    def broken(args: argparse.Namespace) -> int:
+        raise FileNotFoundError("weights.pt: no such file\n(check the path)")
+
+    assert cli.run_command(broken, argparse.Namespace()) == 2
+    assert capsys.readouterr().err == "error: weights.pt: no such file (check the path)\n"
+
+
+def test_run_command_keeps_the_traceback_of_real_bugs():
+    def buggy(args: argparse.Namespace) -> int:
+        raise KeyError("oops")
+
+    with pytest.raises(KeyError):
+        cli.run_command(buggy, argparse.Namespace())
+
+
+def test_registering_the_same_command_twice_is_refused():
+    with pytest.raises(ValueError, match="registered twice"):
+        cli.command("data stats", help="again")
+
+
+def test_a_registered_command_gets_its_own_subparser(monkeypatch):
+    monkeypatch.setitem(cli.GROUPS, "demo", "a demo group")
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
+
+    @cli.command("demo echo", help="echo a word", arguments=lambda p: p.add_argument("word"))
+    def echo(args: argparse.Namespace) -> int:
+        return len(args.word)
+
+    assert cli.main(["demo", "echo", "four"]) == 4

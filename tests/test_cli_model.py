@@ -1,0 +1,86 @@
+"""The model commands end to end: train, caption, evaluate, and training under torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from helpers.shapes import IMAGE_DIR, make_shapes
+
+TINY_FLAGS = ["--device", "cpu", "--epochs", "1", "--image-size", "32", "--hidden-size", "16",
+              "--batch-size", "16", "--weights", "random"]
+
+
+def run(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "CAPTION_PROGRESS": "0", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def run_dir(shapes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    done = run("-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *TINY_FLAGS)
+    assert done.returncode == 0, done.stderr
+    assert "dev BLEU-4" in done.stdout
+    return out
+
+
+def test_train_writes_the_run_folder(run_dir):
+    assert {p.name for p in run_dir.iterdir()} >= {"checkpoint.pt", "vocab.json", "config.json", "history.csv"}
+    assert json.loads((run_dir / "config.json").read_text())["image_size"] == 32
+
+
+def test_caption_prints_one_line_per_image_and_names_broken_ones(run_dir, shapes, tmp_path):
+    good = shapes / IMAGE_DIR / "scene_000000.jpg"
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(rgba)
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    done = run("-m", "helpers", "caption", "--run", str(run_dir), str(good), str(broken), str(rgba),
+               "--device", "cpu")
+    lines = done.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(good), str(rgba)]
+    assert done.returncode == 1
+    assert str(broken) in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_caption_with_beam_search(run_dir, shapes):
+    image = shapes / IMAGE_DIR / "scene_000001.jpg"
+    done = run("-m", "helpers", "caption", "--run", str(run_dir), str(image), "--beam", "3", "--device", "cpu")
+    assert done.returncode == 0 and done.stdout.startswith(f"{image}\t")
+
+
+def test_evaluate_prints_bleu_as_json(run_dir, shapes):
+    done = run("-m", "helpers", "evaluate", "--run", str(run_dir), "--data", str(shapes), "--json",
+               "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)
+    assert scores["split"] == "test" and scores["images"] == 3
+    assert all(0 <= scores[k] <= 1 for k in ("bleu1", "bleu2", "bleu3", "bleu4"))
+
+
+def test_a_missing_run_is_one_clear_line(tmp_path, shapes):
+    done = run("-m", "helpers", "caption", "--run", str(tmp_path / "nope"), str(shapes / IMAGE_DIR / "scene_000000.jpg"))
+    assert done.returncode == 2 and "no checkpoint there" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_torchrun_trains_with_two_processes_and_one_checkpoint(shapes, tmp_path):
+    out = tmp_path / "ddp"
+    done = run("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *TINY_FLAGS, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("epoch 1/1") == 1  # only rank 0 logs
+    assert "2 processes" in done.stdout
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["checkpoint.pt"]
+    image = shapes / IMAGE_DIR / "scene_000002.jpg"
+    captioned = run("-m", "helpers", "caption", "--run", str(out), str(image), "--device", "cpu")
+    assert captioned.returncode == 0 and captioned.stdout.startswith(f"{image}\t")

@@ -1,0 +1,146 @@
+import json
+
+import pytest
+import torch
+
+from helpers.shapes import make_shapes
+from helpers.training import (
+    CHECKPOINT,
+    TrainConfig,
+    atomic_save,
+    batches,
+    cached_features,
+    fit,
+    load_checkpoint,
+    load_run,
+)
+
+TINY = dict(
+    embed_size=8, hidden_size=16, image_size=32, epochs=1, batch_size=16, val_images=4, weights="random"
+)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(shapes, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    result = fit(shapes, run, TrainConfig(**TINY), device="cpu", log=lambda _: None)
+    return run, result
+
+
+def test_for_device_picks_the_small_cpu_and_full_gpu_configurations():
+    cpu, gpu = TrainConfig.for_device("cpu"), TrainConfig.for_device("cuda")
+    assert cpu.image_size < gpu.image_size == 224
+    assert TrainConfig.for_device("cpu", epochs=2).epochs == 2
+
+
+def test_unknown_configuration_keys_are_refused():
+    with pytest.raises(ValueError, match="epochz"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="mode"):
+        TrainConfig.from_dict({"mode": "fast"})
+
+
+def test_batches_cover_every_example_once_and_never_leave_a_batch_of_one():
+    order = batches(33, 16, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(order).tolist()) == list(range(33))
+    assert [len(b) for b in order] == [16, 17]
+
+
+def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
+    run, result = trained
+    assert {p.name for p in run.iterdir()} >= {CHECKPOINT, "vocab.json", "config.json", "history.csv"}
+    assert list(result.history["epoch"]) == [1]
+    assert 0 < result.history["train_loss"][0] < 10
+    assert 0 <= result.history["dev_bleu4"][0] <= 1
+    assert json.loads((run / "config.json").read_text())["hidden_size"] == 16
+    assert not result.model.training
+
+
+def test_checkpoint_round_trip_gives_the_same_model(trained):
+    run, result = trained
+    model, vocab, config = load_run(run)
+    assert vocab == result.vocab and config == result.config
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_checkpoint_holds_plain_data_only(trained):
+    run, _ = trained
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and state["vocab"][:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+
+
+def test_resume_continues_from_the_last_completed_epoch(shapes, tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 2})
+    straight = fit(shapes, tmp_path / "straight", config, device="cpu", log=lambda _: None)
+
+    def stop_after_first_epoch(message):
+        if message.startswith("epoch 1/2"):
+            raise KeyboardInterrupt  # the checkpoint of epoch 1 is already on disk
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(shapes, tmp_path / "cut", config, device="cpu", log=stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "cut" / CHECKPOINT)["epoch"] == 1
+    messages = []
+    resumed = fit(shapes, tmp_path / "cut", None, device="cpu", resume=True, log=messages.append)
+    assert any("Resuming after epoch 1" in m for m in messages)
+    assert list(resumed.history["epoch"]) == [1, 2]
+    assert resumed.history["train_loss"][1] == pytest.approx(straight.history["train_loss"][1], rel=1e-5)
+
+
+def test_feature_cache_is_reused_and_a_damaged_one_is_rebuilt(shapes, tmp_path):
+    from helpers.training import build_model
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(**TINY), vocab_size=10)
+    paths = sorted(str(p) for p in (shapes / "Flicker8k_Dataset").iterdir())[:3]
+    messages = []
+    first = cached_features(model, paths, 32, torch.device("cpu"), tmp_path, messages.append)
+    again = cached_features(model, paths, 32, torch.device("cpu"), tmp_path, messages.append)
+    assert torch.equal(first, again) and first.shape == (3, 2048)
+    assert "Reusing" in messages[-1]
+    cache = next(tmp_path.glob("features-*.pt"))
+    cache.write_bytes(cache.read_bytes()[:100])  # as if the writer had been killed
+    rebuilt = cached_features(model, paths, 32, torch.device("cpu"), tmp_path, messages.append)
+    assert torch.equal(rebuilt, first)
+    assert any("damaged" in m for m in messages)
+
+
+def test_load_checkpoint_refuses_broken_and_foreign_files(tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    atomic_save({"model": {}, "vocab": [], "config": {}, "epoch": 1}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:20])
+    with pytest.raises(ValueError, match="truncated.pt"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(ValueError, match="not a checkpoint of this course"):
+        load_checkpoint(foreign)
+    pickled = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)
+    with pytest.raises(ValueError, match="not a loadable checkpoint"):
+        load_checkpoint(pickled)
+
+
+def test_fine_tuning_changes_the_last_block_and_nothing_before_it(shapes, tmp_path):
+    torch.manual_seed(0)
+    config = TrainConfig(**{**TINY, "mode": "fine-tune", "train_backbone": "last", "batch_size": 32})
+    result = fit(shapes, tmp_path / "ft", config, device="cpu", log=lambda _: None)
+    fresh = load_run(tmp_path / "ft")[0]
+    assert torch.equal(
+        fresh.encoder.backbone[7][0].conv1.weight, result.model.encoder.backbone[7][0].conv1.weight
+    )
+    # rebuild the untrained backbone from the same seed to compare against
+    from helpers.training import build_model
+    from helpers.utils import seed_everything
+
+    seed_everything(config.seed)
+    untrained = build_model(config, len(result.vocab))
+    trained = result.model.encoder.backbone
+    assert torch.equal(untrained.encoder.backbone[4][0].conv1.weight, trained[4][0].conv1.weight)
+    assert not torch.equal(untrained.encoder.backbone[7][0].conv1.weight, trained[7][0].conv1.weight)
