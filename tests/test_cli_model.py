@@ -10,13 +10,30 @@ from PIL import Image
 
 from helpers.shapes import IMAGE_DIR, make_shapes
 
-TINY_FLAGS = ["--device", "cpu", "--epochs", "1", "--image-size", "32", "--hidden-size", "16",
-              "--batch-size", "16", "--weights", "random"]
+TINY_FLAGS = [
+    "--device",
+    "cpu",
+    "--epochs",
+    "1",
+    "--image-size",
+    "32",
+    "--hidden-size",
+    "16",
+    "--batch-size",
+    "16",
+    "--weights",
+    "random",
+]
 
 
 def run(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "CAPTION_PROGRESS": "0", **(env or {})})
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "CAPTION_PROGRESS": "0", **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +51,12 @@ def run_dir(shapes, tmp_path_factory):
 
 
 def test_train_writes_the_run_folder(run_dir):
-    assert {p.name for p in run_dir.iterdir()} >= {"checkpoint.pt", "vocab.json", "config.json", "history.csv"}
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "checkpoint.pt",
+        "vocab.json",
+        "config.json",
+        "history.csv",
+    }
     assert json.loads((run_dir / "config.json").read_text())["image_size"] == 32
 
 
@@ -44,8 +66,18 @@ def test_caption_prints_one_line_per_image_and_names_broken_ones(run_dir, shapes
     Image.new("RGBA", (40, 30), (255, 0, 0, 128)).save(rgba)
     broken = tmp_path / "broken.jpg"
     broken.write_text("not an image")
-    done = run("-m", "helpers", "caption", "--run", str(run_dir), str(good), str(broken), str(rgba),
-               "--device", "cpu")
+    done = run(
+        "-m",
+        "helpers",
+        "caption",
+        "--run",
+        str(run_dir),
+        str(good),
+        str(broken),
+        str(rgba),
+        "--device",
+        "cpu",
+    )
     lines = done.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(good), str(rgba)]
     assert done.returncode == 1
@@ -55,13 +87,16 @@ def test_caption_prints_one_line_per_image_and_names_broken_ones(run_dir, shapes
 
 def test_caption_with_beam_search(run_dir, shapes):
     image = shapes / IMAGE_DIR / "scene_000001.jpg"
-    done = run("-m", "helpers", "caption", "--run", str(run_dir), str(image), "--beam", "3", "--device", "cpu")
+    done = run(
+        "-m", "helpers", "caption", "--run", str(run_dir), str(image), "--beam", "3", "--device", "cpu"
+    )
     assert done.returncode == 0 and done.stdout.startswith(f"{image}\t")
 
 
 def test_evaluate_prints_bleu_as_json(run_dir, shapes):
-    done = run("-m", "helpers", "evaluate", "--run", str(run_dir), "--data", str(shapes), "--json",
-               "--device", "cpu")
+    done = run(
+        "-m", "helpers", "evaluate", "--run", str(run_dir), "--data", str(shapes), "--json", "--device", "cpu"
+    )
     assert done.returncode == 0, done.stderr
     scores = json.loads(done.stdout)
     assert scores["split"] == "test" and scores["images"] == 3
@@ -69,14 +104,36 @@ def test_evaluate_prints_bleu_as_json(run_dir, shapes):
 
 
 def test_a_missing_run_is_one_clear_line(tmp_path, shapes):
-    done = run("-m", "helpers", "caption", "--run", str(tmp_path / "nope"), str(shapes / IMAGE_DIR / "scene_000000.jpg"))
+    done = run(
+        "-m",
+        "helpers",
+        "caption",
+        "--run",
+        str(tmp_path / "nope"),
+        str(shapes / IMAGE_DIR / "scene_000000.jpg"),
+    )
     assert done.returncode == 2 and "no checkpoint there" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_torchrun_trains_with_two_processes_and_one_checkpoint(shapes, tmp_path):
     out = tmp_path / "ddp"
-    done = run("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *TINY_FLAGS, timeout=600)
+    done = run(
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "helpers",
+        "train",
+        "--data",
+        str(shapes),
+        "--out",
+        str(out),
+        *TINY_FLAGS,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("epoch 1/1") == 1  # only rank 0 logs
     assert "2 processes" in done.stdout
