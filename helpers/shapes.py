@@ -1,8 +1,8 @@
 """The course's offline dataset: scenes of coloured shapes, five human-like captions each.
 
 No real dataset can be downloaded offline or in CI, so the course draws its own. Every scene holds one
-or two shapes (circle, square, triangle, diamond) in one of six colours, small or large, on a white,
-grey or black background; two shapes stand side by side or one above the other. Five "annotators"
+or two shapes (circle, square, triangle) in one of six colours, small or large, on a white, grey or
+black background; two shapes stand side by side or one above the other. Five "annotators"
 describe each scene, each in their own style, like the five captions of Flickr8k: some mention sizes,
 some the background, some say "big" where others say "large".
 
@@ -26,7 +26,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle", "diamond")
+# Three shapes, drawn upright and not too small. A linear probe on the features of the frozen, randomly
+# initialised ResNet50 (the offline encoder) read the shape right 35% of the time (chance 25%) when
+# scenes also had a "diamond" and a random tilt, and 55% (chance 33%) like this; colour (about 85%)
+# and background (100%) are much easier for it.
+SHAPES = ("circle", "square", "triangle")
 COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -102,19 +106,18 @@ def random_scene(rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Scen
 
 
 def render(scene: Scene, rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Image.Image:
-    """Paint a scene as an RGB image, with a little rotation and pixel noise so no two look alike."""
+    """Paint a scene as an RGB image, with jittered sizes and pixel noise so no two look alike."""
     image = Image.new("RGB", (image_size, image_size), BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(image)
     for shape in scene.shapes:
-        radius = image_size * (0.10 if shape.size == "small" else 0.19) * float(rng.uniform(0.9, 1.1))
-        angle = float(rng.uniform(-12, 12))
+        radius = image_size * (0.14 if shape.size == "small" else 0.21) * float(rng.uniform(0.9, 1.1))
         colour = COLOURS[shape.colour]
         if shape.kind == "circle":
             box = [shape.x - radius, shape.y - radius, shape.x + radius, shape.y + radius]
             draw.ellipse(box, fill=colour)
         else:
-            corners = {"square": 4, "triangle": 3, "diamond": 4}[shape.kind]
-            start = {"square": 45.0, "triangle": -90.0, "diamond": 0.0}[shape.kind] + angle
+            corners = {"square": 4, "triangle": 3}[shape.kind]
+            start = {"square": 45.0, "triangle": -90.0}[shape.kind]
             # A square's corners lie further out than its sides: scale so it looks as big as a circle.
             reach = radius * (1.3 if shape.kind == "square" else 1.25)
             points = [
@@ -124,8 +127,6 @@ def render(scene: Scene, rng: np.random.Generator, image_size: int = IMAGE_SIZE)
                 )
                 for k in range(corners)
             ]
-            if shape.kind == "diamond":  # taller than wide, so it never looks like a rotated square
-                points = [(shape.x + (px - shape.x) * 0.7, py) for px, py in points]
             draw.polygon(points, fill=colour)
     pixels = np.asarray(image, dtype=np.int16) + rng.integers(-10, 11, size=(image_size, image_size, 1))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
@@ -188,7 +189,7 @@ class ShapesConfig:
     images: int = 8000
     seed: int = 0
     image_size: int = IMAGE_SIZE
-    version: int = 1
+    version: int = 2
 
 
 def split_sizes(images: int) -> dict[str, int]:

@@ -70,11 +70,13 @@ class TrainConfig:
     def for_device(cls, device: torch.device | str, **overrides) -> TrainConfig:
         """The course's configuration for a device: small and quick on a CPU, the full one on a GPU.
 
-        CPU: images at 64 px (ResNet50's adaptive pooling accepts any size; 64 px runs about 12× faster
-        than 224 on a laptop core) and 6 epochs. GPU: the design's 224 px and 15 epochs.
+        CPU: images at 64 px (ResNet50's adaptive pooling accepts any size, and 64 px runs about 12×
+        faster than 224), an LSTM of 256 hidden units and 4 epochs: on a 2-core AMD EPYC this reached
+        dev BLEU-4 0.66 in about 4 minutes, feature caching included. GPU: the design's 224 px, 512
+        hidden units and 15 epochs.
         """
         if torch.device(device).type == "cpu":
-            base = cls(image_size=64, epochs=6)
+            base = cls(image_size=64, hidden_size=256, epochs=4, lr=4e-3)
         else:
             base = cls(image_size=224, epochs=15, batch_size=256, num_workers=min(8, os.cpu_count() or 1))
         return cls.from_dict({**asdict(base), **overrides})
