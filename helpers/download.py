@@ -32,7 +32,7 @@ TIMEOUT_S = 60
 """Seconds to wait for the server before a download gives up (a stalled connection ends a download)."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
     """A download failed: the server could not be reached, answered an error, or closed the connection."""
 
 

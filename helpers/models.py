@@ -96,7 +96,7 @@ class EncoderCNN(nn.Module):
                 resnet = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
             except Exception as error:  # a download that broke off: say so, and carry on untrained
                 if weights == "imagenet":
-                    raise RuntimeError(f"could not load ResNet50's ImageNet weights ({error})") from error
+                    raise OSError(f"could not load ResNet50's ImageNet weights ({error})") from error
                 self.weights = "random"
         if resnet is None:
             if weights == "auto":

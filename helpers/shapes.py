@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -213,9 +214,10 @@ def make_shapes(root: Path | str, images: int = 8000, seed: int = 0, *, force: b
     marker = root / MARKER
     if not force and marker.exists() and json.loads(marker.read_text()) == asdict(config):
         return root
-    staging = root.with_name(root.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / IMAGE_DIR).mkdir(parents=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # a staging folder of this process's own, so two processes drawing at once cannot collide
+    staging = Path(tempfile.mkdtemp(prefix=f"{root.name}.partial-", dir=root.parent))
+    (staging / IMAGE_DIR).mkdir()
 
     names, lines = [], []
     for i in range(images):
@@ -234,6 +236,9 @@ def make_shapes(root: Path | str, images: int = 8000, seed: int = 0, *, force: b
     (staging / MARKER).write_text(json.dumps(asdict(config)))
 
     if root.exists():
-        shutil.rmtree(root)
-    staging.rename(root)
+        shutil.rmtree(root, ignore_errors=True)
+    try:
+        staging.rename(root)
+    except OSError:  # another process finished the same set first: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
     return root

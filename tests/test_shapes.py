@@ -59,7 +59,7 @@ def test_make_shapes_reuses_a_complete_set_and_rebuilds_on_new_settings(tmp_path
     assert (root / TOKEN_FILE).stat().st_mtime_ns == stamp
     make_shapes(root, images=6, seed=1)
     assert (root / TOKEN_FILE).stat().st_mtime_ns != stamp
-    assert not (tmp_path / "s.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no staging folder left behind
 
 
 def test_different_seeds_give_different_scenes(tmp_path):
