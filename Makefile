@@ -22,7 +22,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cf
 export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
-.PHONY: course test unit nbval install data lab lint sync notebook assets help
+.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -47,6 +47,23 @@ unit: install ## the unit tests only
 
 nbval: install data ## the notebooks only (NB=notebooks/01_data_processing.ipynb for one)
 	$(BIN)/python -m pytest $(NBVAL) $(or $(NB),notebooks/)
+
+# The notebooks as a learner runs them: JupyterLab in headless Chromium, Run All Cells, then no error, no
+# broken widget, every stored figure shown, the decoding explorer reacting to clicks (tools/browser_check.py).
+# Installs what is missing: Debian's chromium (apt, as root) and playwright (pyproject's [browser] extra).
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_TIMEOUT ?= 900
+browser-test: install data ## notebooks run in JupyterLab in Chromium; screenshots/ (NB=... for some)
+	@test -x "$(CHROMIUM)" || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else echo "make browser-test needs Chromium: apt-get install chromium, or CHROMIUM=/path/to/it"; exit 1; fi; }
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[browser]"
+	@status=0; \
+	CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest -m browser tests/test_browser_check.py || status=1; \
+	CHROMIUM="$(CHROMIUM)" $(BIN)/python tools/browser_check.py --timeout $(BROWSER_TIMEOUT) \
+		$(or $(NB),$(NOTEBOOKS)) || status=1; \
+	exit $$status
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
@@ -81,4 +98,4 @@ assets: install ## regenerate the diagrams under assets/
 	$(BIN)/python -m helpers diagrams
 
 help: ## list the targets
-	@awk -F ':.*## ' '/^[a-z]+:.*## / { printf "  make %-9s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
