@@ -28,8 +28,234 @@ def arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str = 
 
 # --- data flow (notebook 01) ---
 
+FILES_COLOR, STEP_COLOR, TENSOR_COLOR = "#eeeeee", "#dbe9f6", "#d9f0d3"
+
+
+def data_flow_figure() -> plt.Figure:
+    """From files on disk to a padded batch: which helper does each step, and what comes out of it.
+
+    Grey boxes are files, blue boxes are steps (named after the helper that does them), green boxes are
+    what the model receives. Images go down the left column, captions down the right.
+    """
+    figure, ax = plt.subplots(figsize=(9, 8.2))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.4, 10.4)
+    ax.axis("off")
+    # One box per block reads better than what the formatter would make of this table.
+    # fmt: off
+    boxes = [  # (x, y, width, height, colour, lines of text)
+        (2.0, 9.1, 6.0, 1.0, FILES_COLOR, (
+            "files on disk (Flickr8k layout)",
+            "Flickr8k.token.txt · Flickr_8k.*Images.txt · Flicker8k_Dataset/*.jpg",
+        )),
+        (2.0, 7.25, 6.0, 1.05, STEP_COLOR, (
+            "caption table: image | caption | split",
+            "one row per caption (5 per image); rows it cannot use",
+            "are listed in .skipped, with the reason",
+        )),
+        (0.2, 5.35, 4.2, 1.05, STEP_COLOR, (
+            "load_image(path)   [helpers.data]",
+            "any file → upright RGB PIL image",
+            "(a broken file raises ImageLoadError)",
+        )),
+        (0.2, 3.3, 4.2, 1.3, STEP_COLOR, (
+            "image_transform()   [helpers.data]",
+            "Resize 224×224 → ToTensor [0, 1]",
+            "→ Normalize (ImageNet mean, std)",
+        )),
+        (5.6, 5.35, 4.2, 1.05, STEP_COLOR, (
+            "tokenize(caption)   [helpers.vocabulary]",
+            "\"A red circle .\" → ['a', 'red', 'circle']",
+        )),
+        (5.6, 3.3, 4.2, 1.3, STEP_COLOR, (
+            "Vocabulary.build(train captions)",
+            "encode: <start> a red circle <end>",
+            "→ indices (unseen words → <unk>)",
+        )),
+        (1.2, 1.55, 7.6, 1.05, STEP_COLOR, (
+            "CaptionDataset + DataLoader(collate_fn=collate_captions)",
+            "stack the images · pad the captions with <pad> = 0 to the longest",
+        )),
+    ]
+    # fmt: on
+    for x, y, w, h, colour, lines in boxes:
+        box(ax, x, y, w, h, "\n".join(lines), colour)
+    batch = "batch → the model (notebooks 03–05)\nimages [B, 3, 224, 224]   captions [B, T]   lengths [B]"
+    box(ax, 1.2, -0.2, 7.6, 1.0, batch, TENSOR_COLOR, fontsize=10)
+
+    arrow(ax, (5.0, 9.1), (5.0, 8.35), "load_captions(root)   [helpers.formats]")
+    arrow(ax, (3.2, 7.25), (2.3, 6.45))
+    ax.text(2.45, 6.95, "image path", fontsize=8, ha="right")
+    arrow(ax, (6.8, 7.25), (7.7, 6.45))
+    ax.text(7.55, 6.95, "caption text", fontsize=8, ha="left")
+    arrow(ax, (2.3, 5.35), (2.3, 4.65))
+    arrow(ax, (7.7, 5.35), (7.7, 4.65))
+    arrow(ax, (2.3, 3.3), (2.3, 2.65), "image [3, 224, 224], float")
+    arrow(ax, (7.7, 3.3), (7.7, 2.65), "caption [n + 2], long")
+    arrow(ax, (5.0, 1.55), (5.0, 0.85))
+    return figure
+
 
 # --- model: architecture and packing (notebook 02) ---
+
+MODULE_COLOR, TENSOR_COLOR = "#dbe9f6", "#ffffff"
+
+
+def architecture_figure(embed_size: int = 300, hidden_size: int = 512, image_size: int = 224):
+    """Our model, top to bottom: modules in boxes, the tensor shapes on the arrows between them.
+
+    ``B`` images, captions of ``T`` tokens, ``V`` words in the vocabulary; the numbers are the given sizes.
+    """
+    from matplotlib.patches import Polygon, Rectangle
+
+    E, H = embed_size, hidden_size
+    figure, ax = plt.subplots(figsize=(9, 9.2))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.9, 14.2)
+    ax.axis("off")
+    w, h = 3.4, 0.8
+    left, right, mid = 2.6 - w / 2, 7.4 - w / 2, 5.0 - w / 2
+
+    # Dashed frames: what lives in EncoderCNN, and what lives in DecoderRNN (an L shape around the rest).
+    frame = {"fill": False, "ls": "--", "ec": "#888888"}
+    ax.add_patch(Rectangle((0.25, 7.1), 4.6, 5.8, **frame))
+    corners = [(5.05, 12.9), (9.75, 12.9), (9.75, -0.3), (0.25, -0.3), (0.25, 6.9), (5.05, 6.9)]
+    ax.add_patch(Polygon(corners, closed=True, **frame))
+    ax.text(0.35, 12.75, "EncoderCNN", fontsize=10, weight="bold", va="top", color="#555555")
+    ax.text(9.65, 12.75, "DecoderRNN", fontsize=10, weight="bold", va="top", ha="right", color="#555555")
+
+    box(ax, left, 13.2, w, h, "images", TENSOR_COLOR)
+    box(ax, left, 11.0, w, h, "ResNet50 without fc\nfrozen, BatchNorm in eval mode")
+    box(ax, left, 9.0, w, h, "flatten")
+    box(ax, left, 7.3, w, 1.0, f"standardise the 2048 features\nLinear 2048 → {E}\nBatchNorm1d, ReLU")
+    arrow(ax, (2.6, 13.2), (2.6, 11.8), f"[B, 3, {image_size}, {image_size}]")
+    arrow(ax, (2.6, 11.0), (2.6, 9.8), "[B, 2048, 1, 1]")
+    arrow(ax, (2.6, 9.0), (2.6, 8.3), "[B, 2048]")
+
+    box(ax, right, 13.2, w, h, "captions: token ids, padded", TENSOR_COLOR)
+    box(ax, right, 11.0, w, h, f"Embedding V × {E}")
+    arrow(ax, (7.4, 13.2), (7.4, 11.8), "[B, T]")
+
+    box(ax, mid, 5.6, w, h, "torch.cat along time:\nimage feature first")
+    arrow(ax, (2.6, 7.3), (3.6, 6.4))
+    ax.text(2.95, 6.65, f"features [B, {E}]", fontsize=8, va="center", ha="right")
+    arrow(ax, (7.4, 11.0), (5.8, 6.4), f"[B, T, {E}]")
+    box(ax, mid, 4.1, w, h, "pack_padded_sequence\nby lengths + 1")
+    box(ax, mid, 2.6, w, h, f"LSTM {E} → {H}")
+    box(ax, mid, 1.1, w, h, "pad_packed_sequence")
+    box(ax, mid, -0.4 + 0.3, w, h * 0.75, f"Linear {H} → V")
+    arrow(ax, (5.0, 5.6), (5.0, 4.9), f"[B, T+1, {E}]")
+    arrow(ax, (5.0, 4.1), (5.0, 3.4), f"data [Σ(lengths + 1), {E}]")
+    arrow(ax, (5.0, 2.6), (5.0, 1.9), f"data [Σ(lengths + 1), {H}]")
+    arrow(ax, (5.0, 1.1), (5.0, 0.5), f"[B, T+1, {H}]")
+    ax.text(6.8, 0.2, "→ logits [B, T+1, V]", fontsize=9, va="center", weight="bold")
+    ax.text(
+        5.0,
+        -0.75,
+        "B images, captions of T tokens (<start> … <end>, padded), V words in the vocabulary",
+        ha="center",
+        fontsize=8,
+        color="#555555",
+    )
+    return figure
+
+
+PALETTE = ("#a6cee3", "#b2df8a", "#fdbf6f", "#cab2d6", "#fb9a99", "#ffff99", "#8dd3c7", "#bebada")
+PAD_COLOR = "#e6e6e6"
+
+
+def packing_figure(captions, lengths, vocab, image_first: bool = True):
+    """How ``pack_padded_sequence`` lays out a real batch.
+
+    ``captions [B, T]`` (token ids padded with ``<pad>``), ``lengths [B]`` (true lengths, any order) and
+    the :class:`~helpers.vocabulary.Vocabulary` that decodes them. With ``image_first`` a column "image"
+    is put in front, as the decoder does, and every length grows by one.
+
+    Top: the padded batch, one row per caption. Bottom: the packed sequence, one column per time step,
+    holding only the captions still running at that step, longest first; the small number in a cell is
+    its row in ``packed.data``. Returns the Figure (axes 0 and 1 are the two panels).
+    """
+    import torch
+    from matplotlib.patches import Rectangle
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    ids = torch.as_tensor(captions, dtype=torch.long)
+    lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+    if image_first:
+        ids = torch.cat([torch.full((ids.shape[0], 1), -1), ids], dim=1)  # -1 marks the image feature
+        lengths = lengths + 1
+    B, steps = ids.shape
+    packed = pack_padded_sequence(ids.unsqueeze(-1), lengths, batch_first=True, enforce_sorted=False)
+    batch_sizes = packed.batch_sizes.tolist()
+    order = packed.sorted_indices.tolist()
+
+    def word(i: int) -> str:
+        return "image" if i == -1 else vocab.itos[i]
+
+    def cell(ax, x, y, text, color, small=""):
+        ax.add_patch(Rectangle((x, y), 1, 1, fc=color, ec="white", lw=1.5))
+        ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize=7)
+        if small:
+            ax.text(x + 0.06, y + 0.92, small, ha="left", va="top", fontsize=5, color="#444444")
+
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(0.72 * steps + 1.6, 0.42 * 2 * B + 2.4), gridspec_kw={"height_ratios": [B, B + 1.2]}
+    )
+    for row in range(B):
+        y = B - 1 - row
+        color = PALETTE[row % len(PALETTE)]
+        for t in range(steps):
+            real = t < lengths[row]
+            cell(top, t, y, word(int(ids[row, t])) if real else "<pad>", color if real else PAD_COLOR)
+        size = f"{int(lengths[row]) - 1} tokens + image" if image_first else f"{int(lengths[row])} tokens"
+        top.text(-0.15, y + 0.5, f"caption {row}\n{size}", ha="right", va="center", fontsize=7)
+    width = f"T+1={steps}" if image_first else f"T={steps}"
+    top.set_title(
+        f"Padded batch [B={B}, {width}]: every caption is as long as the longest; grey cells are padding",
+        fontsize=9,
+    )
+
+    data_row = 0
+    for t, size in enumerate(batch_sizes):
+        for k, row in enumerate(order[:size]):
+            cell(bottom, t, B - 1 - k, word(int(ids[row, t])), PALETTE[row % len(PALETTE)], str(data_row))
+            data_row += 1
+        bottom.text(t + 0.5, -0.35, str(size), ha="center", va="center", fontsize=8, weight="bold")
+    bottom.text(-0.15, -0.35, "batch_sizes", ha="right", va="center", fontsize=7, weight="bold")
+    bottom.text(-0.15, B / 2, "captions still\nrunning,\nlongest first", ha="right", va="center", fontsize=7)
+    bottom.set_title(
+        f"Packed: time step t holds only the captions still running; packed.data has {data_row} rows, "
+        "column by column",
+        fontsize=9,
+    )
+    for ax in (top, bottom):
+        ax.set_xlim(-0.05, steps + 0.05)
+        ax.set_aspect("equal")
+        ax.set_xticks([t + 0.5 for t in range(steps)], [str(t) for t in range(steps)], fontsize=7)
+        ax.set_yticks([])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    top.set_ylim(-0.05, B + 0.05)
+    bottom.set_ylim(-0.7, B + 0.05)
+    top.set_xlabel("position t", fontsize=7)
+    bottom.set_xlabel("time step t", fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def packing_example_figure():
+    """:func:`packing_figure` for three fixed captions of a tiny vocabulary (for ``assets/``)."""
+    import torch
+
+    from helpers.data import pad_captions
+    from helpers.vocabulary import Vocabulary
+
+    vocab = Vocabulary(["a", "red", "circle", "above", "blue", "square", "small", "green", "triangle"])
+    texts = ["a small green triangle", "a red circle above a blue square", "a blue circle"]
+
+    captions, lengths = pad_captions([torch.tensor(vocab.encode(text)) for text in texts])
+    return packing_figure(captions, lengths, vocab)
 
 
 def save_all(folder: Path = ASSETS) -> list[Path]:
@@ -45,4 +271,8 @@ def save_all(folder: Path = ASSETS) -> list[Path]:
     return written
 
 
-DIAGRAMS: dict = {}
+DIAGRAMS: dict = {
+    "data_flow": data_flow_figure,
+    "architecture": architecture_figure,
+    "packing": packing_example_figure,
+}

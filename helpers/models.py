@@ -30,8 +30,8 @@ TRAIN_BACKBONE_CHOICES = ("none", "last", "all")
 RANDOM_WEIGHTS_NOTE = (
     "ImageNet weights for ResNet50 are not available here (not in torch's cache, and the download "
     "server cannot be reached), so the encoder starts from random weights: its frozen features still "
-    "carry colour, size and position, which is enough for the shapes dataset, but real photographs "
-    "need the pretrained weights."
+    "tell backgrounds and colours apart, which carries the shapes dataset a long way, but real "
+    "photographs need the pretrained weights."
 )
 
 

@@ -85,3 +85,92 @@ def show_image_pipeline(image: Image.Image, tensor: torch.Tensor) -> Figure:
         ax.axis("off")
     figure.tight_layout()
     return figure
+
+
+def plot_lr_schedule(lrs: Sequence[float], steps_per_epoch: int | None = None) -> Figure:
+    """The learning rate at every optimiser step (one value per step), epochs marked when given.
+
+    In: ``lrs``, e.g. read from ``optimizer.param_groups[0]["lr"]`` after each ``scheduler.step()``.
+    """
+    if len(lrs) == 0:
+        raise ValueError("plot_lr_schedule: no learning rates to plot")
+    figure, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(range(len(lrs)), lrs, color="#4c72b0")
+    if steps_per_epoch:
+        for boundary in range(steps_per_epoch, len(lrs), steps_per_epoch):
+            ax.axvline(boundary, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xlabel("optimiser step" + (" (dotted lines: epochs)" if steps_per_epoch else ""))
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"One-cycle schedule: peak {max(lrs):.2g}, end {lrs[-1]:.2g}")
+    figure.tight_layout()
+    return figure
+
+
+def plot_history(history: pd.DataFrame) -> Figure:
+    """Two panels from a training history (one row per epoch, as :func:`helpers.training.fit` returns):
+    the training loss, and validation BLEU-1…4 (greedy decoding, no teacher forcing).
+
+    In: columns ``epoch``, ``train_loss`` and ``dev_bleu1`` … ``dev_bleu4`` (0–1).
+    """
+    needed = {"epoch", "train_loss", "dev_bleu1", "dev_bleu2", "dev_bleu3", "dev_bleu4"}
+    missing = needed - set(history.columns)
+    if missing:
+        raise ValueError(f"plot_history: the history lacks the columns {sorted(missing)}")
+    figure, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+    loss_ax.plot(history["epoch"], history["train_loss"], marker="o", color="#4c72b0")
+    loss_ax.set_title("Training loss (teacher forcing)")
+    loss_ax.set_ylabel("cross-entropy per word")
+    for n, colour in zip(range(1, 5), ("#c6dbef", "#6baed6", "#2171b5", "#08306b"), strict=True):
+        bleu_ax.plot(history["epoch"], history[f"dev_bleu{n}"], marker="o", color=colour, label=f"BLEU-{n}")
+    bleu_ax.set_title("Validation BLEU (greedy, no teacher forcing)")
+    bleu_ax.set_ylabel("BLEU (0–1)")
+    bleu_ax.set_ylim(0, 1)
+    bleu_ax.legend(loc="lower right", fontsize=8)
+    for ax in (loss_ax, bleu_ax):
+        ax.set_xlabel("epoch")
+        ax.set_xticks(history["epoch"])
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def show_captions(
+    table: pd.DataFrame,
+    n: int = 6,
+    columns: int = 3,
+    references: int = 2,
+    seed: int = 0,
+    width: int = 40,
+) -> Figure:
+    """A grid of ``n`` images, each under the model's caption and a few of its human references.
+
+    In: a table with one row per image and columns ``image`` (path), ``generated`` (a string) and
+    ``references`` (a list of strings), as :func:`helpers.training.evaluate_split` returns. More caption
+    columns (e.g. ``beam 3``) are shown too, under their column name. The rows are drawn with ``seed``.
+    """
+    if len(table) < n:
+        raise ValueError(f"show_captions: asked for {n} images, the table holds {len(table)}")
+    extra = [c for c in table.columns if c not in ("image", "generated", "references")]
+    chosen = table.sample(n=n, random_state=seed)
+    titles = []
+    for _, row in chosen.iterrows():
+        shown = [("model", row["generated"])] + [(c, row[c]) for c in extra]
+        shown += [(f"ref {k}", caption) for k, caption in enumerate(row["references"][:references], 1)]
+        titles.append(
+            "\n".join(
+                textwrap.fill(caption, width, initial_indent=f"{label}: ", subsequent_indent="   ")
+                for label, caption in shown
+            )
+        )
+    rows = -(-n // columns)
+    # room for each caption to wrap onto two lines; fixed by the arguments, so the figure's size does not
+    # change with what the model happens to say
+    lines = 2 * (1 + len(extra) + references)
+    size = (3.0 * columns, (2.5 + 0.16 * lines) * rows)
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, title in zip(axes.flat, chosen["image"], titles, strict=False):
+        ax.imshow(load_image(path))
+        ax.set_title(title, fontsize=8, loc="left")
+    return figure

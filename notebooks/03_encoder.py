@@ -1,0 +1,450 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/03_encoder.ipynb)
+#
+# # 03 · The encoder: ResNet50 as a frozen feature extractor
+#
+# The encoder turns a picture into one vector the LSTM can read like a word. We take it apart: which
+# layers ResNet50 has, what its `[2048, 1, 1]` output means, how we cut off the classifier, freeze the
+# rest, keep its BatchNorm layers honest, project to the embedding size, and why a frozen encoder lets
+# us compute every image's features **once** instead of every epoch.
+#
+# **You will learn to**
+# 1. read ResNet50 layer by layer: output shapes and parameter counts, and why any input size works;
+# 2. remove `fc`, freeze the backbone, and explain why its BatchNorm layers must stay in eval mode;
+# 3. project the 2048 pooled features to the 300-dimensional embedding space;
+# 4. say what pretrained weights add over random ones, and what random frozen features still carry;
+# 5. cache features and measure how much time that saves.
+#
+# **Prerequisites:** notebook 02 (the shapes through the whole model); convolutions, pooling and
+# BatchNorm at the level of a first deep-learning course.
+#
+# **Run time:** about 20 seconds on a 2-core laptop CPU. A GPU makes the ResNet50 passes 20–50× faster,
+# but everything here is sized to run on a CPU.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
+        check=True,
+    )
+
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision.models import resnet50
+
+from helpers.data import ImageFolderDataset, image_transform, load_image
+from helpers.formats import load_captions
+from helpers.models import EncoderCNN
+from helpers.shapes import COLOURS, SHAPES, make_shapes
+from helpers.utils import seed_everything
+
+seed_everything(0)
+torch.set_grad_enabled(False)  # nothing is trained here
+pd.set_option("display.width", 110)
+
+
+def find_repo_root(start: Path) -> Path | None:
+    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
+    for folder in [start, *start.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
+ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (notebook 01), instant afterwards
+
+# %% [markdown]
+# A few training images to look at (their file paths, one per image):
+
+# %%
+table = load_captions(DATA).table
+train = table[table.split == "train"]
+captions_of = train.groupby("image", sort=False).caption.agg(list)  # image path → its five captions
+paths = captions_of.index.tolist()
+print(len(paths), "training images;", Path(paths[0]).name, "→", captions_of.iloc[0][0])
+
+# %% [markdown]
+# ## 1. ResNet50, layer by layer
+#
+# torchvision's `resnet50` has ten top-level parts. We build it **without** weights here (the weights
+# are the topic of section 6; the architecture is the same either way), push one 224 × 224 image through
+# the parts one at a time, and record each output shape and parameter count.
+
+# %%
+resnet = resnet50(weights=None).eval()
+image = image_transform(224)(load_image(paths[0])).unsqueeze(0)  # [1, 3, 224, 224]
+
+rows, x = [], image
+for name, layer in resnet.named_children():
+    if name == "fc":
+        x = x.flatten(1)  # torchvision's forward flattens [1, 2048, 1, 1] → [1, 2048] before fc
+    x = layer(x)
+    params = sum(p.numel() for p in layer.parameters())
+    rows.append((name, type(layer).__name__, tuple(x.shape), f"{params:,}"))
+pd.DataFrame(rows, columns=["layer", "type", "output shape", "parameters"])
+
+# %%
+total = sum(p.numel() for p in resnet.parameters())
+fc = sum(p.numel() for p in resnet.fc.parameters())
+print(f"ResNet50: {total:,} parameters; fc alone: {fc:,} (2048 × 1000 weights + 1000 biases)")
+print(f"without fc: {total - fc:,}")
+
+# %% [markdown]
+# Reading the table from the top:
+#
+# - `conv1` (7 × 7, stride 2) and `maxpool` (stride 2) shrink 224 px to 56 while going from 3 to 64
+#   channels.
+# - `layer1` … `layer4` are stacks of residual *bottleneck* blocks (3, 4, 6 and 3 of them). Each new
+#   stage halves the width and height and doubles the channels: 56 → 28 → 14 → 7 pixels,
+#   256 → 512 → 1024 → 2048 channels. Almost all parameters are here, most of them in `layer4`.
+# - `avgpool` averages each of the 2048 maps of 7 × 7 into one number.
+# - `fc` maps those 2048 numbers to 1000 ImageNet class scores. We do not want classes, we want the
+#   description of the picture that comes just before them: so `fc` goes.
+#
+# ## 2. What `[2048, 1, 1]` means
+#
+# `layer4` gives 2048 **feature maps** of 7 × 7: each of the 49 cells describes a region of the picture
+# with 2048 numbers. The average pool keeps the 2048 "what" numbers and averages away the "where":
+
+# %%
+stem_to_layer4 = nn.Sequential(*list(resnet.children())[:-2])  # conv1 … layer4
+maps = stem_to_layer4(image)
+pooled = resnet.avgpool(maps)
+print("layer4 output  ", tuple(maps.shape), " = [B, channels, height, width]")
+print("avgpool output ", tuple(pooled.shape))
+print("the same as a mean over height and width:", torch.allclose(pooled.flatten(1), maps.mean(dim=(2, 3))))
+
+# %% [markdown]
+# So `[2048, 1, 1]` is "2048 channels, each a 1 × 1 map": one number per channel. `flatten(1)` turns it
+# into the `[2048]` vector the projection reads.
+#
+# ## 3. Adaptive pooling: any input size works
+#
+# `avgpool` is an `AdaptiveAvgPool2d((1, 1))`: it is told the size of its **output**, and averages over
+# whatever grid it receives. So smaller images give a smaller `layer4` grid but the same 2048 features.
+# Our shapes images are 128 px on disk; the course trains on a CPU at 64 px (about 12× faster than 224).
+
+# %%
+for size in (224, 128, 64):
+    x = torch.zeros(1, 3, size, size)
+    print(f"{size:>3} px → layer4 {tuple(stem_to_layer4(x).shape)} → avgpool {tuple(resnet.avgpool(stem_to_layer4(x)).shape)}")
+
+# %% [markdown]
+# At 64 px each of the 2 × 2 cells covers a quarter of the picture, so there is less detail to average,
+# but the vector has the same length and everything after it is unchanged.
+#
+# ## 4. Removing `fc` and freezing: `EncoderCNN`
+#
+# `EncoderCNN` keeps every child of ResNet50 except the last (`nn.Sequential(*children[:-1])`) and adds
+# its own projection. By default the backbone is **frozen**: its parameters get `requires_grad=False`,
+# so the optimiser never changes them and no gradients are computed for them.
+#
+# It also decides by itself whether ImageNet weights can be had (within seconds): without internet it
+# says so in one sentence and uses random weights.
+
+# %%
+encoder = EncoderCNN(embed_size=300, weights="auto")
+print("weights used:", encoder.weights)
+print("backbone parts:", [type(m).__name__ for m in encoder.backbone])
+
+# %%
+frozen = sum(p.numel() for p in encoder.backbone.parameters() if not p.requires_grad)
+trainable = {name: sum(p.numel() for p in module.parameters() if p.requires_grad)
+             for name, module in [("backbone", encoder.backbone), ("standardize", encoder.standardize),
+                                  ("project", encoder.project), ("bn", encoder.bn)]}
+print(f"frozen:    {frozen:,}")
+print("trainable:", {name: f"{n:,}" for name, n in trainable.items()})
+
+# %% [markdown]
+# About 23.5 million frozen numbers, and only the 615 300 of the projection (2048 × 300 weights + 300
+# biases, and BatchNorm1d's 300 scales and 300 shifts) will learn. Freezing makes training much faster,
+# keeps the few thousand captioned images of Flickr8k from overwriting what ImageNet taught the network,
+# and, as section 8 shows, lets us compute the backbone's output only once per image.
+#
+# ## 5. Why a frozen backbone must stay in eval mode
+#
+# `requires_grad=False` stops **gradients**. It does not stop BatchNorm: in train mode, a BatchNorm layer
+# normalises with the statistics of the current batch, and updates its `running_mean` and `running_var`
+# with every forward pass, no optimiser needed. Calling `model.train()` on a captioner whose ResNet is only
+# "frozen" by `requires_grad=False` (as many tutorials do) quietly changes the encoder every batch.
+#
+# A plain ResNet50 without `fc`, parameters frozen, put in train mode, fed one batch of 4 images:
+
+# %%
+images = torch.stack([image_transform(64)(load_image(path)) for path in paths[:8]])  # [8, 3, 64, 64]
+plain = nn.Sequential(*list(resnet50(weights=None).children())[:-1])
+for p in plain.parameters():
+    p.requires_grad = False
+plain.train()
+
+
+def running_means(model: nn.Module) -> list[torch.Tensor]:
+    return [m.running_mean.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+before = running_means(plain)
+plain(images[:4])
+changed = sum(not torch.equal(a, b) for a, b in zip(before, running_means(plain)))
+print(f"plain frozen ResNet50 in train mode: {changed} of {len(before)} BatchNorm layers changed their running mean")
+
+# %% [markdown]
+# Worse, in train mode an image's features depend on which **other** images share its batch, because
+# BatchNorm uses the batch's mean and variance. Image 0 in two different batches:
+
+# %%
+a = plain(images[[0, 1, 2, 3]]).flatten(1)[0]
+b = plain(images[[0, 4, 5, 6]]).flatten(1)[0]
+print("plain, train mode: image 0 gets the same features in both batches:", torch.allclose(a, b, atol=1e-4))
+
+# %% [markdown]
+# `EncoderCNN.train()` puts only its own projection in train mode: the frozen backbone stays in eval mode,
+# where BatchNorm uses its stored statistics and never updates them.
+
+# %%
+encoder.train()
+print("encoder.training:", encoder.training, "| backbone.training:", encoder.backbone.training,
+      "| projection bn.training:", encoder.bn.training)
+before = running_means(encoder.backbone)
+a = encoder.backbone_features(images[[0, 1, 2, 3]])[0]
+b = encoder.backbone_features(images[[0, 4, 5, 6]])[0]
+changed = sum(not torch.equal(x, y) for x, y in zip(before, running_means(encoder.backbone)))
+print(f"EncoderCNN in train mode: {changed} of {len(before)} BatchNorm layers changed")
+print("EncoderCNN: image 0 gets the same features in both batches:", torch.allclose(a, b, atol=1e-4))
+
+# %% [markdown]
+# ## 6. The projection to the embedding size
+#
+# The LSTM reads the image as its first "word", so the image must have the embedding size E = 300:
+#
+# `pooled [B, 2048] → standardise → Linear(2048, 300) → BatchNorm1d(300) → ReLU → features [B, 300]`
+#
+# - `standardize` is a `BatchNorm1d(2048, affine=False)`: it learns nothing, it only rescales each of the 2048
+#   pooled numbers to mean 0 and variance 1 over the training data (its running statistics are collected
+#   while training). Section 7 shows why this helps: raw features are dominated by a single direction;
+# - the `Linear` layer learns which combinations of the 2048 features matter for describing a picture;
+# - `BatchNorm1d` keeps those 300 numbers at a steady scale while the projection learns (this one is ours
+#   and trainable, so it *should* be in train mode during training);
+# - `ReLU` makes them non-negative.
+
+# %%
+encoder.eval()
+features = encoder(images)
+print("images  ", tuple(images.shape))
+print("pooled  ", tuple(encoder.backbone_features(images).shape))
+print("features", tuple(features.shape), "| all ≥ 0:", bool((features >= 0).all()))
+
+# %% [markdown]
+# BatchNorm1d needs at least two images in train mode (one value has no spread), and `EncoderCNN` says
+# so instead of failing with a cryptic message:
+
+# %%
+encoder.train()
+try:
+    encoder(images[:1])
+except ValueError as error:
+    print("ValueError:", error)
+finally:
+    encoder.eval()
+
+# %% [markdown]
+# ## 7. Pretrained or random weights
+#
+# **What changes** with ImageNet weights: only the numbers inside the filters and the BatchNorm statistics.
+# The layers, the shapes and everything after the backbone are identical. Trained on 1.3 million photos,
+# the filters respond to edges, textures, parts of objects, and the 2048 pooled features say things like
+# "fur", "wheel", "water": that is what makes captions of real photographs possible, and why you should
+# train with `weights="imagenet"` (the default `"auto"` takes them whenever it can download them).
+#
+# **What random frozen features still carry.** A random convolution is still a fixed function of the
+# pixels: `conv1`'s random filters mix the colour channels, ReLUs keep how strongly each random pattern
+# fires, and the final average says how much of it there is in the picture. So the 2048 numbers are a
+# random but consistent fingerprint of **how much of which colour and brightness** the picture holds. We
+# check it on 128 training images at 64 px, with `weights="random"` so that the numbers are the same on
+# every machine: are the features of two images more alike when their captions share a background, a
+# colour or a shape?
+#
+# First we compute the features once, and keep them (this is the cache of section 8):
+
+# %%
+random_encoder = EncoderCNN(embed_size=300, weights="random").eval()
+sample = paths[:128]
+loader = DataLoader(ImageFolderDataset(sample, image_transform(64)), batch_size=32)
+
+start = time.perf_counter()
+cached = torch.cat([random_encoder.backbone_features(batch) for batch in loader])  # [128, 2048]
+compute_seconds = time.perf_counter() - start
+print("cached features", tuple(cached.shape))
+
+# %% [markdown]
+# The labels come from the captions: annotator 4 always names the background, annotator 0 the first
+# shape's colour and kind.
+
+# %%
+def label(caption: str, words) -> str:
+    return next(w for w in caption.split() if w in words)
+
+
+labels = pd.DataFrame({
+    "background": [captions_of[p][4].split(" on a ")[1].split()[0] for p in sample],
+    "colour": [label(captions_of[p][0], COLOURS) for p in sample],
+    "shape": [label(captions_of[p][0], SHAPES) for p in sample],
+})
+labels.head(3)
+
+# %% [markdown]
+# We compare features by cosine similarity (1: pointing the same way, 0: unrelated), after subtracting the
+# average feature vector, which all pictures share. The background covers most of the pixels, so it
+# dominates: to see anything else we then compare only images **with the same background**, after
+# subtracting that background's own average.
+
+# %%
+def similarities(features: torch.Tensor) -> torch.Tensor:
+    unit = F.normalize(features - features.mean(0), dim=1)
+    return unit @ unit.T  # [N, N]
+
+
+def mean_similarity(similarity, labels, among) -> tuple[float, float]:
+    """Mean similarity of the pairs in ``among`` whose labels are equal, and of those whose labels differ."""
+    same = torch.tensor(labels[:, None] == labels[None, :])
+    return round(similarity[among & same].mean().item(), 2), round(similarity[among & ~same].mean().item(), 2)
+
+
+background = labels.background.to_numpy()
+pairs = ~torch.eye(len(sample), dtype=torch.bool)  # every pair of two different images
+same_background = pairs & torch.tensor(background[:, None] == background[None, :])
+within = cached.clone()
+for name in set(background):
+    within[background == name] -= within[background == name].mean(0)
+
+rows = [("background", "all pairs", *mean_similarity(similarities(cached), background, pairs))]
+for column in ("colour", "shape"):
+    rows.append((column, "same background",
+                 *mean_similarity(similarities(within), labels[column].to_numpy(), same_background)))
+pd.DataFrame(rows, columns=["do they share the", "among", "similarity if same", "if different"])
+
+# %% [markdown]
+# With random weights:
+#
+# - the **background** decides almost everything (compare the first row's two numbers);
+# - among pictures on the same background, sharing the first shape's **colour** makes them noticeably
+#   more alike;
+# - the **shape** kind (circle or triangle) shows even less: random filters mostly measure how much of which
+#   colour and brightness there is, not outlines.
+#
+# That one direction which the background dominates is also why `EncoderCNN` standardises the pooled
+# features before projecting them (section 6): every feature then counts on the same scale.
+#
+# A trained projection and LSTM can build on the first two, and get some of the rest from the layout, which
+# is why the course can train on the shapes dataset offline. Telling a circle from a triangle, or a dog
+# from a sofa, is exactly what the pretrained filters add.
+
+# %% [markdown]
+# ## 8. Caching: compute once, reuse every epoch
+#
+# With a frozen backbone (in eval mode!), an image gives exactly the same 2048 numbers in every epoch. An
+# epoch over the shapes training set shows each of its 6 000 images five times (once per caption): 30 000
+# backbone passes per epoch, all of them repeating work. Caching computes the 6 000 once, stores
+# `[6000, 2048]` floats (48 MB), and every epoch after that runs only the projection and the decoder.
+#
+# We measure it: the backbone on a few batches (at 64 px, as the CPU course trains, and at the design's
+# 224 px), against reading the same features back from a file.
+
+# %%
+cache_dir = tempfile.TemporaryDirectory()
+cache_file = Path(cache_dir.name) / "features.pt"
+torch.save(cached, cache_file)
+
+start = time.perf_counter()
+from_disk = torch.load(cache_file)
+read_batches = [from_disk[i:i + 32] for i in range(0, len(from_disk), 32)]
+read_seconds = time.perf_counter() - start
+
+big = DataLoader(ImageFolderDataset(sample[:16], image_transform(224)), batch_size=8)
+start = time.perf_counter()
+for batch in big:
+    random_encoder.backbone_features(batch)
+compute_224_seconds = time.perf_counter() - start
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+per_image_64 = compute_seconds / len(sample)
+per_image_224 = compute_224_seconds / 16
+per_image_cached = read_seconds / len(sample)
+print(f"backbone at  64 px: {1 / per_image_64:8.0f} images/s")
+print(f"backbone at 224 px: {1 / per_image_224:8.0f} images/s")
+print(f"cached features:    {1 / per_image_cached:8.0f} images/s  ({per_image_64 / per_image_cached:,.0f}× faster than 64 px)")
+print(f"one epoch of 30 000 captions: {30_000 * per_image_64 / 60:.1f} min at 64 px, "
+      f"{30_000 * per_image_224 / 60:.1f} min at 224 px, {30_000 * per_image_cached:.2f} s from the cache")
+
+# %%
+assert torch.equal(from_disk, cached) and len(read_batches) == 4
+assert per_image_cached * 10 < per_image_64 < per_image_224
+
+# %% [markdown]
+# The exact numbers depend on your machine, but the order of magnitude does not: reading a row of 2048
+# floats is thousands of times cheaper than running 23 million parameters' worth of convolutions. The
+# cache costs one pass over the images, which one epoch without a cache costs five times over.
+#
+# Caching is only correct while the backbone does not change: it needs the frozen backbone in eval mode
+# (section 5), and the same weights and image size (a cache made at 64 px is wrong at 224 px). Fine-tuning
+# `layer4` means running the backbone every batch again.
+
+# %%
+cache_dir.cleanup()
+
+# %% [markdown]
+# ## Recap
+#
+# - ResNet50 = `conv1`, `bn1`, `relu`, `maxpool`, `layer1`–`layer4` (bottleneck stages: 56 → 7 px,
+#   256 → 2048 channels), `avgpool`, `fc`: 25.6 M parameters, 23.5 M without `fc`.
+# - `AdaptiveAvgPool2d` turns the `[2048, h, w]` maps of any input size into `[2048, 1, 1]`, so 224, 128
+#   and 64 px inputs all give 2048 features.
+# - `EncoderCNN` (in `helpers/models.py`) = ResNet50 without `fc` + standardise, Linear(2048, 300),
+#   BatchNorm1d, ReLU.
+#   Its backbone is frozen **and** kept in eval mode by its `train()`, so BatchNorm statistics never drift
+#   and an image's features never depend on its batch-mates. Only 615 300 parameters learn.
+# - Pretrained weights change what the 2048 numbers mean, not their shape; random frozen features still
+#   carry the background and, more faintly, the colours; shape kinds hardly show without pretraining.
+# - A frozen backbone's features can be computed once and cached: training then reads `[N, 2048]` rows
+#   instead of running ResNet50 again every epoch. The course's training code does exactly this (the
+#   `"cached"` mode of `helpers/training.py`).
+#
+# ## Exercises
+#
+# 1. Which `layer` row of the table holds the most parameters? Compute what fraction of ResNet50's
+#    parameters it holds, and explain why fine-tuning "only the last block" is still a big change.
+# 2. Feed a 32 × 32 image through `stem_to_layer4`. What grid does `layer4` produce? Try 16 × 16: what
+#    happens, and why?
+# 3. Build `EncoderCNN(train_backbone="last")`. Count its trainable parameters and check which BatchNorm
+#    layers are in train mode after `.train()`.
+# 4. On Colab (with internet), rerun section 7 with `EncoderCNN(weights="imagenet")`. How do the
+#    similarities for background, colour and shape change?
+# 5. The cache in section 8 was made at 64 px. Write a check that refuses to use it for 224 px images
+#    (hint: store the image size next to the features).

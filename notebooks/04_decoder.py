@@ -1,0 +1,370 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/04_decoder.ipynb)
+#
+# # 04 · The decoder: an LSTM that reads the image, then the caption
+#
+# The decoder gets one image feature `[B, 300]` and the padded captions `[B, T]`, and scores every next
+# word at every position at once. We build it piece by piece with `DecoderRNN`'s own layers, see what goes
+# wrong without packing, look at the LSTM's states, and compare the two ways of writing the loss: the
+# design's "one training example per caption prefix" and the efficient "every position at once".
+#
+# **You will learn to**
+# 1. explain why the image feature is the LSTM's first input, and why every length grows by one;
+# 2. show what packing prevents: outputs on padding, and a wrong final state for short captions;
+# 3. read the LSTM's hidden and cell states `[num_layers, B, H]`, with one and with two layers;
+# 4. compute the loss both ways, show that they are equal, and measure what each one costs.
+#
+# **Prerequisites:** notebook 02 (the shapes through the whole model); what an LSTM and cross-entropy are.
+#
+# **Run time:** about 15 seconds on a 2-core laptop CPU. A GPU is not needed: the batches are small.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
+        check=True,
+    )
+
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from helpers.data import pad_captions
+from helpers.formats import load_captions
+from helpers.models import DecoderRNN, prefix_batch, prefix_loss, sequence_loss, target_mask
+from helpers.shapes import make_shapes
+from helpers.utils import seed_everything
+from helpers.vocabulary import Vocabulary
+
+seed_everything(0)
+torch.set_grad_enabled(False)  # switched on only where we compare gradients
+pd.set_option("display.width", 110)
+
+
+def find_repo_root(start: Path) -> Path | None:
+    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
+    for folder in [start, *start.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
+ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (notebook 01), instant afterwards
+
+# %% [markdown]
+# The same four captions as in notebook 02. The decoder does not care where its `[B, 300]` image features
+# come from; notebook 02 showed `EncoderCNN` making them. Here we use random stand-ins of the same shape,
+# non-negative like the encoder's ReLU output, so that this notebook is quick and its numbers exact.
+
+# %%
+table = load_captions(DATA).table
+train = table[table.split == "train"].reset_index(drop=True)
+vocab = Vocabulary.build(train.caption)
+batch_table = train.loc[[0, 56, 16, 35]].reset_index(drop=True)
+captions, lengths = pad_captions([torch.tensor(vocab.encode(caption)) for caption in batch_table.caption])
+B, T = captions.shape
+E, H, V = 300, 512, len(vocab)
+features = torch.randn(B, E).relu()  # stand-ins for encoder(images)
+print(f"features {tuple(features.shape)}, captions {tuple(captions.shape)}, lengths {lengths.tolist()}, V = {V}")
+for row in range(B):
+    print(row, " ".join(vocab.decode(captions[row], strip_special=False)))
+
+# %% [markdown]
+# ## 1. The embedding: one learned vector per word
+#
+# `nn.Embedding(V, 300)` is a table of V rows; a token id picks its row. `[B, T] → [B, T, 300]`.
+
+# %%
+decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
+embeddings = decoder.embed(captions)
+print("embedding table", tuple(decoder.embed.weight.shape), "→ embeddings", tuple(embeddings.shape))
+print("<pad> (id 0) has an ordinary vector too:", [round(v, 4) for v in decoder.embed.weight[0, :4].tolist()], "…")
+
+# %% [markdown]
+# Nothing stops `<pad>` from having a vector, and nothing needs to: packing (section 3) keeps padding out of
+# the LSTM altogether, so these vectors are never read and never learn.
+#
+# ## 2. The image comes first, so every caption is one step longer
+#
+# The LSTM reads the image feature as if it were the first word, then the caption. The feature already has
+# the embedding size (that is what the encoder's projection is for), so it fits as one more time step:
+
+# %%
+inputs = torch.cat([features.unsqueeze(1), embeddings], dim=1)
+print("features", tuple(features.shape), "→ unsqueeze(1)", tuple(features.unsqueeze(1).shape))
+print("inputs  ", tuple(inputs.shape), " = [B, T+1, E]")
+print("lengths     ", lengths.tolist())
+print("lengths + 1 ", (lengths + 1).tolist())
+
+# %% [markdown]
+# What each position reads and what it must predict, for caption 1 (the shortest: 5 tokens). The
+# output at position `t` has seen the image and tokens `0 … t-1`, so it predicts token `t`:
+
+# %%
+n = int(lengths[1])
+read = ["image"] + [vocab.itos[i] for i in captions[1, :n]]
+predict = [vocab.itos[i] for i in captions[1, :n]] + ["— (not scored)"]
+pd.DataFrame({"position": range(n + 1), "reads": read, "predicts": predict}).set_index("position").T
+
+# %% [markdown]
+# Position 0 sees only the image and predicts `<start>`; position `n-1` predicts `<end>`. The last position
+# reads `<end>` and has nothing left to predict: it is computed (the input is simply "image, then the whole
+# caption") but never scored. So a caption of `n` tokens is `n + 1` LSTM steps and `n` predictions.
+#
+# ## 3. Packing, and what goes wrong without it
+#
+# We run the LSTM twice on the same `inputs`: once on the padded block as it is, once packed by
+# `lengths + 1`, then unpacked.
+
+# %%
+padded_out, (padded_h, padded_c) = decoder.lstm(inputs)  # reads the padding too
+
+packed = pack_padded_sequence(inputs, lengths + 1, batch_first=True, enforce_sorted=False)
+packed_out, (h, c) = decoder.lstm(packed)
+hiddens, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=T + 1)
+print("without packing: output", tuple(padded_out.shape), "| LSTM steps:", B * (T + 1))
+print("with packing:    output", tuple(hiddens.shape), "| LSTM steps:", packed.data.shape[0])
+
+# %% [markdown]
+# **On real positions** both agree: padding comes *after* a caption, and an LSTM only looks back.
+
+# %%
+real = target_mask(lengths + 1, T + 1)  # [B, T+1]: True on the n + 1 real steps of each caption
+print("same outputs on real positions:", torch.allclose(padded_out[real], hiddens[real], atol=1e-5))
+
+# %% [markdown]
+# **On padded positions** they differ: without packing the LSTM keeps running over `<pad>` vectors and
+# produces outputs there (which a careless loss would score); with packing those positions are zeros.
+
+# %%
+print("caption 1, positions 6-14, without packing: all zero?", bool((padded_out[1, 6:] == 0).all()))
+print("caption 1, positions 6-14, with packing:    all zero?", bool((hiddens[1, 6:] == 0).all()))
+
+# %% [markdown]
+# **The final state** is where it really matters. Packed, `h` holds each caption's state after its **own**
+# last token (`<end>`). Unpacked, it is the state after the last column of the block: for every caption but
+# the longest, after a run of `<pad>`s. Generation continues from exactly such a state, so it must be right.
+
+# %%
+last = lengths  # position of the last real step (n tokens + image → index n)
+after_end = hiddens[torch.arange(B), last]  # [B, H]: each caption's output at its own last step
+for row in range(B):
+    print(f"caption {row} ({int(lengths[row]):>2} tokens): packed h == its state after <end>: "
+          f"{torch.allclose(h[0, row], after_end[row], atol=1e-5)}   "
+          f"unpacked h == it: {torch.allclose(padded_h[0, row], after_end[row], atol=1e-5)}")
+
+# %% [markdown]
+# Only caption 0, the longest (no padding), gets the right final state without packing.
+#
+# ## 4. The LSTM's states: `h` and `c`, `[num_layers, B, H]`
+#
+# An LSTM carries two vectors from step to step for every caption: the **hidden state** `h` (what it outputs)
+# and the **cell state** `c` (its memory, never output directly; `h = o · tanh(c)` with an output gate `o`
+# between 0 and 1, so every value of `h` lies in (−1, 1)). Both have one `[B, H]` slice per layer.
+
+# %%
+print("h", tuple(h.shape), " c", tuple(c.shape), " = [num_layers, B, H]")
+print("|h| < 1 everywhere:", bool((h.abs() < 1).all()))
+
+# %% [markdown]
+# With `num_layers=2`, the second LSTM reads the first one's outputs. The states get one slice per layer;
+# the output sequence is the **top** layer's `h` at every step, so the output shape does not change.
+
+# %%
+decoder2 = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V, num_layers=2).eval()
+logits2, (h2, c2) = decoder2(features, captions, lengths, return_state=True)
+at_last_step = logits2[torch.arange(B), last]  # [B, V]: each caption's scores at its last step
+print("2 layers: h", tuple(h2.shape), " c", tuple(c2.shape), " logits", tuple(logits2.shape))
+print("scores at the last step come from the top layer,    linear(h[-1]):",
+      torch.allclose(decoder2.linear(h2[-1]), at_last_step, atol=1e-5))
+print("                          not from the bottom layer, linear(h[0]): ",
+      torch.allclose(decoder2.linear(h2[0]), at_last_step, atol=1e-5))
+
+# %% [markdown]
+# ## 5. Unpacking and the projection to the vocabulary
+#
+# `pad_packed_sequence` (section 3) gave `hiddens [B, T+1, H]` back in the batch's own order. One linear
+# layer turns each `H`-vector into V scores (logits), one per word: `[B, T+1, H] → [B, T+1, V]`.
+
+# %%
+logits = decoder.linear(hiddens)
+print("logits", tuple(logits.shape), " = [B, T+1, V]")
+print("same as DecoderRNN.forward:", torch.allclose(logits, decoder(features, captions, lengths), atol=1e-5))
+print("padded positions score only the bias:", torch.equal(logits[1, 6], decoder.linear.bias))
+
+# %% [markdown]
+# Softmax over the last axis turns the scores into probabilities. Untrained, the decoder's guesses are
+# nearly uniform, about 1/V each:
+
+# %%
+probs = logits.softmax(dim=-1)
+print(f"1/V = {1 / V:.4f}; caption 0, position 0: the most likely word has p = {probs[0, 0].max():.3f}")
+
+# %% [markdown]
+# ## 6. The loss, two ways
+#
+# **The efficient way: `sequence_loss`.** Score every real position at once: position `t` against token
+# `t`, for `t < n`. A mask keeps padding out of the loss:
+
+# %%
+mask = target_mask(lengths, T)  # [B, T]
+print(mask.int())
+print("scored predictions:", int(mask.sum()), "= sum(lengths) =", int(lengths.sum()))
+
+# %%
+loss_all_at_once = sequence_loss(logits, captions, lengths)
+print("sequence_loss:", round(loss_all_at_once.item(), 4), f"(log V = {math.log(V):.4f}: an untrained model "
+      "guesses about uniformly)")
+
+# %% [markdown]
+# **The design's way: one example per prefix.** A caption of `n` tokens is `n` training examples: the image
+# and the first `k` tokens (the *prefix*) → the token that follows, for `k = 0 … n-1`. `prefix_batch` builds
+# them; here are the ones of caption 1:
+
+# %%
+f1, prefixes, cuts, next_words = prefix_batch(features[1:2], captions[1:2], lengths[1:2])
+pd.DataFrame({
+    "k": cuts.tolist(),
+    "the LSTM reads": ["image " + " ".join(vocab.itos[i] for i in p[:k]) for p, k in zip(prefixes, cuts)],
+    "and must predict": [vocab.itos[i] for i in next_words],
+})
+
+# %% [markdown]
+# `prefix_loss` runs the decoder once per prefix (k + 1 steps), keeps only each prefix's last output, and
+# scores it against the next word. Over the whole batch:
+
+# %%
+loss_per_prefix = prefix_loss(decoder, features, captions, lengths)
+print("prefix_loss:  ", round(loss_per_prefix.item(), 4))
+print("sequence_loss:", round(loss_all_at_once.item(), 4))
+
+# %%
+assert torch.allclose(loss_per_prefix, loss_all_at_once, atol=1e-5)
+
+# %% [markdown]
+# They are the same number, for the reason of section 3: the LSTM only looks back, so its output at position
+# `k` of the full caption is exactly its last output on the prefix of `k` tokens. The design's
+# "one example per prefix" is the efficient loss written out.
+#
+# Equal losses give equal gradients, so training is the same too:
+
+# %%
+with torch.enable_grad():
+    grads = []
+    for loss_fn in (lambda: sequence_loss(decoder(features, captions, lengths), captions, lengths),
+                    lambda: prefix_loss(decoder, features, captions, lengths)):
+        decoder.zero_grad()
+        loss_fn().backward()
+        grads.append(decoder.lstm.weight_hh_l0.grad.clone())
+print("same gradient for the LSTM's weights:", torch.allclose(grads[0], grads[1], atol=1e-5))
+
+# %% [markdown]
+# **What each costs.** Count the LSTM steps, from the packed sequences themselves: the efficient loss runs
+# each caption once (`n + 1` steps); the prefix loss runs `n` prefixes of `1, 2, …, n` steps.
+
+# %%
+def lstm_steps(lengths_plus_one) -> int:
+    """Rows of a packed sequence = LSTM steps actually computed."""
+    dummy = torch.zeros(len(lengths_plus_one), int(max(lengths_plus_one)), 1)
+    return pack_padded_sequence(dummy, lengths_plus_one, batch_first=True, enforce_sorted=False).data.shape[0]
+
+
+cuts_all = prefix_batch(features, captions, lengths)[2]  # k for every prefix of every caption
+once = lstm_steps(lengths + 1)
+per_prefix = lstm_steps(cuts_all + 1)
+print(f"sequence_loss: {B} sequences, {once} LSTM steps")
+print(f"prefix_loss:   {len(cuts_all)} sequences, {per_prefix} LSTM steps ({per_prefix / once:.1f}× as many)")
+print("check:", sum(n * (n + 1) // 2 for n in lengths.tolist()), "= sum of n(n+1)/2")
+
+# %% [markdown]
+# For captions of about 14 tokens that is about 7× more work, and it grows with the caption length. We time
+# both (forward and backward, as in training) on 32 captions:
+
+# %%
+captions32, lengths32 = pad_captions([torch.tensor(vocab.encode(c)) for c in train.caption[:32]])
+features32 = torch.randn(32, E)  # stand-ins: the cost does not depend on the feature values
+
+
+def seconds(step, repeats: int = 2) -> float:
+    """The fastest of a few runs of ``step()`` (the least disturbed by whatever else the machine does)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def train_step(loss_fn):
+    with torch.enable_grad():
+        decoder.zero_grad()
+        loss_fn().backward()
+
+
+threads = torch.get_num_threads()
+torch.set_num_threads(1)  # on one core, programs running beside this one disturb the comparison least
+fast = seconds(lambda: train_step(
+    lambda: sequence_loss(decoder(features32, captions32, lengths32), captions32, lengths32)))
+slow = seconds(lambda: train_step(lambda: prefix_loss(decoder, features32, captions32, lengths32)))
+torch.set_num_threads(threads)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"sequence_loss: {fast * 1000:7.1f} ms per batch of 32 captions")
+print(f"prefix_loss:   {slow * 1000:7.1f} ms  ({slow / fast:.1f}× slower)")
+
+# %%
+assert fast < slow
+
+# %% [markdown]
+# Same loss, same gradients, several times cheaper: training uses `sequence_loss`. `prefix_loss` stays in
+# `helpers/models.py` as the readable statement of what we train for, and the tests check that the two agree.
+#
+# ## Recap
+#
+# - `DecoderRNN` (in `helpers/models.py`): `captions [B, T]` → `Embedding` `[B, T, 300]` → image feature
+#   first `[B, T+1, 300]` → packed by `lengths + 1` → `LSTM` → unpacked `[B, T+1, H]` → `Linear` →
+#   `logits [B, T+1, V]`; position `t` predicts token `t`, the last position is not scored.
+# - Packing keeps `<pad>` out of the LSTM: no outputs on padding, and `h, c` are each caption's state after
+#   its own `<end>`. Without it, every caption but the longest ends in the wrong state.
+# - The states `h` and `c` are `[num_layers, B, H]`; the output sequence is the top layer's `h`.
+# - `sequence_loss` (every position at once, padding masked) equals `prefix_loss` (one example per prefix, the
+#   design's formulation), with the same gradients, at a fraction of the LSTM steps. Both live in
+#   `helpers/models.py`, next to `prefix_batch` and `target_mask`.
+#
+# ## Exercises
+#
+# 1. Replace `lengths + 1` by `lengths` when packing. Which token of each caption does the LSTM now never
+#    read, and which prediction can no longer be made?
+# 2. Make the decoder with `num_layers=3`. What are the shapes of `h`, `c` and the logits?
+# 3. Compute the loss over **all** positions of the padded block (no mask, `<pad>` as the target past the
+#    end). Is it larger or smaller than `sequence_loss`, and what would training learn from it?
+# 4. For captions of `n` tokens, `prefix_loss` needs `n / 2` times the LSTM steps of
+#    `sequence_loss`. Check the formula against the counts above, then predict the ratio for Flickr8k's
+#    captions (about 12 words plus `<start>` and `<end>`).
+# 5. Feed caption 0 one token at a time with `decoder.step`, carrying the state, and check that the logits
+#    equal `logits[0]` (generating a caption works exactly this way, one word at a time).

@@ -1,0 +1,123 @@
+"""The benchmark's code paths at toy size, so they cannot rot. No timing assertions: machines vary."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers.shapes import make_shapes
+from helpers.training import TrainConfig
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+TOY = dict(
+    embed_size=8,
+    hidden_size=16,
+    batch_size=8,
+    image_size=32,
+    epochs=2,
+    train_captions=20,
+    decode_images=4,
+    decode_max_len=5,
+    encoder_size=32,
+    encoder_batch=2,
+    repeats=1,
+    memory=False,
+    flickr_captions=40,
+    flickr_images=10,
+    flickr_vocab=50,
+    flickr_batch=16,
+    jpeg_images=4,
+    jpeg_width=50,
+    jpeg_height=40,
+)
+POSITIVE_KEYS = [
+    "train_speedup_cached_vs_textbook",
+    "train_speedup_cached_vs_textbook_per_epoch",
+    "train_speedup_cached_vs_textbook_amortised",
+    "train_textbook_epoch_s",
+    "train_cached_epoch_s",
+    "train_cached_extract_s",
+    "train_cached_amortised_epoch_s",
+    "loss_speedup_full_vs_prefix",
+    "loss_prefix_s",
+    "loss_full_s",
+    "decode_speedup_batched_vs_naive",
+    "decode_naive_s",
+    "decode_batched_s",
+    "encoder_img_s_fp32",
+    "encoder_img_s_channels_last",
+    "flickr_decoder_captions_s",
+    "loader_img_s_jpeg",
+]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmarks_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their own module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=12, seed=0)
+
+
+def test_toy_run_reports_every_key_with_positive_values(bench, shapes):
+    result = bench.run_benchmarks(
+        bench.Sizes(**TOY), shapes, torch.device("cpu"), extras=True, log=lambda _: None
+    )
+    for key in POSITIVE_KEYS:
+        assert result[key] > 0, key
+    assert "encoder_img_s_bf16" in result and "encoder_bf16_note" in result
+    assert result["encoder_img_s_bf16"] is None or result["encoder_img_s_bf16"] > 0
+    assert result["loss_values_agree"] is True
+    assert result["decode_captions_identical"] is True
+    assert result["decode_steps"] == TOY["decode_max_len"] + 1
+    assert result["train_captions"] == 20 and result["train_images"] == 4  # 5 captions per image
+    assert set(result["met"]) == set(bench.TARGETS)
+    json.loads(json.dumps(result))  # what --json writes
+    text = bench.table(result)
+    assert "training epoch (20 captions, 32 px)" in text and "greedy (4 images, 6 steps)" in text
+
+
+def test_compare_alternates_the_sides_and_warms_each_up_first(bench):
+    calls = []
+    sides = [
+        bench.Side(name, lambda n=name: calls.append(n), lambda n=name: calls.append(n + "-warm"))
+        for name in ("a", "b")
+    ]
+    samples, peaks = bench.compare(sides, 3, torch.device("cpu"))
+    assert calls == ["a-warm", "b-warm", "a", "b", "b", "a", "a", "b"]
+    assert all(len(times) == 3 and min(times) >= 0 for times in samples.values())
+    assert peaks == {"a": None, "b": None}  # peaks come from the subprocess check on a CPU
+
+
+def test_rss_rise_sees_the_memory_a_function_touches(bench):
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux's /proc")
+    rise = bench.rss_rise_mb(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MB, every page written
+    assert 48 < rise < 256
+
+
+def test_memory_check_runs_one_side_in_a_fresh_process(bench, shapes):
+    assert bench.child_memory("decode", "batched", bench.Sizes(**TOY), shapes) >= 0
+
+
+def test_quick_sizes_are_the_course_cpu_configuration(bench):
+    sizes, config = bench.sizes_for(torch.device("cpu"), quick=True), TrainConfig.for_device("cpu")
+    assert (sizes.embed_size, sizes.hidden_size, sizes.batch_size, sizes.image_size, sizes.epochs) == (
+        config.embed_size,
+        config.hidden_size,
+        config.batch_size,
+        config.image_size,
+        config.epochs,
+    )
+    assert sizes.train_captions == 512 and sizes.repeats >= 3
+    assert (sizes.decode_images, sizes.decode_max_len, sizes.encoder_size) == (64, 20, 224)

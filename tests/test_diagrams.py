@@ -1,0 +1,86 @@
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.patches import Rectangle
+
+from helpers import diagrams
+from helpers.data import pad_captions
+from helpers.vocabulary import Vocabulary
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def small_batch():
+    vocab = Vocabulary(["a", "red", "circle", "blue", "square"])
+    captions, lengths = pad_captions(
+        [torch.tensor(vocab.encode(t)) for t in ["a red circle", "a blue square a red circle", "a square"]]
+    )
+    return captions, lengths, vocab
+
+
+def test_architecture_figure_names_every_module_and_shape_with_the_given_sizes():
+    figure = diagrams.architecture_figure(embed_size=64, hidden_size=128)
+    words = " ".join(texts(figure.axes[0]))
+    for expected in (
+        "ResNet50",
+        "standardise",
+        "Embedding V × 64",
+        "LSTM 64 → 128",
+        "Linear 128 → V",
+        "[B, 2048, 1, 1]",
+        "[B, T+1, 64]",
+        "[B, T+1, 128]",
+        "logits [B, T+1, V]",
+        "EncoderCNN",
+        "DecoderRNN",
+    ):
+        assert expected in words, expected
+
+
+def test_packing_figure_draws_one_packed_cell_per_real_step():
+    captions, lengths, vocab = small_batch()
+    figure = diagrams.packing_figure(captions, lengths, vocab)
+    top, bottom = figure.axes
+    steps = captions.shape[1] + 1
+    cells = [p for p in bottom.patches if isinstance(p, Rectangle)]
+    assert len(cells) == int((lengths + 1).sum()) == 6 + 9 + 5
+    assert len([p for p in top.patches if isinstance(p, Rectangle)]) == 3 * steps == 27
+    assert texts(top).count("<pad>") == 27 - 20
+    assert texts(top).count("image") == texts(bottom).count("image") == 3
+    assert "<pad>" not in texts(bottom)
+    # the bold batch sizes under the packed columns: 3 captions until the shortest ends, then fewer
+    sizes = [t.get_text() for t in bottom.texts if t.get_fontweight() == "bold" and t.get_text().isdigit()]
+    assert sizes == ["3", "3", "3", "3", "3", "2", "1", "1", "1"]
+
+
+def test_packing_figure_puts_the_longest_caption_first_in_each_step():
+    captions, lengths, vocab = small_batch()
+    bottom = diagrams.packing_figure(captions, lengths, vocab).axes[1]
+    # caption 1 is the longest, so it fills the top row of every step; the shortest (2) only the first 5
+    top_row = [t.get_text() for t in bottom.texts if t.get_position()[1] == pytest.approx(2.5)]
+    assert top_row == ["image", "<start>", "a", "blue", "square", "a", "red", "circle", "<end>"]
+    bottom_row = [t.get_text() for t in bottom.texts if t.get_position()[1] == pytest.approx(0.5)]
+    assert bottom_row == ["image", "<start>", "a", "square", "<end>"]
+
+
+def test_packing_figure_without_the_image_column():
+    captions, lengths, vocab = small_batch()
+    bottom = diagrams.packing_figure(captions, lengths, vocab, image_first=False).axes[1]
+    assert "image" not in texts(bottom)
+    assert len([p for p in bottom.patches if isinstance(p, Rectangle)]) == int(lengths.sum())
+
+
+def test_save_all_writes_every_diagram_as_png(tmp_path):
+    written = diagrams.save_all(tmp_path)
+    assert {p.name for p in written} >= {"architecture.png", "packing.png"}
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 5_000
