@@ -1,0 +1,520 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/05_training.ipynb)
+#
+# # 05 · Training: the loop in the open, then for real
+#
+# Notebooks 03 and 04 built the encoder, the decoder and the loss. Here we train them. First by hand, one
+# step at a time, so that every line of the training loop is visible; then with `helpers.training.fit`,
+# which runs the same loop for several epochs, validates after each one and saves the run. At the end we
+# score the trained model on test images it has never seen, and compare it with a baseline that ignores
+# the image.
+#
+# **You will learn to**
+# - explain why we compute the frozen ResNet50's features once and cache them, and measure the speed-up;
+# - write one training step: forward, `sequence_loss`, backward, gradient clipping, an Adam step, and a
+#   one-cycle learning-rate schedule;
+# - validate the way the model is used: greedy decoding without teacher forcing, scored with BLEU;
+# - train with `fit`, read its history, and score the model on the test split against an image-blind
+#   baseline.
+#
+# **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
+# its loss); what gradient descent and Adam are.
+#
+# **Run time:** about 10 minutes on a busy 2-core CPU, most of it in `fit` (the CPU configuration: small
+# images, cached features, a few epochs), plus 2 minutes the first time, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
+# full configuration (224-pixel images, more epochs) by itself, and it still takes only minutes.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
+        check=True,
+    )
+
+import math
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from helpers.data import CaptionDataset, collate_captions, image_transform
+from helpers.metrics import as_percent, corpus_bleu_scores
+from helpers.models import sequence_loss
+from helpers.plots import plot_history, plot_lr_schedule, show_captions
+from helpers.shapes import make_shapes
+from helpers.training import (
+    TrainConfig,
+    batches,
+    build_model,
+    cached_features,
+    encode_captions,
+    evaluate_bleu,
+    evaluate_split,
+    fit,
+    prepare_data,
+)
+from helpers.utils import get_device, seed_everything
+from helpers.vocabulary import tokenize
+
+seed_everything(0)
+device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
+
+# %% [markdown]
+# ## 1. Device, configuration, data
+#
+# The device is chosen automatically. It decides the configuration: `TrainConfig.for_device` gives a small
+# one on a CPU (small images, cached features, a few epochs) and the full one on a GPU. Everything below
+# reads its numbers from `config`, so this notebook runs unchanged on both.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print("device:", device)
+
+# %%
+assert device.type in ("cpu", "cuda", "mps")
+
+# %%
+config = TrainConfig.for_device(device)
+pd.Series(asdict(config), name="value").to_frame()
+
+# %% [markdown]
+# `mode="cached"` means the ResNet50 stays frozen and we train only what comes after it: the projection
+# to the embedding size and the decoder (`train_backbone` matters only with `mode="fine-tune"`). The
+# dataset is read, checked and turned into a vocabulary by `prepare_data` (notebook 01 did these steps one
+# by one).
+
+# %%
+def find_repo_root(start: Path) -> Path | None:
+    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
+    for folder in [start, *start.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
+ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+DATA = ROOT / "data" / "shapes"
+CACHE = DATA / ".cache"  # where the backbone's features are stored between runs
+RUN = ROOT / "runs" / "shapes"  # where fit writes the trained model (notebook 06 reads it)
+make_shapes(DATA)
+print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
+
+# %%
+data = prepare_data(DATA, config.min_freq)
+vocab = data.vocab
+train_images = data.images("train")
+dev_images = data.images("dev")[: config.val_images]
+print(f"vocabulary: {len(vocab)} words | train: {len(train_images)} images | dev (validation): "
+      f"{len(dev_images)} images")
+
+# %% [markdown]
+# Training works on caption rows, not images: every image has five captions, so five rows. `encode_captions`
+# turns the training captions into one padded tensor, with the index of each row's image.
+
+# %%
+image_index, captions, lengths = encode_captions(data.split("train"), train_images, vocab, config.max_words)
+print("image_index:", tuple(image_index.shape), image_index[:7].tolist())
+print("captions:   ", tuple(captions.shape), "(padded with <pad> = 0)")
+print("lengths:    ", tuple(lengths.shape), lengths[:7].tolist())
+
+# %% [markdown]
+# ## 2. The model, and which parts learn
+#
+# `build_model(config, vocab_size)` builds the `Captioner` of notebooks 03–04 with the sizes in `config`.
+# We seed first, with the configuration's seed, so the backbone's (random or ImageNet) weights are the same
+# ones `fit` will use, and the feature cache below can be shared with it.
+
+# %%
+seed_everything(config.seed)
+model = build_model(config, len(vocab)).to(device)
+trainable = [p for p in model.parameters() if p.requires_grad]
+frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+print(f"encoder weights: {model.encoder.weights}")
+print(f"frozen (the ResNet50 backbone): {frozen:>11,} numbers")
+print(f"trained (projection + decoder): {sum(p.numel() for p in trainable):>11,} numbers")
+
+# %% [markdown]
+# ## 3. Cached features, and why
+#
+# The backbone is frozen: for a given image it always returns the same `[2048]` features. The textbook loop
+# still runs it on every batch of every epoch, i.e. it recomputes identical numbers over and over (each
+# image appears five times per epoch, once per caption). We compute them once per image and keep them on
+# disk. `cached_features` reuses the stored file while nothing they depend on has changed (the images, the
+# image size, the backbone's weights), and recomputes them otherwise. The first run of the course computes
+# them (a minute or two on a CPU); the message below says which happened.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+train_features = cached_features(model, train_images, config.image_size, device, CACHE)
+dev_features = cached_features(model, dev_images, config.image_size, device, CACHE)
+
+# %%
+print("train_features:", tuple(train_features.shape), train_features.dtype)
+print("dev_features:  ", tuple(dev_features.shape))
+assert train_features.shape == (len(train_images), 2048) and dev_features.shape == (len(dev_images), 2048)
+
+# %% [markdown]
+# How much does that save? We time a few training batches both ways: forward pass, loss and backward pass
+# (no optimiser step, so the model is not changed by the measurement).
+#
+# - **textbook**: read and transform the images, run the whole encoder, then the decoder;
+# - **cached**: look up the stored features, run the projection and the decoder.
+
+# %%
+train_table = data.split("train")
+textbook_loader = DataLoader(
+    CaptionDataset(train_table["image"], train_table["caption"], vocab, image_transform(config.image_size),
+                   max_len=config.max_words),
+    batch_size=config.batch_size,
+    shuffle=True,
+    collate_fn=collate_captions,
+    generator=torch.Generator().manual_seed(0),
+)
+N_BATCHES = 3
+
+
+def timed_batches(next_batch, forward) -> float:
+    """Seconds per batch for ``N_BATCHES`` batches: load, forward, loss and backward (weights unchanged)."""
+    model.train()
+    start = time.perf_counter()
+    for _ in range(N_BATCHES):
+        inputs, batch_captions, batch_lengths = next_batch()
+        logits = forward(inputs.to(device), batch_captions.to(device), batch_lengths)
+        sequence_loss(logits, batch_captions.to(device), batch_lengths).backward()
+        model.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / N_BATCHES
+
+
+def cached_batch():
+    idx = torch.randint(len(captions), (config.batch_size,))
+    batch_lengths = lengths[idx]
+    return train_features[image_index[idx]], captions[idx, : int(batch_lengths.max())], batch_lengths
+
+
+textbook_iter = iter(textbook_loader)
+textbook = timed_batches(lambda: next(textbook_iter), model)  # model(images, captions, lengths)
+cached = timed_batches(
+    cached_batch, lambda pooled, c, n: model.decoder(model.encoder.project_features(pooled), c, n)
+)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"textbook (images → whole encoder): {textbook * 1000:8.0f} ms per batch of {config.batch_size}")
+print(f"cached features:                   {cached * 1000:8.0f} ms per batch  ({textbook / cached:.0f}× faster)")
+steps = math.ceil(len(captions) / config.batch_size)
+print(f"one epoch is {steps} batches: {steps * textbook / 60:.1f} min the textbook way, "
+      f"{steps * cached / 60:.1f} min cached")
+
+# %%
+assert cached * 2 < textbook, (cached, textbook)
+
+# %% [markdown]
+# Computing the features once costs about one textbook epoch divided by five (each image once, not once
+# per caption), and every epoch after that is the cheap one. The price: the backbone cannot learn. That is
+# what fine-tuning (`TrainConfig(mode="fine-tune")`, `--fine-tune` on the command line) pays the textbook
+# cost for.
+#
+# ## 4. One training step, by hand
+#
+# `batches` shuffles the caption rows with a seeded generator and cuts them into batches. One batch: the
+# stored features of its images, its captions cut to its longest one, and its lengths.
+
+# %%
+generator = torch.Generator().manual_seed(config.seed)
+order = batches(len(captions), config.batch_size, generator)
+idx = order[0]
+batch_lengths = lengths[idx]
+batch_captions = captions[idx, : int(batch_lengths.max())].to(device)
+inputs = train_features[image_index[idx]].to(device)
+print(f"{len(order)} batches per epoch")
+print("inputs:  ", tuple(inputs.shape), " (stored backbone features)")
+print("captions:", tuple(batch_captions.shape))
+print("lengths: ", tuple(batch_lengths.shape))
+
+# %% [markdown]
+# **Forward.** The projection turns `[B, 2048]` into the embedding size; the decoder scores every next word
+# at every position (teacher forcing: it reads the true caption); `sequence_loss` averages the cross-entropy
+# over the real tokens only (notebook 04).
+
+# %%
+model.train()
+features = model.encoder.project_features(inputs)
+logits = model.decoder(features, batch_captions, batch_lengths)
+loss = sequence_loss(logits, batch_captions, batch_lengths)
+print("features:", tuple(features.shape))
+print("logits:  ", tuple(logits.shape), " [B, T+1, V]")
+print(f"an untrained model guesses about evenly among {len(vocab)} words: loss ≈ ln {len(vocab)} "
+      f"= {math.log(len(vocab)):.2f}")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"loss: {loss.item():.3f}")
+
+# %%
+assert abs(loss.item() - math.log(len(vocab))) < 1.0
+
+# %% [markdown]
+# **Backward, clip, step.** Adam gets only the parameters that learn. `clip_grad_norm_` rescales the
+# gradients when their overall length is above `config.grad_clip`: an LSTM's gradients can spike, and one
+# huge step can undo hours of training. The one-cycle schedule (next section) sets the learning rate of
+# each step. Here it runs over a short hand-written loop of `HAND_STEPS` steps.
+
+# %%
+HAND_STEPS = 40
+optimizer = torch.optim.Adam(trainable, lr=config.lr)
+scheduler = torch.optim.lr_scheduler.OneCycleLR(
+    optimizer, max_lr=config.lr, total_steps=HAND_STEPS, pct_start=0.25
+)
+
+optimizer.zero_grad(set_to_none=True)
+loss.backward()
+norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+optimizer.step()
+scheduler.step()
+
+with torch.no_grad():
+    after = sequence_loss(
+        model.decoder(model.encoder.project_features(inputs), batch_captions, batch_lengths),
+        batch_captions,
+        batch_lengths,
+    )
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"gradient norm before clipping: {norm.item():.2f} (clipped to at most {config.grad_clip})")
+print(f"loss on the same batch: {loss.item():.3f} before the step, {after.item():.3f} after it")
+
+# %%
+assert after.item() < loss.item()
+
+# %% [markdown]
+# That is the whole step. Repeated over the next batches, it is a training loop:
+
+# %%
+losses, rates = [loss.item()], [optimizer.param_groups[0]["lr"]]
+for idx in order[1:HAND_STEPS]:
+    batch_lengths = lengths[idx]
+    batch_captions = captions[idx, : int(batch_lengths.max())].to(device)
+    inputs = train_features[image_index[idx]].to(device)
+    logits = model.decoder(model.encoder.project_features(inputs), batch_captions, batch_lengths)
+    loss = sequence_loss(logits, batch_captions, batch_lengths)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    losses.append(loss.item())
+    rates.append(optimizer.param_groups[0]["lr"])
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for step in range(0, HAND_STEPS, 10):
+    print(f"step {step + 1:>3}: loss {losses[step]:.3f}, learning rate {rates[step]:.5f}")
+print(f"step {HAND_STEPS:>3}: loss {losses[-1]:.3f}")
+
+# %%
+assert len(losses) == HAND_STEPS and sum(losses[-5:]) / 5 < losses[0] - 1.0
+
+# %% [markdown]
+# ## 5. The one-cycle learning-rate schedule
+#
+# `OneCycleLR` starts low, climbs to the peak `config.lr` over the first quarter of training (warm-up: the
+# first gradients are large and noisy), then decays smoothly to almost zero (big steps to get close, small
+# steps to settle). `fit` builds it over all the steps of all epochs; here it is as `fit` will run it (from a
+# stand-in optimiser: only the learning rates matter).
+
+# %%
+steps_per_epoch = len(order)
+total_steps = (math.ceil(len(captions) / config.batch_size) + 1) * config.epochs  # as fit counts them
+stand_in = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=config.lr)
+schedule = torch.optim.lr_scheduler.OneCycleLR(stand_in, max_lr=config.lr, total_steps=total_steps,
+                                               pct_start=0.25)
+full_rates = []
+for _ in range(steps_per_epoch * config.epochs):
+    full_rates.append(stand_in.param_groups[0]["lr"])
+    stand_in.step()
+    schedule.step()
+figure = plot_lr_schedule(full_rates, steps_per_epoch)
+
+# %%
+print(f"{len(full_rates)} steps; peak {max(full_rates):.4g} at step {full_rates.index(max(full_rates)) + 1}")
+print(f"first step {full_rates[0]:.3g}, last step {full_rates[-1]:.3g}")
+
+# %% [markdown]
+# ## 6. Validation without teacher forcing
+#
+# The training loss is measured with teacher forcing: the decoder always reads the *true* previous words.
+# When we use the model, there are no true words: it reads its own previous guesses, and one early mistake
+# can derail the rest. So we validate the way the model will be used: greedy decoding from the image alone
+# (notebook 06 looks inside it), scored against the five human captions with BLEU (0 to 1; papers print it
+# ×100). `evaluate_bleu` does both.
+
+# %%
+dev_refs = data.references("dev")
+references = [dev_refs[image] for image in dev_images]
+scores, hypotheses = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"after {HAND_STEPS} steps:", {name: round(value, 3) for name, value in scores.items()})
+for image, caption in list(zip(dev_images, hypotheses, strict=True))[:3]:
+    print(f"  {Path(image).name}: {caption!r}")
+    print(f"  {'':{len(Path(image).name)}}  a reference: {dev_refs[image][0]!r}")
+
+# %%
+assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == len(dev_images)
+
+# %% [markdown]
+# After a few dozen steps the model has learned what a caption looks like, but not yet to look at the
+# image: its captions are alike, often the very same sentence for every image. Looking takes epochs.
+#
+# ## 7. All of this now lives in `helpers.training.fit`
+#
+# `fit(data_dir, run_dir, config)` is sections 1–6 in a loop: prepare the data, build the model (seeded),
+# cache the features, then for every epoch shuffle, run the steps above with Adam, clipping and the one-cycle
+# schedule, validate with greedy BLEU on the dev images, and save a checkpoint (weights, optimiser, schedule,
+# vocabulary, configuration) to `run_dir`. It starts from a fresh model: the one we trained by hand above is
+# not used again.
+#
+# This is the long cell (several minutes on a CPU). Its printout holds timings, so the tests do not compare
+# it; the cell after it checks what must hold.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+start = time.perf_counter()
+result = fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
+print(f"fit took {(time.perf_counter() - start) / 60:.1f} min")
+
+# %%
+history = result.history
+assert list(history["epoch"]) == list(range(1, config.epochs + 1))
+assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+assert (RUN / "checkpoint.pt").is_file() and (RUN / "history.csv").is_file()
+
+# %% [markdown]
+# The history has one row per epoch: the mean training loss, validation BLEU-1…4, the learning rate at the
+# end of the epoch and the seconds it took. It is also saved as `history.csv` in the run folder.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+history.round(4)
+
+# %%
+figure = plot_history(history)
+
+# %% [markdown]
+# The loss keeps falling, and validation BLEU rises with it: the model is not just memorising the training
+# captions. If BLEU stalled or fell while the loss kept dropping, that would be overfitting.
+#
+# ## 8. The test split: how good is it?
+#
+# The dev images helped us choose settings; the test images were never used for anything. `evaluate_split`
+# decodes every test image greedily and scores the captions against their references. BLEU is printed both
+# ways: 0–1, as nltk and our code compute it, and ×100, as papers report it (Show, Attend and Tell reports
+# a BLEU-4 of 19.5 on Flickr8k photos, i.e. 0.195).
+
+# %%
+model = result.model
+test_scores, test_table = evaluate_split(
+    model, vocab, config, data, "test", device=device, cache_dir=CACHE, log=lambda _: None
+)
+test_refs = list(test_table["references"])
+print(f"test split: {len(test_table)} images, {sum(map(len, test_refs))} reference captions")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+percent = as_percent(test_scores)
+for name, value in test_scores.items():
+    print(f"{name.upper():6} {value:.3f}   ({percent[name]:.1f} ×100)")
+
+# %%
+assert test_scores["bleu4"] >= 0.60, test_scores
+
+# %% [markdown]
+# Is that good? A score means little without a baseline. The laziest captioner ignores the image and
+# always answers with the most common training caption:
+
+# %%
+train_captions = [" ".join(tokenize(caption)) for caption in train_table["caption"]]
+blind_caption, blind_count = Counter(train_captions).most_common(1)[0]
+blind_scores = corpus_bleu_scores(test_refs, [blind_caption] * len(test_table))
+print(f"most common training caption: {blind_caption!r} ({blind_count} of {len(train_captions)})")
+print("image-blind baseline:", {name: round(value, 3) for name, value in blind_scores.items()})
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+pd.DataFrame(
+    {"our model (greedy)": as_percent(test_scores), "image-blind baseline": as_percent(blind_scores)}
+).T.rename(columns=str.upper)
+
+# %%
+assert blind_scores["bleu4"] < 0.5 * test_scores["bleu4"], (blind_scores, test_scores)
+
+# %% [markdown]
+# The most common caption is a short one (scenes with one shape get the shortest captions, and the same
+# few words), so BLEU punishes it twice: its few words match only some reference words, and BLEU's brevity
+# penalty scales every n-gram score down for captions shorter than their references. With fewer than four
+# words it has no 4-grams at all, so its BLEU-4 is 0. Whatever the blind guess, long n-grams only match
+# when the caption describes *this* image: that is what BLEU-4 rewards.
+#
+# Numbers are not everything: six test images, with the model's caption and two of the five references.
+# Our encoder's weights are random here (printed in section 2), and the images small, so the model confuses
+# colours and shapes now and then. The GPU configuration (ImageNet weights when they can be downloaded,
+# 224-pixel images) gives the encoder much more to work with.
+
+# %%
+figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
+
+# %% [markdown]
+# ## Recap
+#
+# | Step | Where it lives |
+# |---|---|
+# | the configuration for the device (small on a CPU, full on a GPU) | `helpers.training.TrainConfig.for_device` |
+# | read, check, build the vocabulary; captions as tensors | `prepare_data`, `encode_captions` |
+# | the model from a configuration | `build_model` (a `helpers.models.Captioner`) |
+# | frozen backbone features, computed once and stored | `cached_features` (`extract_features` inside) |
+# | shuffled batches; one step: forward, `sequence_loss`, backward, clip, Adam, one-cycle | `batches`, the loop in `fit` |
+# | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `evaluate_bleu`, `helpers.metrics.corpus_bleu_scores` |
+# | the whole loop, with checkpoints in a run folder | `fit` → `FitResult(model, vocab, config, history, data)` |
+# | a trained model on a split | `evaluate_split` (and `load_run` to read a run folder back) |
+# | the figures | `helpers.plots.plot_lr_schedule`, `plot_history`, `show_captions` |
+#
+# From a terminal: `python -m helpers train --data data/shapes --out runs/shapes` trains the same way, and
+# `python -m helpers evaluate --run runs/shapes --data data/shapes` prints the test scores.
+#
+# ## Exercises
+#
+# 1. Set `HAND_STEPS = 200` and rerun sections 4–6. How far does dev BLEU-4 get from the hand loop alone?
+# 2. Train without the schedule: replace `OneCycleLR` by a constant learning rate in the hand loop. Which
+#    learning rates still train, and which make the loss jump?
+# 3. `fit` with `TrainConfig.for_device(device, hidden_size=128)` (use another `run_dir`). How do the
+#    training time and the test BLEU-4 change?
+# 4. Another image-blind baseline: a random training caption for every test image (seeded). Is its BLEU-4
+#    higher or lower than the most common caption's? Why?
+# 5. With `TrainConfig(mode="fine-tune")` (`--fine-tune` on the command line) the backbone learns too. Time
+#    one epoch on your machine against the cached epoch above: is it worth it on these shapes?

@@ -1,0 +1,416 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/06_generation.ipynb)
+#
+# # 06 · Generation: from an image to a caption, one word at a time
+#
+# A trained decoder scores the next word; it does not write captions by itself. This notebook turns scores
+# into captions: the design's greedy loop, the same loop made fast by carrying the LSTM's state, decoding a
+# whole batch at once, and beam search. We score each on the test split, and end with an explorer in which
+# you step through decoding yourself, word by word, on our images or your own.
+#
+# **You will learn to**
+# - write greedy decoding twice, the literal way and with the carried LSTM state, and show that they agree
+#   while one is much faster;
+# - decode a batch of images at once, and say why it is faster than one image at a time;
+# - explain beam search and find an image where it changes the caption;
+# - compare decoders by BLEU-1…4 on the test split, next to an image-blind baseline;
+# - look inside one decoding: the top-5 next words and their probabilities at every step.
+#
+# **Prerequisites:** notebook 04 (the decoder, `step`) and notebook 05 (training; its run folder
+# `runs/shapes`). If that run is missing, this notebook trains it first.
+#
+# **Run time:** about 1 minute on a busy 2-core CPU when notebook 05 has run (plus notebook 05's training
+# time otherwise). **GPU:** not needed: decoding is small work, and timings here are made on the CPU.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
+        check=True,
+    )
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import torch
+from IPython.display import display
+
+from helpers.data import load_image
+from helpers.decoding import beam_search, greedy, greedy_naive
+from helpers.metrics import as_percent, corpus_bleu_scores
+from helpers.plots import show_captions
+from helpers.shapes import make_shapes
+from helpers.training import TrainConfig, cached_features, fit, load_run, prepare_data
+from helpers.utils import get_device, seed_everything
+from helpers.vocabulary import tokenize
+from helpers.widgets import CaptionStepper, decoding_explorer
+
+seed_everything(0)
+device = get_device()
+
+# %% [markdown]
+# ## 1. The trained model
+#
+# Notebook 05 saved its run in `runs/shapes`. `load_run` reads the checkpoint back (weights, vocabulary and
+# configuration; never pickled code) and returns the model in eval mode. If there is no run yet, we train
+# one now with the same `fit` and the same configuration, so the result is the same model either way.
+
+# %%
+def find_repo_root(start: Path) -> Path | None:
+    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
+    for folder in [start, *start.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
+ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+DATA = ROOT / "data" / "shapes"
+CACHE = DATA / ".cache"
+RUN = ROOT / "runs" / "shapes"
+make_shapes(DATA)
+print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print("device:", device)
+if not (RUN / "checkpoint.pt").exists():
+    print("No trained run yet: training one (this is what notebook 05 does).")
+    fit(DATA, run_dir=RUN, config=TrainConfig.for_device(device), device=str(device), cache_dir=CACHE)
+model, vocab, config = load_run(RUN, device)
+
+# %%
+print(f"vocabulary: {len(vocab)} words | images at {config.image_size} px | hidden size {config.hidden_size}")
+assert not model.training
+
+# %% [markdown]
+# The test images, and their backbone features: computed once and cached (notebook 05), so that decoding
+# below costs only the projection and the LSTM.
+
+# %%
+data = prepare_data(DATA, config.min_freq, log=lambda _: None)
+test_images = data.images("test")
+test_refs = data.references("test")
+references = [test_refs[image] for image in test_images]
+pooled = cached_features(model, test_images, config.image_size, device, CACHE, log=lambda _: None)
+with torch.no_grad():
+    features = model.encoder.project_features(pooled.to(device))  # [N, E]: the LSTM's first input
+print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ features:", tuple(features.shape))
+
+# %% [markdown]
+# ## 2. Greedy decoding, the design's way
+#
+# The design's loop: start from `<start>`; at every step run the decoder over the image and *the whole
+# caption so far*, keep the last position's scores, append the most probable word; stop at `<end>`. This is
+# `helpers.decoding.greedy_naive`; its core is five lines:
+#
+# ```python
+# for _ in range(max_len + 1):
+#     logits = decoder(features, sequence, lengths)       # [B, t+2, V]: all positions, again
+#     word = logits[:, -1].argmax(dim=-1)                 # the last position predicts the next word
+#     sequence = torch.cat([sequence, word.unsqueeze(1)], dim=1)
+#     ...                                                 # stop once every caption has said <end>
+# ```
+#
+# Step `t` re-reads `t + 2` positions, so a caption of `n` words costs about `n²/2` LSTM steps.
+
+# %%
+naive = greedy_naive(model.decoder, features, vocab, max_len=config.max_decode)
+for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
+    print(f"{Path(image).name}: {caption}")
+
+# %% [markdown]
+# ## 3. Greedy decoding with the carried state
+#
+# An LSTM is causal: its state after reading the image and `t` words summarises everything it has read.
+# Re-reading the same words gives the same state again. So we keep `(h, c)` and feed only the newest word,
+# one `decoder.step` per word: `helpers.decoding.greedy`.
+#
+# ```python
+# _, state = decoder.step(features)                       # the image first
+# word = <start>
+# for _ in range(max_len + 1):
+#     logits, state = decoder.step(decoder.embed(word), state)
+#     word = logits.argmax(dim=-1)
+# ```
+
+# %%
+carried = greedy(model.decoder, features, vocab, max_len=config.max_decode)
+for image, caption in list(zip(test_images, carried.captions, strict=True))[:4]:
+    print(f"{Path(image).name}: {caption}")
+same = sum(a == b for a, b in zip(naive.captions, carried.captions, strict=True))
+print(f"identical captions: {same} of {len(test_images)}")
+
+# %%
+assert naive.captions == carried.captions and naive.ids == carried.ids
+
+# %% [markdown]
+# Same captions. How much faster? We decode the whole test split both ways, twice each, and keep the
+# faster run of each (the one least disturbed by whatever else the machine does).
+
+# %%
+def seconds(decode, repeats: int = 2) -> float:
+    """The fastest of ``repeats`` runs of ``decode()``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decode()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+slow = seconds(lambda: greedy_naive(model.decoder, features, vocab, max_len=config.max_decode))
+fast = seconds(lambda: greedy(model.decoder, features, vocab, max_len=config.max_decode))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"greedy_naive (re-reads the caption): {slow * 1000:7.0f} ms for {len(test_images)} images")
+print(f"greedy (carried state):              {fast * 1000:7.0f} ms  ({slow / fast:.1f}× faster)")
+
+# %%
+assert fast < slow
+
+# %% [markdown]
+# ## 4. Batched decoding
+#
+# Both loops above decode all test images at once: each `decoder.step` is one matrix product for the whole
+# batch. Captions end at different steps; a caption that has ended keeps being extended (its extra words
+# are cut at its first `<end>` afterwards), and the loop stops when all have ended. Decoding one image at a
+# time gives the same captions, with one small matrix product per image per step instead:
+
+# %%
+sample = features[:100]
+one_by_one = [greedy(model.decoder, f.unsqueeze(0), vocab, config.max_decode).captions[0] for f in sample]
+batched = greedy(model.decoder, sample, vocab, config.max_decode).captions
+print("identical:", one_by_one == batched)
+
+# %%
+assert one_by_one == batched
+single = seconds(lambda: [greedy(model.decoder, f.unsqueeze(0), vocab, config.max_decode) for f in sample])
+batch = seconds(lambda: greedy(model.decoder, sample, vocab, config.max_decode))
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+print(f"one image at a time: {single * 1000:6.0f} ms for {len(sample)} images")
+print(f"one batch of {len(sample)}:    {batch * 1000:6.0f} ms  ({single / batch:.0f}× faster)")
+
+# %%
+assert batch < single
+
+# %% [markdown]
+# ## 5. Beam search
+#
+# Greedy decoding commits to the best word at every step, and can never take it back. Beam search keeps the
+# `k` most probable partial captions instead: at every step it extends each of them by every word and keeps
+# the `k` best of the `k × V` candidates, by total log-probability. Among the captions that have ended it
+# answers with the best log-probability *per word*, so that longer captions are not punished for having more
+# words. With `k = 1` it is greedy decoding.
+
+# %%
+beams = {k: beam_search(model.decoder, features, vocab, beam=k, max_len=config.max_decode) for k in (3, 5)}
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for k, decoded in beams.items():
+    differ = sum(a != b for a, b in zip(carried.captions, decoded.captions, strict=True))
+    print(f"beam {k}: differs from greedy on {differ} of {len(test_images)} images")
+
+
+def written_by_an_annotator(caption: str, image: str) -> bool:
+    return tokenize(caption) in [tokenize(reference) for reference in test_refs[image]]
+
+
+first = next(
+    (i for i, image in enumerate(test_images)
+     if written_by_an_annotator(beams[3].captions[i], image)
+     and not written_by_an_annotator(carried.captions[i], image)),
+    None,
+)
+if first is None:
+    print("beam 3 never finds an annotator's exact caption where greedy misses it")
+else:
+    print(f"\n{Path(test_images[first]).name}")
+    print(f"  greedy: {carried.captions[first]}")
+    print(f"  beam 3: {beams[3].captions[first]}")
+    print(f"  beam 5: {beams[5].captions[first]}")
+    for reference in test_refs[test_images[first]]:
+        print(f"  reference: {reference}")
+
+# %%
+assert all(len(decoded.captions) == len(test_images) for decoded in beams.values())
+
+# %% [markdown]
+# Beam search changes most captions here. The example above is the first test image on which beam 3 finds a
+# caption that one of the five annotators wrote word for word, and greedy does not. Why so many changes?
+# At several steps our model hesitates between words of similar probability (section 8 shows where);
+# greedy takes the narrow winner and cannot go back, beam search keeps the alternatives and picks the
+# caption that is most probable *as a whole*.
+#
+# ## 6. Scores on the test split
+#
+# BLEU-1…4 (×100, as papers print them) of each decoder on every test image, next to the image-blind
+# baseline of notebook 05: the most common training caption, given for every image.
+
+# %%
+train_captions = [" ".join(tokenize(caption)) for caption in data.split("train")["caption"]]
+blind_caption = Counter(train_captions).most_common(1)[0][0]
+decoders = {
+    "greedy": carried.captions,
+    "beam 3": beams[3].captions,
+    "beam 5": beams[5].captions,
+    "image-blind baseline": [blind_caption] * len(test_images),
+}
+scores = {name: corpus_bleu_scores(references, captions) for name, captions in decoders.items()}
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+pd.DataFrame({name: as_percent(s) for name, s in scores.items()}).T.rename(columns=str.upper)
+
+# %%
+assert scores["greedy"]["bleu4"] >= 0.60, scores
+assert scores["beam 3"]["bleu4"] > scores["greedy"]["bleu4"], scores
+assert all(scores[name]["bleu4"] > 2 * scores["image-blind baseline"]["bleu4"] for name in ("greedy", "beam 3", "beam 5"))
+
+# %% [markdown]
+# Beam search scores clearly higher than greedy here, and all decoders far above the blind baseline. Part
+# of beam search's gain is style: ranking finished captions by log-probability *per word* favours the
+# annotators' longer templates ("there is a …", "two shapes: …"), and BLEU's brevity penalty favours long
+# captions too. Look at the captions, not only at the score:
+#
+# ## 7. What the captions look like
+#
+# Six test images, with the greedy and beam-3 captions and two of the five references.
+
+# %%
+table = pd.DataFrame(
+    {"image": test_images, "generated": carried.captions, "beam 3": beams[3].captions, "references": references}
+)
+figure = show_captions(table, n=6, columns=3, references=2, seed=1)
+
+# %% [markdown]
+# ## 8. Inside one decoding, step by step
+#
+# `helpers.widgets.CaptionStepper` runs greedy decoding one word at a time, with the carried state, and lets
+# you look at the next-word distribution between steps: `reset(image)` encodes an image, `top_k()` lists the
+# most probable next words, `step()` appends the best one (or a word you give it), `caption` is the caption
+# so far. Here is the trace for one test image: at every step, the five most probable words.
+
+# %%
+stepper = CaptionStepper(model, vocab, config.image_size, device, max_len=config.max_decode)
+image_path = test_images[0]
+stepper.reset(load_image(image_path))
+trace = []
+while not stepper.done:
+    top = stepper.top_k(5)
+    word = stepper.step()
+    trace.append((word, top))
+print(Path(image_path).name)
+for number, (word, _) in enumerate(trace, start=1):
+    print(f"step {number:>2}: {word}")
+print("caption:", stepper.caption)
+
+# %%
+assert stepper.caption == carried.captions[0]
+
+# %% [markdown]
+# The same steps with the probabilities of the five best candidates (rounded; the last digit can change
+# from machine to machine, so the tests do not compare this printout):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for number, (_, top) in enumerate(trace, start=1):
+    print(f"step {number:>2}: " + "  ".join(f"{w} {p:.2f}" for w, p in top))
+
+# %%
+assert all(word == top[0][0] for word, top in trace)  # greedy: always the most probable word
+assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
+
+# %% [markdown]
+# Look where the model hesitates. Some choices are open by nature: the first word ("a", "one", "there" begin
+# different annotators' sentences), or "on" against "in". Others are about the image: with a frozen random
+# encoder and 64-pixel images, the model can be unsure of a size or a shape. Where the grammar decides
+# (the word after "on", the word after the colour of the background), it is close to 1.
+#
+# ## 9. The explorer
+#
+# The same thing, interactively. Pick a test image, or upload your own (it goes through
+# `helpers.data.load_image`, so a file that is not a readable image gets a clear message instead of an
+# error), then press **next word** to decode one more word; **reset** starts the caption again. The table
+# shows the five most probable next words. (The widgets need a running notebook: on GitHub you see only a
+# line of text.)
+
+# %%
+explorer = decoding_explorer(
+    model, vocab, test_images[:30], image_size=config.image_size, device=device, max_len=config.max_decode
+)
+explorer
+
+# %% [markdown]
+# Its buttons can be pressed from code too, which is how `tests/test_widgets.py` checks it. Three presses on
+# a fresh explorer, and what an unreadable upload shows:
+
+# %%
+demo = decoding_explorer(model, vocab, test_images[:1], image_size=config.image_size, device=device)
+for _ in range(3):
+    demo.next_button.click()
+print("after three presses:", repr(demo.stepper.caption))
+demo.show_bytes("holiday.jpg", b"this is not a picture")
+print("after an unreadable upload:", demo.error)
+
+# %%
+assert demo.stepper.caption == " ".join(carried.captions[0].split()[:3])
+
+# %% [markdown]
+# Try it: upload a photograph. The model has only ever seen coloured shapes on plain backgrounds, and its
+# few dozen words are all it can say — it will describe your photo as shapes. A captioner knows only the world
+# of its training data.
+#
+# ## Recap
+#
+# | Step | Where it lives |
+# |---|---|
+# | read a trained run back (weights, vocabulary, configuration) | `helpers.training.load_run` |
+# | greedy, re-reading the caption at every step (the design's loop) | `helpers.decoding.greedy_naive` |
+# | greedy with the carried LSTM state, one `decoder.step` per word | `helpers.decoding.greedy` |
+# | beam search, best log-probability per word | `helpers.decoding.beam_search` |
+# | captions for cached features, in batches; BLEU on a split | `helpers.training.decode_features`, `evaluate_split` |
+# | BLEU-1…4 (0–1) and ×100 | `helpers.metrics.corpus_bleu_scores`, `as_percent` |
+# | one word at a time, with the top-k next words | `helpers.widgets.CaptionStepper` |
+# | the explorer | `helpers.widgets.decoding_explorer` (`DecodingExplorer`) |
+#
+# From a terminal: `python -m helpers caption --run runs/shapes --beam 3 IMAGE...` captions image files, and
+# `python -m helpers evaluate --run runs/shapes --data data/shapes --beam 3` scores a split.
+#
+# ## Exercises
+#
+# 1. Time `greedy_naive` and `greedy` with `max_len=50` on a model that never says `<end>` (set
+#    `decoder.linear.bias[vocab.end_id] = -100` on a copy). How does the gap grow with the length?
+# 2. In the explorer's stepper, force a different first word: `stepper.reset(image)`, then
+#    `stepper.step("big")` (or any word in `vocab.itos`), then keep calling `stepper.step()`. Does the model
+#    recover a sensible caption?
+# 3. Beam search with `beam=10` and `beam=20`: does BLEU-4 keep rising? Look at the captions that change.
+# 4. Remove the length normalisation from `beam_search` (pick the best total log-probability). Are the
+#    captions shorter? Why?
+# 5. Sampling instead of the argmax: at every step draw the next word from `softmax(logits / T)` for a
+#    temperature `T`. What do `T = 0.5`, `1` and `2` produce?
