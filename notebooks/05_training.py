@@ -35,8 +35,9 @@
 # **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
 # its loss); what gradient descent and Adam are.
 #
-# **Run time:** about 10 minutes on a busy 2-core CPU, most of it in `fit` (the CPU configuration: small
-# images, cached features, a few epochs), plus 2 minutes the first time, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
+# **Run time:** about 5 minutes on a 2-core CPU, most of it in `fit` (the CPU configuration: small images,
+# cached features, a few epochs); up to 20 minutes when other programs keep the cores busy. The very first
+# run adds about 2 minutes, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
 # full configuration (224-pixel images, more epochs) by itself, and it still takes only minutes.
 
 # %%

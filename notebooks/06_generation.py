@@ -34,8 +34,8 @@
 # **Prerequisites:** notebook 04 (the decoder, `step`) and notebook 05 (training; its run folder
 # `runs/shapes`). If that run is missing, this notebook trains it first.
 #
-# **Run time:** about 1 minute on a busy 2-core CPU when notebook 05 has run (plus notebook 05's training
-# time otherwise). **GPU:** not needed: decoding is small work, and timings here are made on the CPU.
+# **Run time:** 1 to 2 minutes on a 2-core CPU when notebook 05 has run (plus notebook 05's training time
+# otherwise). **GPU:** not needed: decoding is small work, and timings here are made on the CPU.
 
 # %%
 import subprocess
