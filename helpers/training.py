@@ -161,6 +161,7 @@ def extract_features(
     num_workers: int = 0,
 ) -> torch.Tensor:
     """Backbone features of every image: ``paths`` (N files) → ``[N, 2048]`` float32 on the CPU."""
+    device = torch.device(device)
     backbone = model.encoder.backbone.eval().to(device, memory_format=torch.channels_last)
     loader = DataLoader(
         ImageFolderDataset(paths, image_transform(image_size)),
@@ -202,6 +203,7 @@ def cached_features(
     The file is written to a temporary name and renamed only when complete, and checked on reading
     (key and row count), so a cache left half-written by an interrupted run is rebuilt, never used.
     """
+    device = torch.device(device)
     if cache_dir is None:
         return extract_features(model, paths, image_size, device, num_workers=num_workers)
     key = _fingerprint(model, paths, image_size)
