@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -43,6 +44,10 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+
+# `python benchmarks/run.py` puts benchmarks/ first on the path, not the repository: add it, so the script
+# also runs where the course is not pip-installed (a GPU machine with its own PyTorch, say).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.data import CaptionDataset, ImageFolderDataset, collate_captions, image_transform
 from helpers.decoding import greedy, greedy_naive
@@ -108,7 +113,9 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
         epochs=config.epochs,
         num_workers=config.num_workers,
         max_words=config.max_words,
-        train_captions=(256 if quick else 512) if cpu else 0,
+        # quick: one batch of 50 captions (10 images). The textbook side's ResNet50 at 224 px runs about
+        # 10 images/s on a 2-core CPU, and it runs 5 times (warm-up, 3 repetitions, memory): ~45 s.
+        train_captions=(50 if quick else 512) if cpu else 0,
         encoder_batch=(8 if quick else 32) if cpu else 128,
         bf16_on_cpu=not quick,
         flickr_batch=config.batch_size if cpu else 512,
@@ -236,6 +243,14 @@ class Captions:
     images: list[str]  # per caption
     texts: list[str]
     vocab: Vocabulary  # from the whole training split, as the course builds it
+
+
+def bench_captions(bench: str, sizes: Sizes, data_dir: Path) -> Captions:
+    """The captions a comparison uses: ``train_captions`` for training; at least a batch for the others."""
+    n = sizes.train_captions
+    if bench != "train" and n:
+        n = max(n, sizes.batch_size)
+    return load_train_captions(data_dir, n, sizes.batch_size)
 
 
 def load_train_captions(data_dir: Path, n: int, batch_size: int) -> Captions:
@@ -445,6 +460,7 @@ class DecodeBench:
 
 
 BENCHES = {"train": TrainingBench, "loss": LossBench, "decode": DecodeBench}
+BENCH_SIDES = {"train": ("textbook", "cached"), "loss": ("prefix", "full"), "decode": ("naive", "batched")}
 
 
 def child_memory(bench: str, side: str, sizes: Sizes, data_dir: Path) -> float:
@@ -471,8 +487,7 @@ def run_child(spec: str, sizes: Sizes, data_dir: Path) -> None:
     """The fresh process of :func:`child_memory`: set up as the parent does, run one side once."""
     bench_name, side_name = spec.split(":")
     device = torch.device("cpu")
-    captions = load_train_captions(data_dir, sizes.train_captions, sizes.batch_size)
-    bench = BENCHES[bench_name](captions, sizes, device)
+    bench = BENCHES[bench_name](bench_captions(bench_name, sizes, data_dir), sizes, device)
     side = next(s for s in bench.sides() if s.name == side_name)
     print(json.dumps({"peak_mb": rss_rise_mb(side.once or side.run)}))
 
@@ -483,12 +498,22 @@ def measure(
     """Medians, peak memory and raw samples of both sides of one comparison."""
     sides = bench.sides()
     samples, peaks = compare(sides, sizes.repeats, device)
-    for side in sides:
-        if not sizes.memory:
-            peaks[side.name] = None
-        elif device.type != "cuda":
-            peaks[side.name] = child_memory(name, side.name, sizes, data_dir)
+    if not sizes.memory:
+        peaks = dict.fromkeys(peaks)
     return {k: median(v) for k, v in samples.items()}, peaks, samples
+
+
+def cpu_memory_children(sizes: Sizes, data_dir: Path, log: Callable[[str], None]) -> dict[str, float]:
+    """Every side's peak memory on a CPU, each in its own fresh process: ``{bench_side_peak_mb: MB}``.
+
+    They run after all the timing, so they cannot slow it, and three at a time: each process's peak is
+    its own, whatever runs beside it, and most of a child's time is importing PyTorch.
+    """
+    specs = [(bench, side) for bench in BENCHES for side in BENCH_SIDES[bench]]
+    log(f"peak memory: {len(specs)} fresh processes, one per side ...")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        peaks = pool.map(lambda spec: child_memory(*spec, sizes, data_dir), specs)
+        return {f"{bench}_{side}_peak_mb": peak for (bench, side), peak in zip(specs, peaks, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -643,7 +668,7 @@ def run_benchmarks(
 ) -> dict[str, object]:
     """Every comparison; returns the flat dictionary that ``--json`` writes."""
     result: dict[str, object] = {"machine": machine(device), "sizes": asdict(sizes), "targets": dict(TARGETS)}
-    captions = load_train_captions(data_dir, sizes.train_captions, sizes.batch_size)
+    captions = bench_captions("train", sizes, data_dir)
     samples: dict[str, dict[str, list[float]]] = {}
 
     log(f"training epoch: {len(captions.texts)} captions of {len(set(captions.images))} images ...")
@@ -673,6 +698,7 @@ def run_benchmarks(
     )
 
     log("loss ...")
+    captions = bench_captions("loss", sizes, data_dir)  # a whole batch, even when training used fewer
     loss = LossBench(captions, sizes, device)
     agree, full_value, prefix_value = loss.agree()
     times, peaks, samples["loss"] = measure("loss", loss, sizes, device, data_dir)
@@ -713,6 +739,9 @@ def run_benchmarks(
         result.update(flickr_scale_decoder(sizes, device))
         log("extras: JPEG loader ...")
         result.update(jpeg_loader_throughput(sizes, device))
+
+    if device.type != "cuda" and sizes.memory:
+        result.update(cpu_memory_children(sizes, data_dir, log))
 
     result["met"] = {key: result[key] >= target for key, target in TARGETS.items()}
     result["samples_s"] = samples

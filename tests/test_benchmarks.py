@@ -110,6 +110,21 @@ def test_memory_check_runs_one_side_in_a_fresh_process(bench, shapes):
     assert bench.child_memory("decode", "batched", bench.Sizes(**TOY), shapes) >= 0
 
 
+def test_memory_children_cover_every_side_and_fill_the_table_keys(bench, shapes, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "child_memory", lambda b, side, sizes, data: calls.append((b, side)) or 1.0)
+    peaks = bench.cpu_memory_children(bench.Sizes(**TOY), shapes, log=lambda _: None)
+    assert sorted(calls) == sorted((b, side) for b, sides in bench.BENCH_SIDES.items() for side in sides)
+    for b, sides in bench.BENCH_SIDES.items():  # each side of each comparison, under the table's key
+        assert {side for side in sides} == {
+            s.name
+            for s in bench.BENCHES[b](
+                bench.bench_captions(b, bench.Sizes(**TOY), shapes), bench.Sizes(**TOY), torch.device("cpu")
+            ).sides()
+        }
+    assert set(peaks) == {f"{b}_{side}_peak_mb" for b, side in calls}
+
+
 def test_quick_sizes_are_the_course_cpu_model_at_the_design_image_size(bench):
     sizes, config = bench.sizes_for(torch.device("cpu"), quick=True), TrainConfig.for_device("cpu")
     assert (sizes.embed_size, sizes.hidden_size, sizes.batch_size, sizes.epochs) == (
