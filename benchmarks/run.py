@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -52,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers.data import CaptionDataset, ImageFolderDataset, collate_captions, image_transform
 from helpers.decoding import greedy, greedy_naive
 from helpers.formats import load_captions
-from helpers.models import Captioner, DecoderRNN, EncoderCNN, prefix_loss, sequence_loss
+from helpers.models import Captioner, DecoderRNN, EncoderCNN, packed_loss, prefix_loss, sequence_loss
 from helpers.shapes import TOKEN_FILE, make_shapes
-from helpers.training import TrainConfig, batches, encode_captions, extract_features, use_bf16
+from helpers.training import TrainConfig, batches, encode_captions, extract_features, use_bf16, use_tf32
 from helpers.utils import get_device
 from helpers.vocabulary import Vocabulary
 
@@ -276,9 +275,8 @@ def load_train_captions(data_dir: Path, n: int, batch_size: int) -> Captions:
 
 
 def _train_step(model: Captioner, optimizer, features, captions, lengths) -> None:
-    """The step both training sides share: decoder forward, the loss, backward, clip, update."""
-    logits = model.decoder(features, captions, lengths)
-    loss = sequence_loss(logits, captions, lengths.to(captions.device))
+    """The step both training sides share (``fit``'s): the decoder and its loss, backward, clip, update."""
+    loss = packed_loss(model.decoder, features, captions, lengths)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 5.0)
@@ -414,20 +412,25 @@ class LossBench:
     def prefix(self) -> torch.Tensor:
         return prefix_loss(self.decoder, self.features, self.captions, self.lengths)
 
+    def packed(self) -> torch.Tensor:
+        return packed_loss(self.decoder, self.features, self.captions, self.lengths)
+
     def _backward(self, loss_fn: Callable[[], torch.Tensor]) -> None:
         self.decoder.zero_grad(set_to_none=True)
         self.features.grad = None
         loss_fn().backward()
 
-    def agree(self) -> tuple[bool, float, float]:
-        """Both losses on the same batch, and whether they are equal (``allclose``)."""
+    def agree(self) -> tuple[bool, float, float, float]:
+        """The three losses on the same batch, and whether they are equal (``allclose``)."""
         with torch.no_grad():
-            full, prefix = self.full(), self.prefix()
-        return bool(torch.allclose(full, prefix, rtol=1e-4, atol=1e-5)), float(full), float(prefix)
+            full, prefix, packed = self.full(), self.prefix(), self.packed()
+        same = all(torch.allclose(full, other, rtol=1e-4, atol=1e-5) for other in (prefix, packed))
+        return same, float(full), float(prefix), float(packed)
 
     def sides(self) -> list[Side]:
         prefix, full = (lambda: self._backward(self.prefix)), (lambda: self._backward(self.full))
-        return [Side("prefix", prefix, prefix), Side("full", full, full)]
+        packed = lambda: self._backward(self.packed)  # noqa: E731
+        return [Side("prefix", prefix, prefix), Side("full", full, full), Side("packed", packed, packed)]
 
 
 class DecodeBench:
@@ -460,36 +463,96 @@ class DecodeBench:
 
 
 BENCHES = {"train": TrainingBench, "loss": LossBench, "decode": DecodeBench}
-BENCH_SIDES = {"train": ("textbook", "cached"), "loss": ("prefix", "full"), "decode": ("naive", "batched")}
+BENCH_SIDES = {
+    "train": ("textbook", "cached"),
+    "loss": ("prefix", "full", "packed"),
+    "decode": ("naive", "batched"),
+}
 
 
-def child_memory(bench: str, side: str, sizes: Sizes, data_dir: Path) -> float:
-    """Run one side once in a fresh Python and return how far its RSS rose, in MB."""
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--child",
-        f"{bench}:{side}",
-        "--sizes",
-        json.dumps(asdict(sizes)),
-        "--data",
-        str(data_dir),
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"memory check {bench}:{side} failed:\n{result.stderr[-2000:]}")
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_mb"])
+def child_memories(
+    specs: list[tuple[str, str]], sizes: Sizes, data_dir: Path
+) -> dict[tuple[str, str], float]:
+    """Run each ``(comparison, side)`` once in a fresh process; ``{spec: MB its RSS rose}``.
+
+    One new Python imports PyTorch and the course (about 5 s here), then forks one process per side,
+    before any tensor work: each starts from the same clean state without importing again. Where there
+    is no ``fork`` (Windows), each side gets a Python of its own.
+    """
+    joined = ",".join(f"{bench}:{side}" for bench, side in specs)
+    if hasattr(os, "fork"):
+        groups = [joined]
+    else:
+        groups = [f"{bench}:{side}" for bench, side in specs]
+    peaks: dict[tuple[str, str], float] = {}
+    for group in groups:
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", group, "--sizes"]
+        command += [json.dumps(asdict(sizes)), "--data", str(data_dir), "--device", "cpu"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"memory check {group} failed:\n{result.stderr[-2000:]}")
+        for line in result.stdout.splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                peaks[tuple(record["spec"].split(":"))] = float(record["peak_mb"])
+    missing = [spec for spec in specs if spec not in peaks]
+    if missing:
+        raise RuntimeError(f"memory check: no figure came back for {missing}")
+    return peaks
 
 
-def run_child(spec: str, sizes: Sizes, data_dir: Path) -> None:
-    """The fresh process of :func:`child_memory`: set up as the parent does, run one side once."""
+def _measure_side(spec: str, sizes: Sizes, captions: Captions) -> float:
+    """Set up one comparison as the parent does, run one side once; how far the RSS rose (MB)."""
     bench_name, side_name = spec.split(":")
-    device = torch.device("cpu")
-    bench = BENCHES[bench_name](bench_captions(bench_name, sizes, data_dir), sizes, device)
+    bench = BENCHES[bench_name](captions, sizes, torch.device("cpu"))
     side = next(s for s in bench.sides() if s.name == side_name)
-    print(json.dumps({"peak_mb": rss_rise_mb(side.once or side.run)}))
+    return rss_rise_mb(side.once or side.run)
+
+
+def run_children(specs: str, sizes: Sizes, data_dir: Path) -> None:
+    """The fresh process of :func:`child_memories`: one forked process per side, all at once.
+
+    A process's peak is its own, whatever runs beside it; the timing is over by then. Prints one JSON
+    line per side.
+    """
+    specs_list = specs.split(",")
+    # the captions (pandas, no tensor work) are read once, before forking
+    captions = {name: bench_captions(name, sizes, data_dir) for name in {s.split(":")[0] for s in specs_list}}
+    if len(specs_list) == 1 or not hasattr(os, "fork"):
+        for spec in specs_list:
+            peak = _measure_side(spec, sizes, captions[spec.split(":")[0]])
+            print(json.dumps({"spec": spec, "peak_mb": peak}), flush=True)
+        return
+    children = {}
+    for spec in specs_list:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: measure, report through the pipe, leave without Python's clean-up
+            os.close(read_end)
+            code = 1
+            try:
+                peak = _measure_side(spec, sizes, captions[spec.split(":")[0]])
+                os.write(write_end, json.dumps({"spec": spec, "peak_mb": peak}).encode())
+                code = 0
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        children[pid] = (spec, read_end)
+    failed = []
+    for pid, (spec, read_end) in children.items():
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not report:
+            failed.append(spec)
+        else:
+            print(report, flush=True)
+    if failed:
+        sys.exit(f"memory check failed for {failed} (its traceback is above)")
 
 
 def measure(
@@ -504,16 +567,14 @@ def measure(
 
 
 def cpu_memory_children(sizes: Sizes, data_dir: Path, log: Callable[[str], None]) -> dict[str, float]:
-    """Every side's peak memory on a CPU, each in its own fresh process: ``{bench_side_peak_mb: MB}``.
+    """Every side's peak memory on a CPU, each in a fresh process: ``{bench_side_peak_mb: MB}``.
 
-    They run after all the timing, so they cannot slow it, and three at a time: each process's peak is
-    its own, whatever runs beside it, and most of a child's time is importing PyTorch.
+    They run after all the timing, so they cannot slow it.
     """
     specs = [(bench, side) for bench in BENCHES for side in BENCH_SIDES[bench]]
     log(f"peak memory: {len(specs)} fresh processes, one per side ...")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        peaks = pool.map(lambda spec: child_memory(*spec, sizes, data_dir), specs)
-        return {f"{bench}_{side}_peak_mb": peak for (bench, side), peak in zip(specs, peaks, strict=True)}
+    peaks = child_memories(specs, sizes, data_dir)
+    return {f"{bench}_{side}_peak_mb": peaks[(bench, side)] for bench, side in specs}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -668,6 +729,7 @@ def run_benchmarks(
 ) -> dict[str, object]:
     """Every comparison; returns the flat dictionary that ``--json`` writes."""
     result: dict[str, object] = {"machine": machine(device), "sizes": asdict(sizes), "targets": dict(TARGETS)}
+    result["machine"]["tf32_matmul"] = use_tf32(device)  # the course's GPU setting (fit's), for every side
     captions = bench_captions("train", sizes, data_dir)
     samples: dict[str, dict[str, list[float]]] = {}
 
@@ -700,18 +762,22 @@ def run_benchmarks(
     log("loss ...")
     captions = bench_captions("loss", sizes, data_dir)  # a whole batch, even when training used fewer
     loss = LossBench(captions, sizes, device)
-    agree, full_value, prefix_value = loss.agree()
+    agree, full_value, prefix_value, packed_value = loss.agree()
     times, peaks, samples["loss"] = measure("loss", loss, sizes, device, data_dir)
     result.update(
         loss_batch=len(loss.lengths),
         loss_prefix_s=times["prefix"],
         loss_full_s=times["full"],
+        loss_packed_s=times["packed"],
         loss_speedup_full_vs_prefix=times["prefix"] / times["full"],
+        loss_speedup_packed_vs_prefix=times["prefix"] / times["packed"],
         loss_values_agree=agree,
         loss_full_value=full_value,
         loss_prefix_value=prefix_value,
+        loss_packed_value=packed_value,
         loss_prefix_peak_mb=peaks["prefix"],
         loss_full_peak_mb=peaks["full"],
+        loss_packed_peak_mb=peaks["packed"],
     )
 
     log("decoding ...")
@@ -807,6 +873,16 @@ def table(result: dict) -> str:
             "loss_speedup_full_vs_prefix",
         ),
         (
+            "  packed: only real positions scored",
+            "prefix",
+            result["loss_prefix_s"],
+            result["loss_prefix_peak_mb"],
+            "packed (fit's)",
+            result["loss_packed_s"],
+            result["loss_packed_peak_mb"],
+            "loss_speedup_packed_vs_prefix",
+        ),
+        (
             f"greedy ({result['decode_images']} images, {result['decode_steps']} steps)",
             "naive, 1 by 1",
             result["decode_naive_s"],
@@ -830,7 +906,8 @@ def table(result: dict) -> str:
     lines.append("")
     lines.append(
         f"loss values agree (allclose): {result['loss_values_agree']} "
-        f"(full {result['loss_full_value']:.5f}, prefix {result['loss_prefix_value']:.5f}); "
+        f"(full {result['loss_full_value']:.5f}, prefix {result['loss_prefix_value']:.5f}, "
+        f"packed {result['loss_packed_value']:.5f}); "
         f"greedy captions identical: {result['decode_captions_identical']}"
     )
     bf16 = result.get("encoder_img_s_bf16")
@@ -861,13 +938,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--captions", type=int, help="training captions per epoch (0: the whole split)")
     parser.add_argument("--extras", action="store_true", help="also a Flickr8k-sized epoch and a JPEG loader")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # bench:side, for the memory subprocess
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # bench:side[,…], for the memory process
     parser.add_argument("--sizes", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("CAPTION_PROGRESS", "0")  # no progress bars between the benchmark's lines
 
     if args.child:
-        run_child(args.child, Sizes(**json.loads(args.sizes)), args.data)
+        run_children(args.child, Sizes(**json.loads(args.sizes)), args.data)
         return 0
     device = get_device(args.device)
     sizes = sizes_for(device, args.quick)

@@ -1,4 +1,4 @@
-"""The captioning model: a ResNet50 encoder and an LSTM decoder, plus both forms of the loss.
+"""The captioning model: a ResNet50 encoder and an LSTM decoder, plus the forms of the loss.
 
 Shapes, with ``B`` images in a batch, captions padded to ``T`` tokens, ``E`` the embedding size,
 ``H`` the LSTM's hidden size and ``V`` the vocabulary size::
@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torchvision.models import ResNet50_Weights, resnet50
 
 WEIGHT_CHOICES = ("auto", "imagenet", "random")
 TRAIN_BACKBONE_CHOICES = ("none", "last", "all")
+IGNORE = -100  # a target that no loss counts (cross_entropy's ignore_index)
 RANDOM_WEIGHTS_NOTE = (
     "ImageNet weights for ResNet50 are not available here (not in torch's cache, and the download "
     "server cannot be reached), so the encoder starts from random weights: its frozen features still "
@@ -184,17 +185,23 @@ class DecoderRNN(nn.Module):
         the LSTM's final ``(h, c)``, each ``[num_layers, B, H]``. Padding never enters the LSTM: the
         sequence is packed by ``lengths + 1`` (the image feature is one more step).
         """
+        outputs, state = self.packed_hiddens(features, captions, lengths)
+        hiddens, _ = pad_packed_sequence(
+            outputs, batch_first=True, total_length=captions.shape[1] + 1
+        )  # [B, T+1, H]
+        logits = self.linear(hiddens)  # [B, T+1, V]
+        return (logits, state) if return_state else logits
+
+    def packed_hiddens(
+        self, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
+    ) -> tuple[PackedSequence, tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM part of :meth:`forward`: its outputs still packed (``.data [sum(lengths + 1), H]``)."""
         embeddings = self.embed(captions)  # [B, T, E]
         inputs = torch.cat([features.unsqueeze(1), embeddings], dim=1)  # [B, T+1, E]
         packed = pack_padded_sequence(
             inputs, _cpu_lengths(lengths) + 1, batch_first=True, enforce_sorted=False
         )
-        outputs, state = self.lstm(packed)  # outputs.data: [sum(lengths + 1), H]
-        hiddens, _ = pad_packed_sequence(
-            outputs, batch_first=True, total_length=inputs.shape[1]
-        )  # [B, T+1, H]
-        logits = self.linear(hiddens)  # [B, T+1, V]
-        return (logits, state) if return_state else logits
+        return self.lstm(packed)
 
     def step(
         self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -234,6 +241,26 @@ def sequence_loss(
     T = captions.shape[1]
     mask = target_mask(torch.as_tensor(lengths, device=captions.device), T)
     return F.cross_entropy(logits[:, :T][mask], captions[mask])
+
+
+def packed_loss(
+    decoder: DecoderRNN, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
+) -> torch.Tensor:
+    """The loss ``fit`` trains with: the value of ``sequence_loss(decoder(features, captions, lengths), …)``
+    (and the same gradients), computed with less work.
+
+    ``forward`` pads the LSTM's outputs back to ``[B, T+1, H]`` and scores every slot, padding included,
+    with the biggest layer of the model (``H → V``); ``sequence_loss`` then throws the padding away. Here
+    the layer scores only the packed outputs, ``[sum(lengths + 1), H]``, against targets packed the same
+    way. The one slot after ``<end>`` of each caption has no target (``ignore_index``).
+    """
+    lengths = _cpu_lengths(lengths)
+    outputs, _ = decoder.packed_hiddens(features, captions, lengths)
+    T = captions.shape[1]
+    keep = target_mask(lengths.to(captions.device), T + 1)  # [B, T+1]: True where a word is to be guessed
+    targets = F.pad(captions, (0, 1)).masked_fill(~keep, IGNORE)  # position t → token t
+    packed_targets = pack_padded_sequence(targets, lengths + 1, batch_first=True, enforce_sorted=False)
+    return F.cross_entropy(decoder.linear(outputs.data), packed_targets.data, ignore_index=IGNORE)
 
 
 def prefix_batch(

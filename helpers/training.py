@@ -35,7 +35,7 @@ from helpers.data import ImageFolderDataset, check_images, image_transform, load
 from helpers.decoding import greedy
 from helpers.formats import Skipped, load_captions
 from helpers.metrics import corpus_bleu_scores
-from helpers.models import Captioner, sequence_loss
+from helpers.models import Captioner, packed_loss
 from helpers.utils import get_device, progress_enabled, seed_everything
 from helpers.vocabulary import Vocabulary
 
@@ -149,6 +149,20 @@ def use_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     return device.type == "cpu" and "AMX" in torch.backends.cpu.get_cpu_capability()
+
+
+def use_tf32(device: torch.device) -> bool:
+    """On a CUDA GPU, let float32 matrix products run on the tensor cores in TF32; returns whether it did.
+
+    PyTorch already does this for convolutions, not for matrix products. The decoder is mostly matrix
+    products (the LSTM's gates, the vocabulary layer), so this is where its GPU time goes. TF32 keeps
+    float32's range with a 10-bit mantissa: plenty for training. A global PyTorch setting, so a CPU run
+    (where it does not apply) leaves it alone.
+    """
+    if device.type != "cuda":
+        return False
+    torch.set_float32_matmul_precision("high")
+    return True
 
 
 @torch.no_grad()  # not inference_mode: the channels-last copy of the weights must stay usable for training
@@ -356,7 +370,8 @@ class _TrainStep(nn.Module):
     """What one training step runs, as one module (so DistributedDataParallel can wrap it).
 
     Cached mode: pooled backbone features ``[B, 2048]`` → projection → decoder. Fine-tuning: images
-    ``[B, 3, S, S]`` → the whole encoder → decoder. Either way: ``→ logits [B, T+1, V]``.
+    ``[B, 3, S, S]`` → the whole encoder → decoder. Either way: ``→ the loss`` (:func:`packed_loss`: the
+    value of ``sequence_loss``, without scoring padding).
     """
 
     def __init__(self, model: Captioner, cached: bool):
@@ -366,7 +381,7 @@ class _TrainStep(nn.Module):
     def forward(self, inputs: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         encoder = self.model.encoder
         features = encoder.project_features(inputs) if self.cached else encoder(inputs)
-        return self.model.decoder(features, captions, lengths)
+        return packed_loss(self.model.decoder, features, captions, lengths)
 
 
 class _CaptionImages(Dataset):
@@ -426,8 +441,9 @@ def fit(
         config = TrainConfig.from_dict(state["config"])
     config = config or TrainConfig.for_device(device)
     processes = f", {world} processes" if world > 1 else ""
+    tf32 = ", TF32 matrix products" if use_tf32(device) else ""
     log(
-        f"Device: {device}{processes}. Mode: {config.mode}, "
+        f"Device: {device}{processes}{tf32}. Mode: {config.mode}, "
         f"images at {config.image_size} px, {config.epochs} epochs."
     )
 
@@ -498,7 +514,9 @@ def fit(
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        totals = torch.zeros(2, dtype=torch.float64)  # loss sum, caption count
+        # loss sum and caption count, kept on the device: reading them every step would make the CPU
+        # wait for the GPU each time, instead of queueing the next step while the GPU works
+        totals = torch.zeros(2, dtype=torch.float64, device=device)
         order = batches(len(captions), config.batch_size, generator, rank, world)
         if cached:
             steps_iter = ((idx, train_features[image_index[idx].to(device)]) for idx in order)
@@ -521,14 +539,14 @@ def fit(
         for idx, inputs in progress:
             batch_lengths = lengths[idx]
             batch_captions = captions[idx, : int(batch_lengths.max())].to(device, non_blocking=True)
-            logits = step_module(inputs, batch_captions, batch_lengths)
-            loss = sequence_loss(logits, batch_captions, batch_lengths.to(device))
+            loss = step_module(inputs, batch_captions, batch_lengths)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            totals += torch.tensor([loss.item() * len(idx), len(idx)], dtype=torch.float64)
+            totals[0] += loss.detach() * len(idx)
+            totals[1] += len(idx)
         if world > 1:
             dist.all_reduce(totals)
         if rank == 0:

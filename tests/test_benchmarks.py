@@ -44,6 +44,8 @@ POSITIVE_KEYS = [
     "loss_speedup_full_vs_prefix",
     "loss_prefix_s",
     "loss_full_s",
+    "loss_packed_s",
+    "loss_speedup_packed_vs_prefix",
     "decode_speedup_batched_vs_naive",
     "decode_naive_s",
     "decode_batched_s",
@@ -106,13 +108,20 @@ def test_rss_rise_sees_the_memory_a_function_touches(bench):
     assert 48 < rise < 256
 
 
-def test_memory_check_runs_one_side_in_a_fresh_process(bench, shapes):
-    assert bench.child_memory("decode", "batched", bench.Sizes(**TOY), shapes) >= 0
+def test_memory_check_runs_each_side_in_a_fresh_process(bench, shapes):
+    specs = [("decode", "batched"), ("loss", "full")]
+    peaks = bench.child_memories(specs, bench.Sizes(**TOY), shapes)
+    assert set(peaks) == set(specs) and all(peak >= 0 for peak in peaks.values())
 
 
 def test_memory_children_cover_every_side_and_fill_the_table_keys(bench, shapes, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "child_memory", lambda b, side, sizes, data: calls.append((b, side)) or 1.0)
+
+    def fake(specs, sizes, data):
+        calls.extend(specs)
+        return dict.fromkeys(specs, 1.0)
+
+    monkeypatch.setattr(bench, "child_memories", fake)
     peaks = bench.cpu_memory_children(bench.Sizes(**TOY), shapes, log=lambda _: None)
     assert sorted(calls) == sorted((b, side) for b, sides in bench.BENCH_SIDES.items() for side in sides)
     for b, sides in bench.BENCH_SIDES.items():  # each side of each comparison, under the table's key

@@ -4,6 +4,7 @@ import torch
 from helpers.models import (
     DecoderRNN,
     EncoderCNN,
+    packed_loss,
     prefix_batch,
     prefix_loss,
     resolve_weights,
@@ -157,6 +158,42 @@ def test_sequence_loss_never_counts_padding():
     garbage[0, 4:] = 1e3
     garbage[2, 1:] = -1e3
     assert torch.equal(sequence_loss(logits, captions, lengths), sequence_loss(garbage, captions, lengths))
+
+
+def test_packed_loss_equals_sequence_loss_in_value_and_gradients():
+    torch.manual_seed(0)
+    decoder = DecoderRNN(E, H, V, num_layers=2)
+    lengths = torch.tensor([4, 6, 1, 6, 4])  # unsorted, with ties, two that fill all T columns
+    captions = torch.randint(1, V, (5, 6)) * target_mask(lengths, 6)
+    features = torch.randn(5, E, requires_grad=True)
+
+    def loss_and_grads(loss_fn):
+        decoder.zero_grad()
+        features.grad = None
+        loss = loss_fn()
+        loss.backward()
+        return loss.detach(), [features.grad.clone()] + [p.grad.clone() for p in decoder.parameters()]
+
+    full, full_grads = loss_and_grads(
+        lambda: sequence_loss(decoder(features, captions, lengths), captions, lengths)
+    )
+    packed, packed_grads = loss_and_grads(lambda: packed_loss(decoder, features, captions, lengths.tolist()))
+    assert torch.allclose(full, packed, atol=1e-6)
+    for a, b in zip(full_grads, packed_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_packed_loss_never_reads_padding():
+    torch.manual_seed(0)
+    decoder = DecoderRNN(E, H, V)
+    captions, lengths = captions_and_lengths()
+    features = torch.randn(3, E)
+    garbage = captions.clone()
+    garbage[0, 4:] = V - 1
+    garbage[2, 1:] = 5
+    assert torch.equal(
+        packed_loss(decoder, features, captions, lengths), packed_loss(decoder, features, garbage, lengths)
+    )
 
 
 def test_decoder_refuses_weights_from_another_vocabulary():

@@ -13,6 +13,7 @@ from helpers.training import (
     fit,
     load_checkpoint,
     load_run,
+    use_tf32,
 )
 
 TINY = dict(
@@ -144,3 +145,15 @@ def test_fine_tuning_changes_the_last_block_and_nothing_before_it(shapes, tmp_pa
     trained = result.model.encoder.backbone
     assert torch.equal(untrained.encoder.backbone[4][0].conv1.weight, trained[4][0].conv1.weight)
     assert not torch.equal(untrained.encoder.backbone[7][0].conv1.weight, trained[7][0].conv1.weight)
+
+
+def test_tf32_is_switched_on_for_cuda_only():
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert use_tf32(torch.device("cpu")) is False
+        assert torch.get_float32_matmul_precision() == "highest"  # a CPU run changes nothing
+        assert use_tf32(torch.device("cuda")) is True  # only sets a flag: runs without a GPU too
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
