@@ -809,7 +809,9 @@ def run_benchmarks(
     if device.type != "cuda" and sizes.memory:
         result.update(cpu_memory_children(sizes, data_dir, log))
 
-    result["met"] = {key: result[key] >= target for key, target in TARGETS.items()}
+    # the targets are set for the course's 2-core CPU; a GPU run reports its ratios without judging them
+    on_cpu = device.type != "cuda"
+    result["met"] = {key: result[key] >= target for key, target in TARGETS.items()} if on_cpu else {}
     result["samples_s"] = samples
     result["machine"]["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return result
@@ -897,7 +899,7 @@ def table(result: dict) -> str:
     header += f"{'peak B':>9} {'ratio':>8} {'target':>7}  met?"
     lines += [header, "-" * len(header)]
     for title, a, time_a, peak_a, b, time_b, peak_b, key in rows:
-        target = TARGETS.get(key)
+        target = TARGETS.get(key) if result["met"] else None  # no targets on a GPU
         met = "-" if target is None else ("yes" if result[key] >= target else "NO")
         lines.append(
             f"{title:<42} {a:<14} {_s(time_a):>9} {_mb(peak_a):>9}   {b:<18} {_s(time_b):>9} "

@@ -1,10 +1,11 @@
-"""Small conveniences every notebook uses: seeding, the device, Colab and progress-bar switches."""
+"""Small conveniences every notebook uses: seeding, the device, the course folder, Colab and progress bars."""
 
 from __future__ import annotations
 
 import os
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +16,18 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def course_root(start: Path | str | None = None) -> Path:
+    """The course's folder: the first one from ``start`` (default: the current folder) upwards that holds
+    ``pyproject.toml`` and ``helpers/``. Outside a checkout (Colab, where the helpers are pip-installed)
+    there is none, and the current folder is used: data and runs then go under it.
+    """
+    here = Path(start).resolve() if start is not None else Path.cwd()
+    for folder in [here, *here.parents]:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return Path.cwd()
 
 
 def in_colab() -> bool:

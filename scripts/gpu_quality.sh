@@ -6,6 +6,10 @@
 #   FINE_TUNE=all bash scripts/gpu_quality.sh   # also train the whole backbone end to end
 #
 # Needs a CUDA GPU; it refuses to run without one rather than timing a CPU.
+#
+# Measured on one H200 without ImageNet weights (none can be downloaded there): cached, 34 s of training,
+# test BLEU-4 0.797 (below the target: a frozen random ResNet50 does not see shape well); FINE_TUNE=all,
+# 165 s, test BLEU-4 1.000. The cached default with ImageNet weights (Colab) could not be measured here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
