@@ -783,9 +783,9 @@ def run_benchmarks(
     log("decoding ...")
     decode = DecodeBench(captions, sizes, device)
     naive_ids, batched_ids = decode.naive(), decode.batched()
-    steps = {len(ids) for ids in naive_ids + batched_ids}
-    if naive_ids != batched_ids or steps != {sizes.decode_max_len + 1}:
-        raise AssertionError(f"greedy_naive and greedy disagree (or stopped early: word counts {steps})")
+    words = {len(ids) for ids in naive_ids + batched_ids}  # max_len words, after max_len + 1 steps
+    if naive_ids != batched_ids or words != {sizes.decode_max_len}:
+        raise AssertionError(f"greedy_naive and greedy disagree (or stopped early: word counts {words})")
     times, peaks, samples["decode"] = measure("decode", decode, sizes, device, data_dir)
     result.update(
         decode_images=sizes.decode_images,

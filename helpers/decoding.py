@@ -21,12 +21,16 @@ class Decoded(NamedTuple):
     captions: list[str]
 
 
-def _finish(rows: torch.Tensor, vocab: Vocabulary) -> Decoded:
-    """``[B, steps]`` predicted indices → words up to (not including) each row's first ``<end>``."""
+def _finish(rows: torch.Tensor, vocab: Vocabulary, max_len: int) -> Decoded:
+    """``[B, steps]`` predicted indices → words up to (not including) each row's first ``<end>``.
+
+    The loops run ``max_len + 1`` steps, so that a caption of exactly ``max_len`` words can still say
+    ``<end>``; a row that never does is cut to ``max_len`` words.
+    """
     ids = []
     for row in rows.tolist():
         words = row[: row.index(vocab.end_id)] if vocab.end_id in row else row
-        ids.append(words)
+        ids.append(words[:max_len])
     return Decoded(ids, [" ".join(vocab.itos[i] for i in words) for words in ids])
 
 
@@ -51,7 +55,7 @@ def greedy_naive(
         ended |= word == vocab.end_id
         if ended.all():
             break
-    return _finish(sequence[:, 1:], vocab)
+    return _finish(sequence[:, 1:], vocab, max_len)
 
 
 @torch.no_grad()
@@ -73,7 +77,7 @@ def greedy(decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_l
         ended |= word == vocab.end_id
         if ended.all():
             break
-    return _finish(torch.stack(words, dim=1), vocab)
+    return _finish(torch.stack(words, dim=1), vocab, max_len)
 
 
 @torch.no_grad()
@@ -123,4 +127,4 @@ def beam_search(
     normalised = scores / lengths.clamp(min=1) + torch.where(ended, 0.0, float("-inf"))
     normalised = torch.where(ended.any(dim=1, keepdim=True), normalised, scores / lengths.clamp(min=1))
     best = normalised.argmax(dim=1)
-    return _finish(tokens[torch.arange(batch, device=device), best], vocab)
+    return _finish(tokens[torch.arange(batch, device=device), best], vocab, max_len)

@@ -195,9 +195,9 @@ def extract_features(
 def _fingerprint(model: Captioner, paths: Sequence[str], image_size: int) -> str:
     """A key that changes when the images, the transform or the backbone's weights change."""
     digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
-    for path in paths:
+    for path in paths:  # resolved: "data/x.png" from the repository and its absolute path are one image
         stat = os.stat(path)
-        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     for tensor in model.encoder.backbone.state_dict().values():
         digest.update(tensor.detach().cpu().flatten()[:64].numpy().tobytes())
     return digest.hexdigest()[:20]

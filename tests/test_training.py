@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,6 +111,18 @@ def test_feature_cache_is_reused_and_a_damaged_one_is_rebuilt(shapes, tmp_path):
     rebuilt = cached_features(model, paths, 32, torch.device("cpu"), tmp_path, messages.append)
     assert torch.equal(rebuilt, first)
     assert any("damaged" in m for m in messages)
+
+
+def test_feature_cache_key_is_the_same_for_relative_and_absolute_paths(shapes, tmp_path, monkeypatch):
+    from helpers.training import _fingerprint, build_model
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(**TINY), vocab_size=10)
+    absolute = sorted(str(p) for p in (shapes / "Flicker8k_Dataset").iterdir())[:3]
+    monkeypatch.chdir(shapes)
+    relative = [str(Path(p).relative_to(shapes)) for p in absolute]
+    assert _fingerprint(model, relative, 32) == _fingerprint(model, absolute, 32)
+    assert _fingerprint(model, absolute[:2], 32) != _fingerprint(model, absolute, 32)
 
 
 def test_load_checkpoint_refuses_broken_and_foreign_files(tmp_path):
