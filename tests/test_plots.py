@@ -10,7 +10,14 @@ from PIL import Image
 
 from helpers.data import image_transform
 from helpers.diagrams import DIAGRAMS, data_flow_figure
-from helpers.plots import caption_length_histogram, show_examples, show_image_pipeline
+from helpers.plots import (
+    caption_length_histogram,
+    plot_history,
+    plot_lr_schedule,
+    show_captions,
+    show_examples,
+    show_image_pipeline,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +94,48 @@ def test_data_flow_diagram_is_registered_and_names_the_helpers():
     text = " ".join(t.get_text() for t in data_flow_figure().axes[0].texts)
     for name in ["load_captions", "load_image", "image_transform", "tokenize", "collate_captions"]:
         assert name in text
+
+
+def test_plot_lr_schedule_draws_every_step_and_marks_the_epochs():
+    lrs = [0.1, 0.5, 1.0, 0.6, 0.3, 0.01]
+    figure = plot_lr_schedule(lrs, steps_per_epoch=2)
+    ax = figure.axes[0]
+    assert list(ax.lines[0].get_ydata()) == lrs
+    assert sorted(line.get_xdata()[0] for line in ax.lines[1:]) == [2, 4]  # epoch boundaries
+    assert "peak 1" in ax.get_title() and "end 0.01" in ax.get_title()
+    with pytest.raises(ValueError, match="no learning rates"):
+        plot_lr_schedule([])
+
+
+def test_plot_history_draws_the_loss_and_four_bleu_curves():
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3], "train_loss": [2.0, 1.0, 0.5]}
+        | {f"dev_bleu{n}": [0.1 * n, 0.15 * n, 0.2 * n] for n in range(1, 5)}
+    )
+    loss_ax, bleu_ax = plot_history(history).axes
+    assert list(loss_ax.lines[0].get_ydata()) == [2.0, 1.0, 0.5]
+    assert [line.get_label() for line in bleu_ax.lines] == [f"BLEU-{n}" for n in range(1, 5)]
+    assert list(bleu_ax.lines[3].get_ydata()) == pytest.approx([0.4, 0.6, 0.8])
+    with pytest.raises(ValueError, match="dev_bleu4"):
+        plot_history(history.drop(columns="dev_bleu4"))
+
+
+def test_show_captions_titles_each_image_with_the_model_extra_columns_and_references(caption_table):
+    table = pd.DataFrame(
+        {
+            "image": caption_table["image"].unique(),
+            "generated": ["a red one", "a green one", "a blue one", "a yellow one"],
+            "beam 3": ["B0", "B1", "B2", "B3"],
+            "references": [["r0 first", "r0 second", "r0 third"]] * 4,
+        }
+    )
+    figure = show_captions(table, n=4, columns=2, references=2)
+    titles = [ax.get_title(loc="left") for ax in figure.axes if ax.get_title(loc="left")]
+    assert len(titles) == 4
+    for title in titles:
+        lines = title.splitlines()
+        assert lines[0].startswith("model: a ") and lines[1].startswith("beam 3: B")
+        assert "ref 1: r0 first" in title and "ref 2: r0 second" in title and "r0 third" not in title
+    assert len(figure.axes) == 4 and all(ax.images for ax in figure.axes)
+    with pytest.raises(ValueError, match="asked for 5 images"):
+        show_captions(table, n=5)
