@@ -69,7 +69,7 @@ from helpers.diagrams import data_flow_figure
 from helpers.formats import load_captions, summarize
 from helpers.plots import caption_length_histogram, show_examples, show_image_pipeline
 from helpers.shapes import make_shapes
-from helpers.utils import seed_everything
+from helpers.utils import course_root, seed_everything
 from helpers.vocabulary import Vocabulary, tokenize
 
 seed_everything(0)
@@ -89,15 +89,7 @@ pd.set_option("display.max_colwidth", 80)
 # Paths are printed relative to the repository, so they read the same on every machine.
 
 # %%
-def find_repo_root(start: Path) -> Path | None:
-    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
-            return folder
-    return None
-
-
-ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT))

@@ -58,7 +58,7 @@ from helpers.diagrams import architecture_figure, packing_figure
 from helpers.formats import load_captions
 from helpers.models import DecoderRNN, EncoderCNN
 from helpers.shapes import make_shapes
-from helpers.utils import seed_everything
+from helpers.utils import course_root, seed_everything
 from helpers.vocabulary import Vocabulary
 
 seed_everything(0)
@@ -66,15 +66,7 @@ torch.set_grad_enabled(False)  # we only look at tensors here: no gradients need
 pd.set_option("display.width", 110)
 
 
-def find_repo_root(start: Path) -> Path | None:
-    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
-            return folder
-    return None
-
-
-ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (notebook 01), instant afterwards
 
 # %% [markdown]

@@ -46,7 +46,6 @@ if "google.colab" in sys.modules:  # on Colab only: install the course's helpers
 
 import math
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -54,9 +53,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from helpers.data import pad_captions
 from helpers.formats import load_captions
-from helpers.models import DecoderRNN, prefix_batch, prefix_loss, sequence_loss, target_mask
+from helpers.models import DecoderRNN, packed_loss, prefix_batch, prefix_loss, sequence_loss, target_mask
 from helpers.shapes import make_shapes
-from helpers.utils import seed_everything
+from helpers.utils import course_root, seed_everything
 from helpers.vocabulary import Vocabulary
 
 seed_everything(0)
@@ -64,15 +63,7 @@ torch.set_grad_enabled(False)  # switched on only where we compare gradients
 pd.set_option("display.width", 110)
 
 
-def find_repo_root(start: Path) -> Path | None:
-    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
-            return folder
-    return None
-
-
-ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (notebook 01), instant afterwards
 
 # %% [markdown]
@@ -341,8 +332,28 @@ print(f"prefix_loss:   {slow * 1000:7.1f} ms  ({slow / fast:.1f}× slower)")
 assert fast < slow
 
 # %% [markdown]
-# Same loss, same gradients, several times cheaper: training uses `sequence_loss`. `prefix_loss` stays in
-# `helpers/models.py` as the readable statement of what we train for, and the tests check that the two agree.
+# Same loss, same gradients, several times cheaper: training scores every position at once. `prefix_loss`
+# stays in `helpers/models.py` as the readable statement of what we train for, and the tests check that the
+# two agree.
+#
+# **One step further: `packed_loss`, what `fit` trains with.** `forward` unpacks the LSTM's outputs back to
+# `[B, T+1, H]`, and its last layer (`H → V`, the biggest one once the vocabulary has thousands of words)
+# scores every slot, padding included; `sequence_loss` then throws the padding away. `packed_loss` scores
+# the packed outputs `[sum(lengths + 1), H]` directly, against targets packed the same way (the slot after
+# `<end>` has no target and is ignored):
+
+# %%
+loss_packed = packed_loss(decoder, features, captions, lengths)
+print("packed_loss:  ", round(loss_packed.item(), 4))
+print("sequence_loss:", round(loss_all_at_once.item(), 4))
+print(f"rows the H → V layer scores: forward {B} × {T + 1} = {B * (T + 1)}, packed {int((lengths + 1).sum())}")
+assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
+
+# %% [markdown]
+# The same number again (and the same gradients: `tests/test_models.py` checks them). With the shapes' 40 or
+# so words the saving is small; with Flickr8k's 8,000 words the loss's forward and backward (batch 128)
+# took 1.6× less time on this course's 2-core CPU, and on a GPU it is part of what brings a Flickr8k-sized epoch under one second
+# (`benchmarks/README.md`).
 #
 # ## Recap
 #

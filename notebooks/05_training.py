@@ -78,7 +78,7 @@ from helpers.training import (
     fit,
     prepare_data,
 )
-from helpers.utils import get_device, seed_everything
+from helpers.utils import course_root, get_device, seed_everything
 from helpers.vocabulary import tokenize
 
 seed_everything(0)
@@ -109,15 +109,7 @@ pd.Series(asdict(config), name="value").to_frame()
 # by one).
 
 # %%
-def find_repo_root(start: Path) -> Path | None:
-    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
-            return folder
-    return None
-
-
-ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 CACHE = DATA / ".cache"  # where the backbone's features are stored between runs
 RUN = ROOT / "runs" / "shapes"  # where fit writes the trained model (notebook 06 reads it)
@@ -399,7 +391,8 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # cache the features, then for every epoch shuffle, run the steps above with Adam, clipping and the one-cycle
 # schedule, validate with greedy BLEU on the dev images, and save a checkpoint (weights, optimiser, schedule,
 # vocabulary, configuration) to `run_dir`. It starts from a fresh model: the one we trained by hand above is
-# not used again.
+# not used again. One difference from the hand loop: `fit` computes the loss with `packed_loss` (notebook
+# 04, section 6), the same value and gradients as `sequence_loss` without scoring the padding.
 #
 # This is the long cell (several minutes on a CPU). Its printout holds timings, so the tests do not compare
 # it; the cell after it checks what must hold.
@@ -499,7 +492,7 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 # | read, check, build the vocabulary; captions as tensors | `prepare_data`, `encode_captions` |
 # | the model from a configuration | `build_model` (a `helpers.models.Captioner`) |
 # | frozen backbone features, computed once and stored | `cached_features` (`extract_features` inside) |
-# | shuffled batches; one step: forward, `sequence_loss`, backward, clip, Adam, one-cycle | `batches`, the loop in `fit` |
+# | shuffled batches; one step: the loss (`packed_loss`, equal to `sequence_loss`), backward, clip, Adam, one-cycle | `batches`, the loop in `fit` |
 # | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `evaluate_bleu`, `helpers.metrics.corpus_bleu_scores` |
 # | the whole loop, with checkpoints in a run folder | `fit` → `FitResult(model, vocab, config, history, data)` |
 # | a trained model on a split | `evaluate_split` (and `load_run` to read a run folder back) |

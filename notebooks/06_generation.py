@@ -62,7 +62,7 @@ from helpers.metrics import as_percent, corpus_bleu_scores
 from helpers.plots import show_captions
 from helpers.shapes import make_shapes
 from helpers.training import TrainConfig, cached_features, fit, load_run, prepare_data
-from helpers.utils import get_device, seed_everything
+from helpers.utils import course_root, get_device, seed_everything
 from helpers.vocabulary import tokenize
 from helpers.widgets import CaptionStepper, decoding_explorer
 
@@ -77,15 +77,7 @@ device = get_device()
 # one now with the same `fit` and the same configuration, so the result is the same model either way.
 
 # %%
-def find_repo_root(start: Path) -> Path | None:
-    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
-            return folder
-    return None
-
-
-ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 CACHE = DATA / ".cache"
 RUN = ROOT / "runs" / "shapes"
@@ -133,7 +125,9 @@ print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ f
 #     ...                                                 # stop once every caption has said <end>
 # ```
 #
-# Step `t` re-reads `t + 2` positions, so a caption of `n` words costs about `n²/2` LSTM steps.
+# Step `t` re-reads `t + 2` positions, so a caption of `n` words costs about `n²/2` LSTM steps. The loop
+# runs `max_len + 1` times so that a caption of exactly `max_len` words can still say `<end>`; one that
+# never does is cut to `max_len` words.
 
 # %%
 naive = greedy_naive(model.decoder, features, vocab, max_len=config.max_decode)

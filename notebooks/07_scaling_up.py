@@ -73,7 +73,7 @@ from helpers.metrics import as_percent
 from helpers.models import EncoderCNN, imagenet_weights_cached
 from helpers.shapes import make_shapes
 from helpers.training import TrainConfig
-from helpers.utils import seed_everything
+from helpers.utils import course_root, seed_everything
 from helpers.vocabulary import Vocabulary, tokenize
 
 seed_everything(0)
@@ -81,15 +81,7 @@ pd.set_option("display.width", 110)
 pd.set_option("display.max_colwidth", 70)
 
 
-def find_repo_root(start: Path) -> Path | None:
-    """The first folder from ``start`` upwards that holds the course (pyproject.toml + helpers/)."""
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
-            return folder
-    return None
-
-
-ROOT = find_repo_root(Path.cwd()) or Path.cwd()  # on Colab: the current folder
+ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 make_shapes(DATA)
 print("offline dataset:", DATA.relative_to(ROOT))
