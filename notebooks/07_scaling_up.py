@@ -36,8 +36,10 @@
 #
 # **Run time:** about 25 s of CPU time on a 2-core machine, all offline (most of it timing ResNet50 in
 # section 5; on a busy machine the wall-clock time is longer). **GPU:** not needed for this notebook;
-# the training it describes needs one (Colab's free GPU is enough for Flickr8k). The GPU commands below
-# were not run when this notebook was written (no GPU was available), so it shows no GPU timings.
+# the training it describes needs one (Colab's free GPU is enough for Flickr8k). The commands below were
+# not run on Flickr8k or COCO (the datasets cannot be downloaded where this course is built), so this
+# notebook shows no timings or scores of ours on them; the README's "How fast, and how well" has the
+# course's GPU figures on the offline dataset (one H200).
 
 # %%
 import subprocess
@@ -635,8 +637,8 @@ print(as_percent({"bleu1": 0.62, "bleu4": 0.195}))
 # images, tokenisation and BLEU scripts, and tuned them at length. Our model has no attention, so expect
 # it below the attention rows; a Flickr8k test BLEU-4 within a few points of them means it does what
 # these models do, and a score near zero means something is wrong (often: random encoder weights). We
-# have not run it here: no GPU was available when this notebook was written, so there is no score of ours
-# in this table.
+# have not run it: the datasets cannot be downloaded where this course is built, so there is no score of
+# ours in this table.
 
 # %%
 reference = pd.DataFrame(
