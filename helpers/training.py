@@ -413,6 +413,42 @@ def distributed_context(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def make_optimizer(
+    model: Captioner, config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR]:
+    """Adam over what trains, and the one-cycle schedule over ``config.epochs`` epochs.
+
+    Two parameter groups: the encoder's head (projection, BatchNorm) with the decoder at ``config.lr``,
+    and the backbone's unfrozen layers, if any, at ``config.lr × config.backbone_lr_scale``.
+    """
+    encoder_head = list(model.encoder.project.parameters()) + list(model.encoder.bn.parameters())
+    groups = [{"params": encoder_head + list(model.decoder.parameters()), "lr": config.lr}]
+    backbone_params = [p for p in model.encoder.backbone.parameters() if p.requires_grad]
+    if backbone_params:
+        groups.append({"params": backbone_params, "lr": config.lr * config.backbone_lr_scale})
+    optimizer = torch.optim.Adam(groups)
+    # (a few steps more than needed: OneCycleLR cannot build its two phases from a handful of steps)
+    steps = max(8, (steps_per_epoch + 1) * config.epochs)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.25
+    )
+    return optimizer, scheduler
+
+
+def _epoch_inputs(order, cached: bool, train_features, image_index, loader_items, config, device):
+    """One epoch's ``(caption rows, inputs)`` per step: stored features, or images from a DataLoader."""
+    if cached:
+        return ((idx, train_features[image_index[idx].to(device)]) for idx in order)
+    loader = DataLoader(
+        loader_items,
+        batch_sampler=[b.tolist() for b in order],
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    return ((idx, pixels.to(device, non_blocking=True)) for pixels, idx in loader)
+
+
 def fit(
     data_dir: Path | str,
     run_dir: Path | str,
@@ -475,8 +511,9 @@ def fit(
                 )
             if world > 1:
                 dist.barrier()
-        train_features = train_features.to(device)
+        train_features, loader_items = train_features.to(device), None
     else:
+        train_features = None
         loader_items = _CaptionImages(train_images, image_index, image_transform(config.image_size))
     dev_features = None
     if rank == 0:
@@ -489,17 +526,8 @@ def fit(
         step_module = DistributedDataParallel(
             step_module, device_ids=[device] if device.type == "cuda" else None
         )
-    encoder_head = list(model.encoder.project.parameters()) + list(model.encoder.bn.parameters())
-    groups = [{"params": encoder_head + list(model.decoder.parameters()), "lr": config.lr}]
-    backbone_params = [p for p in model.encoder.backbone.parameters() if p.requires_grad]
-    if backbone_params:
-        groups.append({"params": backbone_params, "lr": config.lr * config.backbone_lr_scale})
-    optimizer = torch.optim.Adam(groups)
-    # (a few steps more than needed: OneCycleLR cannot build its two phases from a handful of steps)
-    steps = max(8, (math.ceil(math.ceil(len(captions) / world) / config.batch_size) + 1) * config.epochs)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.25
-    )
+    per_process = math.ceil(len(captions) / world)
+    optimizer, scheduler = make_optimizer(model, config, math.ceil(per_process / config.batch_size))
     history: list[dict] = []
     start_epoch = 1
     if state:
@@ -518,17 +546,7 @@ def fit(
         # wait for the GPU each time, instead of queueing the next step while the GPU works
         totals = torch.zeros(2, dtype=torch.float64, device=device)
         order = batches(len(captions), config.batch_size, generator, rank, world)
-        if cached:
-            steps_iter = ((idx, train_features[image_index[idx].to(device)]) for idx in order)
-        else:
-            loader = DataLoader(
-                loader_items,
-                batch_sampler=[b.tolist() for b in order],
-                num_workers=config.num_workers,
-                pin_memory=device.type == "cuda",
-                persistent_workers=False,
-            )
-            steps_iter = ((idx, pixels.to(device, non_blocking=True)) for pixels, idx in loader)
+        steps_iter = _epoch_inputs(order, cached, train_features, image_index, loader_items, config, device)
         progress = tqdm(
             steps_iter,
             total=len(order),
