@@ -2,7 +2,7 @@
 archives, in the real Flickr8k and COCO layouts, from a real HTTP server on 127.0.0.1 (port 0, in a
 thread of the test process). Nothing here touches the internet.
 
-The request handler (ranges, dropped connections) and the zip builder are the ones of
+The server (ranges, dropped connections) and the zip builder are the ones of
 ``tests/test_download.py``, so both files test against the same server.
 """
 
@@ -12,12 +12,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_download import JPEG, _Handler, _zip
+from test_download import JPEG, _zip, serve
 
 IMAGES = {
     "1000268201_693b08cb0e.jpg": "train",
@@ -62,21 +60,13 @@ EVIL_TEXT_ZIP = _zip({"Flickr8k.token.txt": TOKEN_TXT, "../evil.txt": b"written 
 def server():
     """A threaded HTTP server on 127.0.0.1 (port 0): ``.base_url``, ``.files``, ``.requests``, ``.behaviour``
     (what ``tests/test_download.py``'s handler reads)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files = {
+    files = {
         "Flickr8k_text.zip": FLICKR_TEXT_ZIP,
         "Flickr8k_Dataset.zip": FLICKR_IMAGES_ZIP,
         "annotations_trainval2017.zip": COCO_ANNOTATIONS_ZIP,
     }
-    httpd.requests = []
-    httpd.behaviour = {}
-    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve(files) as httpd:
+        yield httpd
 
 
 def helpers_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

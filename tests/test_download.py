@@ -13,6 +13,7 @@ import stat
 import tarfile
 import threading
 import zipfile
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -111,25 +112,35 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
+def serve(files: dict[str, bytes]):
+    """A threaded HTTP server on 127.0.0.1 (port 0) serving ``files`` with :class:`_Handler`.
+
+    It has ``.base_url``, ``.files``, ``.requests`` (name, Range header) and ``.behaviour``
+    (name → ``"drop_half"`` or ``"ignore_range"``, for the next request of that name only).
+    """
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files, httpd.requests, httpd.behaviour = files, [], {}
+    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture
 def server(monkeypatch):
     """A threaded HTTP server on 127.0.0.1 (port 0); ``server.base_url``, ``.files``, ``.requests``."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files = {"Flickr8k_text.zip": FLICKR_TEXT_ZIP, "Flickr8k_Dataset.zip": FLICKR_IMAGES_ZIP}
-    httpd.files.update(COCO_FILES)
-    httpd.files["blob.bin"] = BLOB
-    httpd.requests = []
-    httpd.behaviour = {}
-    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    files = {"Flickr8k_text.zip": FLICKR_TEXT_ZIP, "Flickr8k_Dataset.zip": FLICKR_IMAGES_ZIP}
+    with serve({**files, **COCO_FILES, "blob.bin": BLOB}) as httpd:
+        yield httpd
 
 
 @pytest.fixture
