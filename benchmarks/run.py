@@ -14,8 +14,9 @@ the course trains with on this device (:meth:`helpers.training.TrainConfig.for_d
 
 Every comparison warms both sides up, then alternates them (A B, B A, …) so that a slow spell of a busy
 machine hits both, and reports medians. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above
-what was allocated before; elsewhere each side runs once more in a fresh subprocess that reports how
-far its resident set (RSS) rose above where it stood before the work began. ``benchmarks/README.md``
+what was allocated before; elsewhere, after all the timing, each side runs once more in a fresh
+process (forked from one new Python that imported everything) that reports how far its resident set
+(RSS) rose above where it stood before the work began. ``benchmarks/README.md``
 explains why each comparison is fair.
 """
 

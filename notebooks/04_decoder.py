@@ -352,8 +352,8 @@ assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
 # %% [markdown]
 # The same number again (and the same gradients: `tests/test_models.py` checks them). With the shapes' 40 or
 # so words the saving is small; with Flickr8k's 8,000 words the loss's forward and backward (batch 128)
-# took 1.6× less time on this course's 2-core CPU, and on a GPU it is part of what brings a Flickr8k-sized epoch under one second
-# (`benchmarks/README.md`).
+# took 1.6× less time on this course's 2-core CPU, and on a GPU it is part of what brings a Flickr8k-sized
+# epoch under one second (`benchmarks/README.md`).
 #
 # ## Recap
 #
