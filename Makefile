@@ -6,11 +6,26 @@
 #   make help     every target
 #
 # PYTHON is the interpreter the virtual environment is made from: make PYTHON=python3.11 course
+# TORCH=cpu installs PyTorch's CPU-only wheels into a new .venv (no NVIDIA libraries): make lab TORCH=cpu
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# torch is pinned only for a fresh environment; pyproject's ranges stay loose so that Colab's
+# preinstalled torch is kept. TORCH=cpu takes the same versions from PyTorch's CPU-only index: PyPI's
+# Linux wheels bring the CUDA libraries (3.4 GB of a 6.2 GB .venv), which a laptop without a GPU never uses.
+TORCH ?= default
+TORCH_PINS := "torch==2.14.1" "torchvision==0.29.1"
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+ifeq ($(TORCH),cpu)
+STAMP := $(VENV)/.installed-cpu
+TORCH_INSTALL := $(BIN)/python -m pip install --index-url $(TORCH_CPU_INDEX) $(TORCH_PINS)
+else ifeq ($(TORCH),default)
 STAMP := $(VENV)/.installed
+TORCH_INSTALL := $(BIN)/python -m pip install $(TORCH_PINS)
+else
+$(error TORCH=$(TORCH) is not an option: leave TORCH unset (PyPI's build, with CUDA on Linux) or set TORCH=cpu)
+endif
 DATA := data/shapes
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # Generous: a notebook that trains on CPU may take a while, but a hung one must not hang CI forever.
@@ -68,11 +83,16 @@ browser-test: install data ## notebooks run in JupyterLab in Chromium; screensho
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned only for a fresh environment; pyproject's ranges stay loose so that Colab's
-# preinstalled torch is kept. The stamp makes a second run instant until pyproject.toml changes.
+# A torch already in .venv is kept, whatever TORCH says; TORCH=cpu refuses one built for CUDA rather than
+# install over it (pip would call it satisfied) or delete it. The stamp makes a second run instant until
+# pyproject.toml changes.
 $(STAMP): pyproject.toml | $(VENV)/pyvenv.cfg
-	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null \
-		|| $(BIN)/python -m pip install "torch==2.14.1" "torchvision==0.29.1"
+	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(TORCH_INSTALL)
+ifeq ($(TORCH),cpu)
+	@$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.version.cuda is None else \
+		f'error: $(VENV) already holds torch {torch.__version__}, built for CUDA; TORCH=cpu does not replace it: ' \
+		'remove $(VENV) (rm -rf $(VENV)) and run the same make command again')"
+endif
 	$(BIN)/python -m pip install -e ".[course,dev]"
 	@touch $@
 
