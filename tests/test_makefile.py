@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, capture_output=True,
+    """``make ARGS`` in the repository, free of what a calling make passes down (``make test TORCH=cpu``
+    puts ``TORCH=cpu`` in ``MAKEFLAGS``) and of a ``TORCH`` in the environment."""
+    inherited = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "TORCH", "VENV", "PYTHON")
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=60)
 
 
