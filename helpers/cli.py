@@ -469,7 +469,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=["flickr8k", "coco2017"], help="which dataset")
+    parser.add_argument(
+        "dataset",
+        choices=["flickr8k", "coco2017", "coco2014"],
+        help="which dataset (coco2014: the images Karpathy's split names, with his caption files)",
+    )
     parser.add_argument("--dest", type=Path, required=True, help="folder to download and extract into")
     parser.add_argument(
         "--base-url", help="a mirror holding the same file names, instead of the official one"
@@ -479,20 +483,24 @@ def _download_arguments(parser: argparse.ArgumentParser) -> None:
         "--annotations-only", action="store_true", help="COCO: only the captions (about 250 MB)"
     )
     parser.add_argument(
-        "--val-only", action="store_true", help="COCO: captions and val2017 images, no train2017"
+        "--val-only", action="store_true", help="COCO: captions and val images (val2017/val2014), no train"
     )
 
 
-@command("data download", help="download and extract Flickr8k or COCO 2017", arguments=_download_arguments)
+@command(
+    "data download",
+    help="download and extract Flickr8k, COCO 2017 or COCO 2014 with Karpathy's split",
+    arguments=_download_arguments,
+)
 def download_command(args: argparse.Namespace) -> int:
     from helpers.download import coco_selection, fetch_dataset
     from helpers.utils import progress_enabled
 
     only = None
-    if args.dataset == "coco2017" and (args.annotations_only or args.val_only):
-        only = coco_selection(annotations_only=args.annotations_only, val_only=args.val_only)
+    if args.dataset.startswith("coco") and (args.annotations_only or args.val_only):
+        only = coco_selection(args.annotations_only, args.val_only, dataset=args.dataset)
     elif args.annotations_only or args.val_only:
-        return fail("--annotations-only and --val-only apply to coco2017 only")
+        return fail("--annotations-only and --val-only apply to coco2017 and coco2014 only")
     root = fetch_dataset(
         args.dataset,
         args.dest,
@@ -501,5 +509,7 @@ def download_command(args: argparse.Namespace) -> int:
         only=only,
         progress=progress_enabled(),
     )
-    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats {root}")
+    # Karpathy's zip holds three split files; the COCO one is chosen by its path
+    data = root / "dataset_coco.json" if args.dataset == "coco2014" else root
+    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats {data}")
     return EXIT_OK
