@@ -255,7 +255,7 @@ def training_precision(device: torch.device, mode: str) -> tuple[torch.dtype | N
         return torch.float16, f"fp16 autocast with gradient scaling ({name}: no fast bf16 or TF32 below 8.0)"
     if mode == "fine-tune":
         return torch.bfloat16, f"bf16 autocast ({name}: bf16 tensor cores)"
-    return None, f"fp32 with TF32 matrix products ({name}: the cached-feature decoder is fast enough)"
+    return None, f"fp32 with TF32 matrix products ({name}; the backbone's features are extracted in bf16)"
 
 
 def use_tf32(device: torch.device) -> bool:
