@@ -51,7 +51,7 @@ CHECKPOINT = "checkpoint.pt"
 BEST_CHECKPOINT = "best.pt"  # the epoch with the best dev BLEU-4 so far: weights only, no optimiser state
 CACHE_VERSION = 1
 SPLITS = ("train", "dev", "test")
-REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions (Flickr8k: about 3k words, not 8k)
+REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions: rare words become <unk>
 FINE_TUNE_GPU_BATCH = 64  # captions (each with its image) per fine-tuning batch on a GPU; see for_device
 DIST_TIMEOUT_MINUTES = 60.0  # how long torchrun's processes wait for each other; see distributed_context
 
