@@ -169,6 +169,16 @@ def _stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="dataset root (Flickr8k, Kaggle Flickr8k, COCO or Karpathy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--examples", type=int, default=3, help="skipped items shown per reason (default: 3)")
+    parser.add_argument(
+        "--check-images",
+        action="store_true",
+        help="decode every image (in parallel) and name the broken ones; remembered in DIR/.cache",
+    )
+    parser.add_argument(
+        "--min-freq",
+        type=int,
+        help="vocabulary threshold to report the size for (default: train's, 5 on real data, 1 on shapes)",
+    )
 
 
 def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
@@ -184,6 +194,13 @@ def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
         f"  words per caption: min {words['min']}, mean {words['mean']}, max {words['max']}",
         f"  skipped   {len(summary['skipped']):>7}",
     ]
+    if "vocabulary" in summary:
+        vocab = summary["vocabulary"]
+        lines.insert(
+            4,
+            f"  vocabulary {vocab['words']:>6}  words at min_freq {vocab['min_freq']} "
+            "(from train captions, 4 special tokens included)",
+        )
     for reason, count in summary["skipped_by_reason"].items():
         items = [s["item"] for s in summary["skipped"] if s["reason"] == reason]
         shown = ", ".join(items[:examples]) + (", ..." if len(items) > examples else "")
@@ -199,13 +216,40 @@ def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
     arguments=_stats_arguments,
 )
 def stats_command(args: argparse.Namespace) -> int:
+    from helpers.data import IMAGE_CHECKS_FILE, check_images
     from helpers.formats import load_captions, summarize
+    from helpers.training import dataset_root, default_min_freq
+    from helpers.utils import progress_enabled
+    from helpers.vocabulary import Vocabulary
 
-    summary = summarize(load_captions(args.dir))
+    data = load_captions(args.dir)
+    summary = summarize(data)
+    min_freq = args.min_freq if args.min_freq is not None else default_min_freq(args.dir)
+    train = data.table[data.table["split"] == "train"]["caption"]
+    summary["vocabulary"] = {"min_freq": min_freq, "words": len(Vocabulary.build(train, min_freq=min_freq))}
+    summary["images_decoded"] = args.check_images
+    if args.check_images:
+        notes: list[str] = []
+        _, broken = check_images(
+            list(dict.fromkeys(data.table["image"])),
+            cache_file=dataset_root(args.dir) / ".cache" / IMAGE_CHECKS_FILE,
+            progress=progress_enabled(),
+            log=notes.append,
+        )
+        summary["broken_images"] = [{"item": s.item, "reason": s.reason} for s in broken]
+        for note in notes:
+            print(note, file=sys.stderr)
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
         print(format_summary(summary, examples=args.examples))
+        if not args.check_images:
+            print("  images not decoded (add --check-images to decode every one and name the broken ones)")
+        else:
+            broken = summary["broken_images"]
+            print(f"  broken images {len(broken)} (every image decoded)" + (":" if broken else ""))
+            for item in broken:
+                print(f"    {item['item']}: {item['reason']}")
     if summary["images"] == 0:
         reasons = summary["skipped_by_reason"]
         why = f"; most often: {next(iter(reasons))}" if reasons else ""
@@ -267,11 +311,25 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, help="LSTM hidden size")
     parser.add_argument("--weights", choices=["auto", "imagenet", "random"], help="encoder weights")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument(
+        "--min-freq",
+        type=int,
+        help="keep words seen at least this often in the train captions (default: 5, or 1 on the shapes set)",
+    )
+    parser.add_argument("--dropout", type=float, help="dropout in the decoder, 0 to <1 (default: 0)")
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=60.0,
+        help="torchrun: minutes a process waits for the others, e.g. for rank 0's features (default: 60)",
+    )
 
 
 @command("train", help="train the captioning model on a dataset", arguments=_train_arguments)
 def train_command(args: argparse.Namespace) -> int:
-    from helpers.training import TrainConfig, fit
+    import torch
+
+    from helpers.training import TrainConfig, default_min_freq, fit
     from helpers.utils import get_device
 
     overrides = {
@@ -284,16 +342,34 @@ def train_command(args: argparse.Namespace) -> int:
             "hidden_size": args.hidden_size,
             "weights": args.weights,
             "num_workers": args.workers,
+            "dropout": args.dropout,
         }.items()
         if value is not None
     }
+    overrides["min_freq"] = args.min_freq if args.min_freq is not None else default_min_freq(args.data)
     if args.fine_tune:
         overrides.update(mode="fine-tune", train_backbone=args.fine_tune)
     config = TrainConfig.for_device(get_device(args.device), **overrides)
-    result = fit(args.data, args.out, config, device=args.device, resume=args.resume)
+    try:
+        result = fit(
+            args.data, args.out, config, args.device, resume=args.resume, dist_timeout=args.dist_timeout
+        )
+    except torch.cuda.OutOfMemoryError:
+        # the one error a learner fixes with a flag; the traceback would bury it
+        smaller = max(1, config.batch_size // 2)
+        return fail(
+            f"the GPU ran out of memory with batches of {config.batch_size} captions at "
+            f"{config.image_size} px; train again into a new --out with a smaller --batch-size "
+            f"(e.g. {smaller})"
+        )
     if not result.history.empty:  # under torchrun, only rank 0 keeps the history
         last = result.history.iloc[-1]
-        print(f"done: dev BLEU-4 {last['dev_bleu4']:.3f} after epoch {int(last['epoch'])}; run in {args.out}")
+        best = result.history.loc[result.history["dev_bleu4"].idxmax()]
+        print(
+            f"done: dev BLEU-4 {last['dev_bleu4']:.3f} after epoch {int(last['epoch'])} "
+            f"(best {best['dev_bleu4']:.3f} after epoch {int(best['epoch'])}, kept as best.pt); "
+            f"run in {args.out}"
+        )
     return EXIT_OK
 
 
@@ -302,6 +378,28 @@ def _caption_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files to caption")
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    _checkpoint_argument(parser)
+
+
+def _checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="best: the epoch with the best dev BLEU-4 (default); last: the last epoch",
+    )
+
+
+def _load_run(args: argparse.Namespace, device):
+    """``load_run`` for ``--run`` and ``--checkpoint``; a run written before ``best.pt`` existed has only
+    its last epoch, which is then used, with a note on stderr."""
+    from helpers.training import BEST_CHECKPOINT, CHECKPOINT, load_run
+
+    which = args.checkpoint
+    if which == "best" and not (args.run / BEST_CHECKPOINT).exists() and (args.run / CHECKPOINT).exists():
+        print(f"note: {args.run} has no {BEST_CHECKPOINT}; using its last epoch", file=sys.stderr)
+        which = "last"
+    return load_run(args.run, device, checkpoint=which)
 
 
 @command("caption", help="caption image files with a trained run", arguments=_caption_arguments)
@@ -309,13 +407,13 @@ def caption_command(args: argparse.Namespace) -> int:
     import torch
 
     from helpers.data import ImageLoadError, image_transform, load_image
-    from helpers.training import decode_features, load_run
+    from helpers.training import decode_features
     from helpers.utils import get_device
 
     if args.beam < 1:
         return fail(f"--beam must be 1 or more, got {args.beam}")
     device = get_device(args.device)
-    model, vocab, config = load_run(args.run, device)
+    model, vocab, config = _load_run(args, device)
     transform = image_transform(config.image_size)
     readable, tensors, failed = [], [], 0
     for path in args.images:
@@ -341,20 +439,22 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _checkpoint_argument(parser)
 
 
 @command("evaluate", help="BLEU-1…4 of a trained run on a split", arguments=_evaluate_arguments)
 def evaluate_command(args: argparse.Namespace) -> int:
     from helpers.metrics import as_percent
-    from helpers.training import evaluate_split, load_run, prepare_data
+    from helpers.training import dataset_root, evaluate_split, prepare_data
     from helpers.utils import get_device
 
     device = get_device(args.device)
-    model, vocab, config = load_run(args.run, device)
+    model, vocab, config = _load_run(args, device)
     quiet = (lambda _: None) if args.json else print
-    data = prepare_data(args.data, config.min_freq, log=quiet)
+    data = prepare_data(args.data, config.min_freq, log=quiet, splits=(args.split,))
+    cache_dir = dataset_root(args.data) / ".cache"
     scores, table = evaluate_split(
-        model, vocab, config, data, args.split, args.beam, device, cache_dir=args.data / ".cache", log=quiet
+        model, vocab, config, data, args.split, args.beam, device, cache_dir=cache_dir, log=quiet
     )
     if args.json:
         print(json.dumps({"split": args.split, "beam": args.beam, "images": len(table), **scores}))
@@ -369,7 +469,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=["flickr8k", "coco2017"], help="which dataset")
+    parser.add_argument(
+        "dataset",
+        choices=["flickr8k", "coco2017", "coco2014"],
+        help="which dataset (coco2014: the images Karpathy's split names, with his caption files)",
+    )
     parser.add_argument("--dest", type=Path, required=True, help="folder to download and extract into")
     parser.add_argument(
         "--base-url", help="a mirror holding the same file names, instead of the official one"
@@ -379,20 +483,24 @@ def _download_arguments(parser: argparse.ArgumentParser) -> None:
         "--annotations-only", action="store_true", help="COCO: only the captions (about 250 MB)"
     )
     parser.add_argument(
-        "--val-only", action="store_true", help="COCO: captions and val2017 images, no train2017"
+        "--val-only", action="store_true", help="COCO: captions and val images (val2017/val2014), no train"
     )
 
 
-@command("data download", help="download and extract Flickr8k or COCO 2017", arguments=_download_arguments)
+@command(
+    "data download",
+    help="download and extract Flickr8k, COCO 2017 or COCO 2014 with Karpathy's split",
+    arguments=_download_arguments,
+)
 def download_command(args: argparse.Namespace) -> int:
     from helpers.download import coco_selection, fetch_dataset
     from helpers.utils import progress_enabled
 
     only = None
-    if args.dataset == "coco2017" and (args.annotations_only or args.val_only):
-        only = coco_selection(annotations_only=args.annotations_only, val_only=args.val_only)
+    if args.dataset.startswith("coco") and (args.annotations_only or args.val_only):
+        only = coco_selection(args.annotations_only, args.val_only, dataset=args.dataset)
     elif args.annotations_only or args.val_only:
-        return fail("--annotations-only and --val-only apply to coco2017 only")
+        return fail("--annotations-only and --val-only apply to coco2017 and coco2014 only")
     root = fetch_dataset(
         args.dataset,
         args.dest,
@@ -401,5 +509,7 @@ def download_command(args: argparse.Namespace) -> int:
         only=only,
         progress=progress_enabled(),
     )
-    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats {root}")
+    # Karpathy's zip holds three split files; the COCO one is chosen by its path
+    data = root / "dataset_coco.json" if args.dataset == "coco2014" else root
+    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats {data}")
     return EXIT_OK

@@ -6,8 +6,11 @@ Resize → ToTensor → Normalize with ImageNet's statistics → ``[3, 224, 224]
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import transforms
+from tqdm.auto import tqdm
 
 from helpers.formats import Skipped
 from helpers.vocabulary import Vocabulary
@@ -104,21 +108,107 @@ def denormalize(images: torch.Tensor) -> torch.Tensor:
     return (images * std + mean).clamp(0, 1)
 
 
-def check_images(paths: Sequence[str]) -> tuple[list[str], list[Skipped]]:
+IMAGE_CHECKS_FILE = "image-checks.json"
+"""The file in a dataset's ``.cache/`` folder that remembers which images decode (:func:`check_images`)."""
+_CHECKS_FORMAT = "helpers image checks v1"  # written into the file: only a file with it is ours to replace
+
+
+def _file_key(path: str) -> tuple[str, list[int]] | None:
+    """``path`` → ``(resolved path, [size, mtime_ns])``, what an image's check is remembered by; ``None``
+    when the file cannot be listed (then it is checked, and fails, as any missing file does)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), [stat.st_size, stat.st_mtime_ns]
+
+
+def _read_checks(cache_file: Path) -> dict[str, list] | None:
+    """The remembered checks ``{resolved path: [size, mtime_ns, reason or None]}``; ``{}`` when there is
+    no file yet; ``None`` when a file is there that this code did not write (it must not be replaced)."""
+    try:
+        content = json.loads(cache_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(content, dict) or content.get("format") != _CHECKS_FORMAT:
+        return None
+    images = content.get("images")
+    return images if isinstance(images, dict) else None
+
+
+def _write_checks(cache_file: Path, images: dict[str, list]) -> str | None:
+    """Write the checks to a temporary file and rename it over ``cache_file`` (a reader never sees half
+    a file); returns why it could not (a read-only dataset, a full disk), or ``None``."""
+    tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"format": _CHECKS_FORMAT, "images": images}), encoding="utf-8")
+        os.replace(tmp, cache_file)
+    except OSError as error:
+        return f"{cache_file}: could not remember the image checks ({error.strerror or error})"
+    finally:
+        tmp.unlink(missing_ok=True)
+    return None
+
+
+def _check_one(path: str) -> str | None:
+    """Decode one image; its problem (the part of the message after the file name), or ``None``."""
+    try:
+        load_image(path)
+    except ImageLoadError as error:
+        return str(error).split(": ", 1)[-1]
+    return None
+
+
+def check_images(
+    paths: Sequence[str],
+    workers: int | None = None,
+    cache_file: Path | str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[str], list[Skipped]]:
     """Open every image once, before any training starts.
 
     Returns ``(readable, skipped)``: the paths that decode, in their order, and one
     :class:`Skipped` per broken file with its reason. A dataset then holds only readable images, so a
     broken file is reported up front instead of crashing an epoch halfway through.
+
+    Images are decoded by ``workers`` threads (default: one per CPU core; PIL releases the GIL while it
+    decodes), with a progress bar when ``progress`` is true. With ``cache_file`` (a JSON file in the
+    dataset's ``.cache/``), each result is remembered by the file's resolved path, size and modification
+    time, so the next command decodes only new or changed files. A file at that path that this code did
+    not write is left alone (nothing is remembered then, and ``log`` says why).
     """
-    readable, skipped = [], []
-    for path in paths:
-        try:
-            load_image(path)
-        except ImageLoadError as error:
-            skipped.append(Skipped(str(path), str(error).split(": ", 1)[-1]))
+    paths = list(paths)
+    cache_file = Path(cache_file) if cache_file is not None else None
+    known = _read_checks(cache_file) if cache_file is not None else None
+    if cache_file is not None and known is None and log is not None:
+        log(f"{cache_file}: not an image check file of this course; left as it is, nothing remembered.")
+    keys = [_file_key(path) for path in paths]
+    reasons: list[str | None] = [None] * len(paths)
+    todo = []
+    for i, key in enumerate(keys):
+        entry = known.get(key[0]) if known and key else None
+        if key is not None and isinstance(entry, list) and len(entry) == 3 and entry[:2] == key[1]:
+            reasons[i] = entry[2]
         else:
-            readable.append(path)
+            todo.append(i)
+    if todo:
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+        with ThreadPoolExecutor(workers) as pool:
+            results = pool.map(_check_one, (paths[i] for i in todo))
+            bar = tqdm(results, total=len(todo), desc="checking images", leave=False, disable=not progress)
+            for i, reason in zip(todo, bar, strict=True):
+                reasons[i] = reason
+        if known is not None:
+            known.update({keys[i][0]: [*keys[i][1], reasons[i]] for i in todo if keys[i] is not None})
+            problem = _write_checks(cache_file, known)
+            if problem and log is not None:
+                log(problem)
+    readable = [path for path, reason in zip(paths, reasons, strict=True) if reason is None]
+    skipped = [Skipped(str(path), reason) for path, reason in zip(paths, reasons, strict=True) if reason]
     return readable, skipped
 
 

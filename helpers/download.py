@@ -64,6 +64,7 @@ class Archive:
 _FLICKR8K_BASE = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/"
 _COCO_ANNOTATIONS_BASE = "http://images.cocodataset.org/annotations/"
 _COCO_ZIPS_BASE = "http://images.cocodataset.org/zips/"
+_KARPATHY_BASE = "http://cs.stanford.edu/people/karpathy/deepimagesent/"
 
 # Small archives come first, so that a failure on a big one still leaves the captions usable.
 # Flickr8k: MD5s as recorded by mlverse/torchvision (R/dataset-flickr.R) for these exact mirror URLs;
@@ -71,6 +72,10 @@ _COCO_ZIPS_BASE = "http://images.cocodataset.org/zips/"
 # COCO 2017: MD5s as recorded by PaddlePaddle/PaddleDetection (ppdet/utils/download.py) and
 # mlverse/torchvision (R/dataset-coco.R); sizes as recorded by tensorflow/datasets
 # (tensorflow_datasets/url_checksums/coco.txt).
+# COCO 2014 (for Karpathy's split, whose dataset_coco.json names 2014 images): MD5s as recorded by
+# salesforce/LAVIS (lavis/datasets/download_scripts/download_coco.py) and wkentaro/fcn; sizes by
+# tensorflow/datasets (same file). Karpathy's caption_datasets.zip: no public source we found records its
+# MD5 or size, so it is not checked (the download still must arrive whole).
 DATASETS: dict[str, list[Archive]] = {
     "flickr8k": [
         Archive(
@@ -112,21 +117,51 @@ DATASETS: dict[str, list[Archive]] = {
             extract_to=".",  # the zip holds train2017/
         ),
     ],
+    "coco2014": [
+        Archive(
+            name="caption_datasets.zip",
+            url_path=_KARPATHY_BASE + "caption_datasets.zip",
+            md5=None,
+            size=None,
+            # dataset_coco.json (and Karpathy's Flickr8k/30k files) at the top; pass its path to train
+            extract_to=".",
+        ),
+        Archive(
+            name="val2014.zip",
+            url_path=_COCO_ZIPS_BASE + "val2014.zip",
+            md5="a3d79f5ed8d289b7a7554ce06a5782b3",
+            size=6_645_013_297,
+            extract_to=".",  # the zip holds val2014/: Karpathy's val and test images, and restval
+        ),
+        Archive(
+            name="train2014.zip",
+            url_path=_COCO_ZIPS_BASE + "train2014.zip",
+            md5="0da8c0bd3d6becc4dcb32757491aca88",
+            size=13_510_573_713,
+            extract_to=".",  # the zip holds train2014/
+        ),
+    ],
 }
 
 
-def coco_selection(annotations_only: bool = False, val_only: bool = False) -> set[str]:
-    """Names of the COCO 2017 archives to fetch, for ``fetch_dataset("coco2017", ..., only=...)``.
+def coco_selection(
+    annotations_only: bool = False, val_only: bool = False, dataset: str = "coco2017"
+) -> set[str]:
+    """Names of the COCO archives to fetch, for ``fetch_dataset(dataset, ..., only=...)``.
 
-    ``annotations_only`` → the captions and other annotations (about 240 MiB); ``val_only`` → those
-    plus the 5,000 validation images (about 780 MiB more); neither → everything, including the 18 GiB
-    of training images. ``annotations_only`` wins when both are set.
+    ``dataset="coco2017"``: ``annotations_only`` → the captions and other annotations (about 240 MiB);
+    ``val_only`` → those plus the 5,000 validation images (about 780 MiB more); neither → everything,
+    including the 18 GiB of training images. ``dataset="coco2014"`` (for Karpathy's split):
+    ``annotations_only`` → Karpathy's caption files; ``val_only`` → those plus val2014 (6.2 GiB: all of
+    Karpathy's dev and test images); neither → train2014 too (12.6 GiB more). ``annotations_only`` wins
+    when both are set.
     """
+    names = [archive.name for archive in DATASETS[dataset]]  # captions, val images, train images
     if annotations_only:
-        return {"annotations_trainval2017.zip"}
+        return set(names[:1])
     if val_only:
-        return {"annotations_trainval2017.zip", "val2017.zip"}
-    return {archive.name for archive in DATASETS["coco2017"]}
+        return set(names[:2])
+    return set(names)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -568,10 +568,21 @@ def read_karpathy(root: Path | str) -> tuple[pd.DataFrame, list[Skipped]]:
             continue
         image_path = locate(name.strip(), filepath)
         if image_path is None:
-            skipped.append(Skipped(item, "image file not found under the root or its image folders"))
+            skipped.append(Skipped(item, _karpathy_missing_reason(root, filepath)))
             continue
         rows += [(str(image_path), caption, split) for caption in captions]
     return _table(rows, root), skipped
+
+
+def _karpathy_missing_reason(root: Path, filepath: str) -> str:
+    """Why a Karpathy image is not on disk; for COCO, say that his split names 2014 images, which a
+    folder of COCO 2017 (``train2017/``, ``val2017/``) does not have under those names."""
+    if filepath.endswith("2014") and not (root / filepath).is_dir():
+        return (
+            f"image file not found: no {filepath}/ folder (Karpathy's COCO split names COCO 2014 images; "
+            "fetch them with: python -m helpers data download coco2014)"
+        )
+    return "image file not found under the root or its image folders"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -160,13 +160,19 @@ class DecoderRNN(nn.Module):
 
     ``forward(features [B, E], captions [B, T], lengths [B]) → logits [B, T+1, V]``. ``lengths`` are the
     true caption lengths (``<start>`` and ``<end>`` included), as a tensor or a list, in any order.
+    ``dropout > 0`` zeroes that share of the LSTM's inputs and outputs while training (a regulariser
+    for small real datasets); at 0 there is no dropout layer at all, so results are exactly as without.
     """
 
-    def __init__(self, embed_size: int, hidden_size: int, vocab_size: int, num_layers: int = 1):
+    def __init__(
+        self, embed_size: int, hidden_size: int, vocab_size: int, num_layers: int = 1, dropout: float = 0.0
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_size)
         self.lstm = nn.LSTM(embed_size, hidden_size, num_layers, batch_first=True)
         self.linear = nn.Linear(hidden_size, vocab_size)
+        # (no weights either way, so checkpoints load with or without it)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     @property
     def vocab_size(self) -> int:
@@ -189,7 +195,7 @@ class DecoderRNN(nn.Module):
         hiddens, _ = pad_packed_sequence(
             outputs, batch_first=True, total_length=captions.shape[1] + 1
         )  # [B, T+1, H]
-        logits = self.linear(hiddens)  # [B, T+1, V]
+        logits = self.linear(self.dropout(hiddens))  # [B, T+1, V]
         return (logits, state) if return_state else logits
 
     def packed_hiddens(
@@ -197,7 +203,7 @@ class DecoderRNN(nn.Module):
     ) -> tuple[PackedSequence, tuple[torch.Tensor, torch.Tensor]]:
         """The LSTM part of :meth:`forward`: its outputs still packed (``.data [sum(lengths + 1), H]``)."""
         embeddings = self.embed(captions)  # [B, T, E]
-        inputs = torch.cat([features.unsqueeze(1), embeddings], dim=1)  # [B, T+1, E]
+        inputs = self.dropout(torch.cat([features.unsqueeze(1), embeddings], dim=1))  # [B, T+1, E]
         packed = pack_padded_sequence(
             inputs, _cpu_lengths(lengths) + 1, batch_first=True, enforce_sorted=False
         )
@@ -210,8 +216,8 @@ class DecoderRNN(nn.Module):
 
         ``state=None`` starts from zeros. Generation calls this once per word, carrying the state.
         """
-        output, state = self.lstm(inputs.unsqueeze(1), state)  # [B, 1, H]
-        return self.linear(output.squeeze(1)), state
+        output, state = self.lstm(self.dropout(inputs).unsqueeze(1), state)  # [B, 1, H]
+        return self.linear(self.dropout(output.squeeze(1))), state
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load weights, refusing weights made for another vocabulary with a clear message."""
@@ -260,7 +266,8 @@ def packed_loss(
     keep = target_mask(lengths.to(captions.device), T + 1)  # [B, T+1]: True where a word is to be guessed
     targets = F.pad(captions, (0, 1)).masked_fill(~keep, IGNORE)  # position t → token t
     packed_targets = pack_padded_sequence(targets, lengths + 1, batch_first=True, enforce_sorted=False)
-    return F.cross_entropy(decoder.linear(outputs.data), packed_targets.data, ignore_index=IGNORE)
+    logits = decoder.linear(decoder.dropout(outputs.data))
+    return F.cross_entropy(logits, packed_targets.data, ignore_index=IGNORE)
 
 
 def prefix_batch(
@@ -310,10 +317,11 @@ class Captioner(nn.Module):
         num_layers: int = 1,
         weights: str = "auto",
         train_backbone: str = "none",
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.encoder = EncoderCNN(embed_size, weights=weights, train_backbone=train_backbone)
-        self.decoder = DecoderRNN(embed_size, hidden_size, vocab_size, num_layers)
+        self.decoder = DecoderRNN(embed_size, hidden_size, vocab_size, num_layers, dropout)
 
     def forward(
         self, images: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]

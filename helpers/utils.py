@@ -1,10 +1,14 @@
-"""Small conveniences every notebook uses: seeding, the device, the course folder, Colab and progress bars."""
+"""Small conveniences every notebook uses: seeding, the device, the course folder, Colab, progress bars, and
+running a command with its output shown as it comes."""
 
 from __future__ import annotations
 
+import codecs
 import os
 import random
+import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +67,40 @@ def progress_enabled() -> bool:
     if os.environ.get("CAPTION_PROGRESS") is not None:
         return os.environ["CAPTION_PROGRESS"] not in ("0", "", "false", "no")
     return not os.environ.get("CI")
+
+
+def _print_now(text: str) -> None:
+    print(text, end="", flush=True)
+
+
+def stream_command(
+    args: Sequence[str],
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    write: Callable[[str], object] = _print_now,
+) -> int:
+    """Run ``args`` (``["python", "-m", "helpers", ...]``) and pass its output to ``write`` as it comes;
+    return the exit code.
+
+    For a notebook cell: a child's output would otherwise go to the terminal that started Jupyter. Its
+    stdout and stderr arrive together, in order. Two things make them arrive *as they happen*:
+
+    - the child is told not to buffer (``PYTHONUNBUFFERED=1``): writing into a pipe, Python would
+      otherwise keep its prints in 8 KB blocks, and a training run's epoch lines would all appear at
+      the end;
+    - bytes are decoded by an incremental UTF-8 decoder, which keeps a character split between two
+      reads until its other half arrives (decoding each read on its own turns it into ``�``).
+
+    Carriage returns are passed on, so progress bars redraw in place.
+    """
+    environment = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with subprocess.Popen(
+        list(args), cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as process:
+        while chunk := os.read(process.stdout.fileno(), 4096):  # whatever has arrived, up to 4 KB
+            if text := decoder.decode(chunk):
+                write(text)
+        if text := decoder.decode(b"", final=True):
+            write(text)
+    return process.returncode

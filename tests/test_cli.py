@@ -73,6 +73,41 @@ def test_stats_human_output_groups_skipped_items_by_reason(shapes_dir, tmp_path)
     assert summary["captions"] == 50
 
 
+def test_stats_reports_the_vocabulary_size_at_the_threshold_train_uses(shapes_dir):
+    summary = json.loads(run_cli("data", "stats", str(shapes_dir), "--json", cwd=shapes_dir.parent).stdout)
+    assert summary["vocabulary"]["min_freq"] == 1  # the shapes set
+    words = summary["vocabulary"]["words"]
+    rare = json.loads(
+        run_cli("data", "stats", str(shapes_dir), "--json", "--min-freq", "30", cwd=shapes_dir.parent).stdout
+    )
+    assert rare["vocabulary"] == {"min_freq": 30, "words": rare["vocabulary"]["words"]}
+    assert 4 < rare["vocabulary"]["words"] < words
+    text = run_cli("data", "stats", str(shapes_dir), cwd=shapes_dir.parent).stdout
+    assert f"vocabulary {words:>6}  words at min_freq 1" in text
+
+
+def test_stats_check_images_names_the_broken_ones(shapes_dir, tmp_path):
+    broken = tmp_path / "broken"
+    subprocess.run(["cp", "-r", str(shapes_dir), str(broken)], check=True)
+    (broken / "Flicker8k_Dataset" / "scene_000003.jpg").write_bytes(b"")
+    whole = (broken / "Flicker8k_Dataset" / "scene_000004.jpg").read_bytes()
+    (broken / "Flicker8k_Dataset" / "scene_000004.jpg").write_bytes(whole[: len(whole) // 2])
+
+    plain = run_cli("data", "stats", "broken", cwd=tmp_path)
+    assert "images not decoded (add --check-images" in plain.stdout
+    assert not (broken / ".cache").exists()
+    checked = run_cli("data", "stats", "broken", "--check-images", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "broken images 2 (every image decoded):" in checked.stdout
+    assert "scene_000003.jpg: cannot read image (the file is empty)" in checked.stdout
+    assert "scene_000004.jpg: cannot read image (" in checked.stdout
+    assert (broken / ".cache" / "image-checks.json").is_file()  # the next train or evaluate reuses it
+    summary = json.loads(run_cli("data", "stats", "broken", "--check-images", "--json", cwd=tmp_path).stdout)
+    assert summary["images_decoded"] is True
+    names = [Path(b["item"]).name for b in summary["broken_images"]]
+    assert names == ["scene_000003.jpg", "scene_000004.jpg"]
+
+
 @pytest.mark.parametrize(
     "make_dir, expected",
     [

@@ -186,7 +186,9 @@ def test_annotations_only_with_flickr8k_is_a_clear_error(server, tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 2
-    assert _one_clear_line(done) == "error: --annotations-only and --val-only apply to coco2017 only"
+    assert _one_clear_line(done) == (
+        "error: --annotations-only and --val-only apply to coco2017 and coco2014 only"
+    )
     assert server.requests == []
     assert not (tmp_path / "ds").exists()
 

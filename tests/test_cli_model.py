@@ -85,6 +85,56 @@ def test_caption_prints_one_line_per_image_and_names_broken_ones(run_dir, shapes
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_train_stores_the_vocabulary_threshold_it_used(run_dir, shapes, tmp_path):
+    assert json.loads((run_dir / "config.json").read_text())["min_freq"] == 1  # the shapes set's default
+    out = tmp_path / "rare"
+    done = run(
+        "-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *TINY_FLAGS, "--min-freq", "40"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["min_freq"] == 40
+    words = [json.loads((run / "vocab.json").read_text())["itos"] for run in (out, run_dir)]
+    assert 4 < len(words[0]) < len(words[1])
+
+
+def test_running_out_of_gpu_memory_is_one_line_naming_batch_size(shapes, tmp_path, monkeypatch, capsys):
+    import torch
+
+    import helpers.training
+    from helpers import cli
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(helpers.training, "fit", out_of_memory)
+    code = cli.main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), *TINY_FLAGS])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "ran out of memory with batches of 16 captions at 32 px" in err[0]
+    assert "--batch-size (e.g. 8)" in err[0]
+
+
+def test_caption_and_evaluate_use_the_best_epoch_unless_told(run_dir, shapes, tmp_path):
+    image = str(shapes / IMAGE_DIR / "scene_000000.jpg")
+    old = tmp_path / "old"  # a run from before best.pt was kept
+    old.mkdir()
+    (old / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes())
+    done = run("-m", "helpers", "caption", "--run", str(old), image, "--device", "cpu")
+    assert done.returncode == 0 and done.stdout.startswith(image)
+    assert "has no best.pt; using its last epoch" in done.stderr
+    (run_dir / "best.pt").rename(tmp_path / "best.pt")  # now --checkpoint best must fail, last must not
+    try:
+        last = run("-m", "helpers", "caption", "--run", str(run_dir), image, "--checkpoint", "last")
+        assert last.returncode == 0 and last.stderr == ""
+        (run_dir / "checkpoint.pt").rename(tmp_path / "checkpoint.pt")
+        best = run("-m", "helpers", "evaluate", "--run", str(run_dir), "--data", str(shapes), "--json")
+        assert best.returncode == 2 and "best.pt" in best.stderr
+    finally:
+        for name in ("best.pt", "checkpoint.pt"):
+            if (tmp_path / name).exists():
+                (tmp_path / name).rename(run_dir / name)
+
+
 def test_caption_with_beam_search(run_dir, shapes):
     image = shapes / IMAGE_DIR / "scene_000001.jpg"
     done = run(
@@ -137,7 +187,7 @@ def test_torchrun_trains_with_two_processes_and_one_checkpoint(shapes, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("epoch 1/1") == 1  # only rank 0 logs
     assert "2 processes" in done.stdout
-    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["checkpoint.pt"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".pt") == ["best.pt", "checkpoint.pt"]
     image = shapes / IMAGE_DIR / "scene_000002.jpg"
     captioned = run("-m", "helpers", "caption", "--run", str(out), str(image), "--device", "cpu")
     assert captioned.returncode == 0 and captioned.stdout.startswith(f"{image}\t")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,69 @@ def test_check_images_separates_readable_from_broken_files(tmp_path):
     readable, skipped = check_images([str(good), str(bad)])
     assert readable == [str(good)]
     assert [s.item for s in skipped] == [str(bad)] and "not an image" in skipped[0].reason
+
+
+def _images(folder, n):
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i in range(n):
+        red_left_blue_right().save(folder / f"{i}.png")
+        paths.append(str(folder / f"{i}.png"))
+    return paths
+
+
+def test_check_images_names_empty_and_truncated_jpegs_in_parallel(tmp_path):
+    paths = _images(tmp_path, 6)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    whole = tmp_path / "whole.jpg"
+    red_left_blue_right().resize((400, 200)).save(whole, quality=95)
+    (tmp_path / "cut.jpg").write_bytes(whole.read_bytes()[:600])
+    order = [paths[0], str(tmp_path / "empty.jpg"), *paths[1:], str(tmp_path / "cut.jpg")]
+    readable, skipped = check_images(order, workers=3)
+    assert readable == paths  # in their order, whatever order the threads finished in
+    assert [s.item for s in skipped] == [str(tmp_path / "empty.jpg"), str(tmp_path / "cut.jpg")]
+    assert "empty" in skipped[0].reason and "truncated" in skipped[1].reason.lower()
+
+
+def test_image_checks_are_remembered_until_a_file_changes(tmp_path, monkeypatch):
+    import helpers.data as data_module
+
+    paths = _images(tmp_path / "images", 4)
+    cache = tmp_path / ".cache" / data_module.IMAGE_CHECKS_FILE
+    decoded = []
+    real = data_module.load_image
+    monkeypatch.setattr(data_module, "load_image", lambda path: decoded.append(path) or real(path))
+    assert check_images(paths, cache_file=cache)[0] == paths
+    assert sorted(decoded) == sorted(paths)
+    decoded.clear()
+    assert check_images(paths, cache_file=cache)[0] == paths
+    assert decoded == []  # nothing decoded the second time
+    Path(paths[2]).write_bytes(b"")  # a file that changed (and broke) since
+    readable, skipped = check_images(paths, cache_file=cache)
+    assert decoded == [paths[2]] and [s.item for s in skipped] == [paths[2]]
+    decoded.clear()
+    assert [s.item for s in check_images(paths, cache_file=cache)[1]] == [paths[2]]  # broken, remembered
+    assert decoded == []
+
+
+def test_a_file_at_the_cache_path_that_is_not_ours_is_left_alone(tmp_path):
+    paths = _images(tmp_path / "images", 2)
+    cache = tmp_path / ".cache" / "image-checks.json"
+    cache.parent.mkdir()
+    cache.write_text('{"my": "notes"}')
+    notes = []
+    assert check_images(paths, cache_file=cache, log=notes.append)[0] == paths
+    assert cache.read_text() == '{"my": "notes"}'
+    assert len(notes) == 1 and str(cache) in notes[0] and "left as it is" in notes[0]
+    assert [p.name for p in cache.parent.iterdir()] == ["image-checks.json"]  # no temporary file left
+
+
+def test_check_images_shows_a_progress_bar_only_when_asked(tmp_path, capsys):
+    paths = _images(tmp_path, 3)
+    check_images(paths, progress=False)
+    assert "checking images" not in capsys.readouterr().err
+    check_images(paths, progress=True)
+    assert "checking images" in capsys.readouterr().err
 
 
 def test_pad_captions_pads_with_zero_and_keeps_order():

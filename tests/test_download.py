@@ -199,6 +199,19 @@ def test_coco_selection_subsets():
     }
 
 
+def test_coco2014_fetches_the_images_karpathys_split_names():
+    coco = {a.name: a for a in DATASETS["coco2014"]}
+    assert coco["train2014.zip"].url_path == "http://images.cocodataset.org/zips/train2014.zip"
+    assert coco["val2014.zip"].url_path == "http://images.cocodataset.org/zips/val2014.zip"
+    assert coco["train2014.zip"].md5 == "0da8c0bd3d6becc4dcb32757491aca88"
+    assert coco["val2014.zip"].md5 == "a3d79f5ed8d289b7a7554ce06a5782b3"
+    assert (coco["train2014.zip"].size, coco["val2014.zip"].size) == (13_510_573_713, 6_645_013_297)
+    assert coco["caption_datasets.zip"].url_path.endswith("/karpathy/deepimagesent/caption_datasets.zip")
+    assert coco_selection(annotations_only=True, dataset="coco2014") == {"caption_datasets.zip"}
+    assert coco_selection(val_only=True, dataset="coco2014") == {"caption_datasets.zip", "val2014.zip"}
+    assert len(coco_selection(dataset="coco2014")) == 3
+
+
 def test_fetch_dataset_rejects_unknown_dataset_and_archive_names(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'flickr9k'"):
         fetch_dataset("flickr9k", tmp_path)

@@ -488,6 +488,25 @@ def test_karpathy_skips_missing_image_image_without_sentences_and_unknown_split(
     ]
 
 
+def test_karpathy_coco_on_a_coco_2017_folder_says_to_fetch_the_2014_images(tmp_path: Path):
+    images = [
+        karpathy_image("COCO_val2014_000000000042.jpg", "test", "A dog.", filepath="val2014"),
+        karpathy_image("COCO_train2014_000000000009.jpg", "train", "A plate.", filepath="train2014"),
+    ]
+    write_karpathy(tmp_path, "dataset_coco.json", images)
+    write_images(tmp_path / "val2017", ["000000000042.jpg"])  # the same photo, under its 2017 name
+    write_images(tmp_path / "train2017", ["000000000009.jpg"])
+
+    table, skipped = read_karpathy(tmp_path / "dataset_coco.json")
+
+    assert table.empty
+    assert [s.item for s in skipped] == [
+        "val2014/COCO_val2014_000000000042.jpg",
+        "train2014/COCO_train2014_000000000009.jpg",
+    ]
+    assert "no val2014/ folder" in skipped[0].reason and "data download coco2014" in skipped[0].reason
+
+
 def test_karpathy_folder_with_several_files_raises_and_file_path_picks_one(tmp_path: Path):
     write_karpathy(tmp_path, "dataset_flickr8k.json", [karpathy_image("a.jpg", "test", "A cat.")])
     write_karpathy(tmp_path, "dataset_coco.json", [])
