@@ -132,7 +132,12 @@ def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="where to write the dataset (e.g. data/shapes)")
     parser.add_argument("--images", type=int, default=8000, help="number of scenes (default: 8000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if a complete set is there")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even if a complete set is there, or write into a non-empty folder next to what is "
+        "there; it never deletes or overwrites a file it did not write",
+    )
 
 
 @command(

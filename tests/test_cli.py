@@ -151,3 +151,34 @@ def test_a_registered_command_gets_its_own_subparser(monkeypatch):
         return len(args.word)
 
     assert cli.main(["demo", "echo", "four"]) == 4
+
+
+def test_make_shapes_on_a_folder_it_did_not_make_is_refused_and_nothing_is_deleted(tmp_path):
+    data = tmp_path / "data"
+    (data / "flickr8k" / "Flicker8k_Dataset").mkdir(parents=True)
+    (data / "README.md").write_text("what is in data/\n")
+    (data / "flickr8k" / "Flicker8k_Dataset" / "a.jpg").write_bytes(b"a downloaded photo")
+    result = run_cli("data", "make-shapes", "data", "--images", "3", cwd=tmp_path)  # forgot "/shapes"
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data is not empty") and "--force" in lines[0]
+    assert (data / "README.md").read_text() == "what is in data/\n"
+    assert (data / "flickr8k" / "Flicker8k_Dataset" / "a.jpg").read_bytes() == b"a downloaded photo"
+    assert sorted(p.name for p in data.iterdir()) == ["README.md", "flickr8k"]
+
+
+def test_make_shapes_on_a_file_is_one_error_line_and_the_file_is_kept(tmp_path):
+    (tmp_path / "shapes").write_text("a file\n")
+    result = run_cli("data", "make-shapes", "shapes", "--images", "3", "--force", cwd=tmp_path)
+    assert result.returncode == 2 and "wrote" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: shapes is a file")
+    assert (tmp_path / "shapes").read_text() == "a file\n"
+
+
+def test_make_shapes_with_three_images_puts_one_in_each_split(tmp_path):
+    result = run_cli("data", "make-shapes", "tiny", "--images", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "3 images (train 1, dev 1, test 1)" in result.stdout
+    summary = json.loads(run_cli("data", "stats", "tiny", "--json", cwd=tmp_path).stdout)
+    assert summary["splits"] == {"train": 1, "dev": 1, "test": 1}
