@@ -22,7 +22,10 @@ Imports of the heavy modules (torch, matplotlib) happen inside the commands, so 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def device_name(value: str) -> str:
+    """``--device``'s check, as argparse ``type``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    A typo (``gpu``) is a usage error (exit 2) before anything is imported; a device this machine lacks
+    is one ``error:`` line (exit 2) when the command starts (:func:`helpers.utils.get_device`).
+    """
+    if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(DEVICES)})")
+
+
+def device_presets() -> dict[str, dict[str, Any]]:
+    """``helpers.training.DEVICE_PRESETS`` (what ``TrainConfig.for_device`` uses), for help texts.
+
+    Read from the module's source as literals: importing it (torch) takes seconds, and ``--help`` should not.
+    """
+    source = Path(importlib.util.find_spec("helpers.training").origin).read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "DEVICE_PRESETS" for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise LookupError("helpers/training.py defines no DEVICE_PRESETS")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
     args = build_parser().parse_args(argv)
@@ -130,8 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="where to write the dataset (e.g. data/shapes)")
-    parser.add_argument("--images", type=int, default=8000, help="number of scenes (default: 8000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--images", type=int, default=8000, help="number of scenes, 3 or more (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument(
         "--force",
         action="store_true",
@@ -173,7 +206,9 @@ def make_shapes_command(args: argparse.Namespace) -> int:
 def _stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="dataset root (Flickr8k, Kaggle Flickr8k, COCO or Karpathy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--examples", type=int, default=3, help="skipped items shown per reason (default: 3)")
+    parser.add_argument(
+        "--examples", type=int, default=3, help="skipped items shown per reason (default: %(default)s)"
+    )
 
 
 def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
@@ -250,12 +285,44 @@ def diagrams_command(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    presets = device_presets()
+
+    def default(key: str) -> str:
+        return f"default: {presets['cpu'][key]} on a CPU, {presets['gpu'][key]} on a GPU"
+
     parser.add_argument("--data", type=Path, required=True, help="dataset root (any supported format)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, vocabulary, history")
-    parser.add_argument("--epochs", type=int, help="number of epochs (default: 6 on a CPU, 15 on a GPU)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the last completed epoch in --out"
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: checkpoint, vocabulary, history. One that holds a run is refused, "
+        "unless --resume or --overwrite",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"number of epochs ({default('epochs')}). With --resume, more epochs continue the run: "
+        "the learning rate then follows the one-cycle schedule of a run of that many epochs from where "
+        "it stopped",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        type=device_name,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
+    )
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last completed epoch, with its saved configuration: of the "
+        "other flags only --epochs and --workers are taken, the others are named as ignored",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its checkpoint.pt, vocab.json, config.json and history.csv; "
+        "nothing else)",
     )
     parser.add_argument(
         "--fine-tune",
@@ -264,19 +331,19 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["last", "all"],
         help="train the backbone too: its last block (default) or all of it, instead of cached features",
     )
+    parser.add_argument("--image-size", type=int, help=f"input size in pixels ({default('image_size')})")
+    parser.add_argument("--batch-size", type=int, help=f"captions per batch ({default('batch_size')})")
     parser.add_argument(
-        "--image-size", type=int, help="input size in pixels (default: 64 on a CPU, 224 on a GPU)"
+        "--lr", type=float, help=f"peak learning rate of the one-cycle schedule ({default('lr')})"
     )
-    parser.add_argument("--batch-size", type=int, help="captions per batch")
-    parser.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
-    parser.add_argument("--hidden-size", type=int, help="LSTM hidden size")
+    parser.add_argument("--hidden-size", type=int, help=f"LSTM hidden size ({default('hidden_size')})")
     parser.add_argument("--weights", choices=["auto", "imagenet", "random"], help="encoder weights")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
 
 
 @command("train", help="train the captioning model on a dataset", arguments=_train_arguments)
 def train_command(args: argparse.Namespace) -> int:
-    from helpers.training import TrainConfig, fit
+    from helpers.training import TrainConfig, existing_run, fit
     from helpers.utils import get_device
 
     overrides = {
@@ -294,8 +361,15 @@ def train_command(args: argparse.Namespace) -> int:
     }
     if args.fine_tune:
         overrides.update(mode="fine-tune", train_backbone=args.fine_tune)
-    config = TrainConfig.for_device(get_device(args.device), **overrides)
-    result = fit(args.data, args.out, config, device=args.device, resume=args.resume)
+    device = get_device(args.device)
+    state = existing_run(args.out) if args.resume else None
+    if state is not None:  # the flags given change the saved configuration (fit says what it ignores)
+        config = TrainConfig.from_dict({**state["config"], **overrides})
+    else:
+        config = TrainConfig.for_device(device, **overrides)
+    result = fit(
+        args.data, args.out, config, device=args.device, resume=args.resume, overwrite=args.overwrite
+    )
     if not result.history.empty:  # under torchrun, only rank 0 keeps the history
         last = result.history.iloc[-1]
         print(f"done: dev BLEU-4 {last['dev_bleu4']:.3f} after epoch {int(last['epoch'])}; run in {args.out}")
@@ -306,7 +380,7 @@ def _caption_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
     parser.add_argument("images", nargs="+", type=Path, help="image files to caption")
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N or mps")
 
 
 @command("caption", help="caption image files with a trained run", arguments=_caption_arguments)
@@ -342,9 +416,11 @@ def caption_command(args: argparse.Namespace) -> int:
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="test", choices=["train", "dev", "test"], help="default: test")
+    parser.add_argument(
+        "--split", default="test", choices=["train", "dev", "test"], help="default: %(default)s"
+    )
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
