@@ -263,7 +263,11 @@ def stats_command(args: argparse.Namespace) -> int:
 
 def _diagrams_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for the PNGs (default: assets/ in the repository)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the PNGs (default: assets/ in the repository); a file of the same name that "
+        "this command did not write is never replaced",
     )
 
 
@@ -272,10 +276,12 @@ def diagrams_command(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from helpers.diagrams import ASSETS, save_all
+    from helpers.diagrams import ASSETS, DIAGRAMS, save_all
 
-    for path in save_all(args.out or ASSETS):
-        print(f"wrote {path}")
+    folder = args.out or ASSETS
+    existed = {folder / f"{name}.png" for name in DIAGRAMS if (folder / f"{name}.png").exists()}
+    for path in save_all(folder):
+        print(f"{'replaced' if path in existed else 'wrote'} {path}")
     return EXIT_OK
 
 
