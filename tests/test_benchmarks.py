@@ -165,3 +165,17 @@ def test_a_device_this_machine_lacks_is_one_error_line(bench, capsys, tmp_path):
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "no CUDA GPU here" in errors[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(bench, capsys, tmp_path):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "numbers"}\n')
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--device", "cpu", "--json", str(notes), "--data", str(tmp_path / "shapes")])
+    assert info.value.code == 2
+    assert f"{notes} exists and was not written by this benchmark" in capsys.readouterr().err
+    assert notes.read_text() == '{"my": "numbers"}\n'
+    assert not (tmp_path / "shapes").exists()  # refused before drawing the dataset
+    earlier = tmp_path / "bench.json"
+    earlier.write_text(json.dumps({"mode": "quick", "wall_s": 1.0}))
+    assert bench.written_by_run(earlier) and not bench.written_by_run(notes)
