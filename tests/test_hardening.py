@@ -1,6 +1,6 @@
 """What happens when things go wrong: broken inputs, interrupted training, untrusted checkpoints.
 
-Each case here is listed in README's "When things go wrong" table.
+Each case here is listed in README's "When things go wrong" or "What each command may change on disk" table.
 """
 
 import errno
