@@ -167,7 +167,13 @@ def test_a_device_this_machine_lacks_is_one_error_line(bench, capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(bench, capsys, tmp_path):
+def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(
+    bench, capsys, tmp_path, monkeypatch
+):
+    def ran(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench, "run_benchmarks", ran)
     notes = tmp_path / "notes.json"
     notes.write_text('{"my": "numbers"}\n')
     with pytest.raises(SystemExit) as info:
