@@ -929,15 +929,31 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def written_by_run(path: Path) -> bool:
+    """Whether ``path`` holds a result this script wrote (a JSON object with its ``mode`` and ``wall_s``)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and {"mode", "wall_s"} <= set(result)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes on a 2-core CPU")
-    parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write every number to this JSON file (it replaces only a file an earlier run wrote)",
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shapes dataset (drawn if missing)")
     parser.add_argument("--repeats", type=int, help="timed repetitions per side (default 3)")
+    quick, full = sizes_for(torch.device("cpu"), quick=True), sizes_for(torch.device("cpu"), quick=False)
     parser.add_argument(
-        "--image-size", type=int, help="training images' size (default: 64 px quick, 224 full)"
+        "--image-size",
+        type=int,
+        help=f"training images' size (default: {quick.image_size} px quick, {full.image_size} full)",
     )
     parser.add_argument("--captions", type=int, help="training captions per epoch (0: the whole split)")
     parser.add_argument("--extras", action="store_true", help="also a Flickr8k-sized epoch and a JPEG loader")
@@ -949,7 +965,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         run_children(args.child, Sizes(**json.loads(args.sizes)), args.data)
         return 0
-    device = get_device(args.device)
+    try:
+        device = get_device(args.device)
+    except ValueError as error:  # a device this machine lacks: one line, exit 2, like a usage error
+        parser.error(str(error))
+    if args.json and args.json.exists() and not written_by_run(args.json):  # checked before minutes of work
+        parser.error(f"{args.json} exists and was not written by this benchmark; choose another --json path")
     sizes = sizes_for(device, args.quick)
     overrides = {"repeats": args.repeats, "image_size": args.image_size, "train_captions": args.captions}
     sizes = replace(sizes, **{key: value for key, value in overrides.items() if value is not None})
@@ -961,9 +982,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     print(f"\n({result['mode']} run, {result['wall_s']:.0f} s)")
     if args.json:
+        replaced = args.json.exists()
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"Wrote {args.json}")
+        print(f"{'Replaced' if replaced else 'Wrote'} {args.json}")
     return 0
 
 

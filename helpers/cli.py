@@ -22,7 +22,10 @@ Imports of the heavy modules (torch, matplotlib) happen inside the commands, so 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def device_name(value: str) -> str:
+    """``--device``'s check, as argparse ``type``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+
+    A typo (``gpu``) is a usage error (exit 2) before anything is imported; a device this machine lacks
+    is one ``error:`` line (exit 2) when the command starts (:func:`helpers.utils.get_device`).
+    """
+    if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {', '.join(DEVICES)})")
+
+
+def device_presets() -> dict[str, dict[str, Any]]:
+    """``helpers.training.DEVICE_PRESETS`` (what ``TrainConfig.for_device`` uses), for help texts.
+
+    Read from the module's source as literals: importing it (torch) takes seconds, and ``--help`` should not.
+    """
+    source = Path(importlib.util.find_spec("helpers.training").origin).read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "DEVICE_PRESETS" for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise LookupError("helpers/training.py defines no DEVICE_PRESETS")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
     args = build_parser().parse_args(argv)
@@ -130,9 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="where to write the dataset (e.g. data/shapes)")
-    parser.add_argument("--images", type=int, default=8000, help="number of scenes (default: 8000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if a complete set is there")
+    parser.add_argument(
+        "--images", type=int, default=8000, help="number of scenes, 3 or more (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild even if a complete set is there, or write into a non-empty folder next to what is "
+        "there; it never deletes or overwrites a file it did not write",
+    )
 
 
 @command(
@@ -168,7 +206,9 @@ def make_shapes_command(args: argparse.Namespace) -> int:
 def _stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="dataset root (Flickr8k, Kaggle Flickr8k, COCO or Karpathy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--examples", type=int, default=3, help="skipped items shown per reason (default: 3)")
+    parser.add_argument(
+        "--examples", type=int, default=3, help="skipped items shown per reason (default: %(default)s)"
+    )
     parser.add_argument(
         "--check-images",
         action="store_true",
@@ -267,7 +307,11 @@ def stats_command(args: argparse.Namespace) -> int:
 
 def _diagrams_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, default=None, help="folder for the PNGs (default: assets/ in the repository)"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the PNGs (default: assets/ in the repository); a file of the same name that "
+        "this command did not write is never replaced",
     )
 
 
@@ -276,10 +320,12 @@ def diagrams_command(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from helpers.diagrams import ASSETS, save_all
+    from helpers.diagrams import ASSETS, DIAGRAMS, save_all
 
-    for path in save_all(args.out or ASSETS):
-        print(f"wrote {path}")
+    folder = args.out or ASSETS
+    existed = {folder / f"{name}.png" for name in DIAGRAMS if (folder / f"{name}.png").exists()}
+    for path in save_all(folder):
+        print(f"{'replaced' if path in existed else 'wrote'} {path}")
     return EXIT_OK
 
 
@@ -289,12 +335,44 @@ def diagrams_command(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    presets = device_presets()
+
+    def default(key: str) -> str:
+        return f"default: {presets['cpu'][key]} on a CPU, {presets['gpu'][key]} on a GPU"
+
     parser.add_argument("--data", type=Path, required=True, help="dataset root (any supported format)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, vocabulary, history")
-    parser.add_argument("--epochs", type=int, help="number of epochs (default: 6 on a CPU, 15 on a GPU)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the last completed epoch in --out"
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: checkpoint, vocabulary, history. One that holds a run is refused, "
+        "unless --resume or --overwrite",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help=f"number of epochs ({default('epochs')}). With --resume, more epochs continue the run: "
+        "the learning rate then follows the one-cycle schedule of a run of that many epochs from where "
+        "it stopped",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        type=device_name,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
+    )
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last completed epoch, with its saved configuration: of the "
+        "other flags only --epochs and --workers are taken, the others are named as ignored",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its checkpoint.pt, best.pt, vocab.json, config.json and history.csv; "
+        "nothing else)",
     )
     parser.add_argument(
         "--fine-tune",
@@ -303,12 +381,12 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["last", "all"],
         help="train the backbone too: its last block (default) or all of it, instead of cached features",
     )
+    parser.add_argument("--image-size", type=int, help=f"input size in pixels ({default('image_size')})")
+    parser.add_argument("--batch-size", type=int, help=f"captions per batch ({default('batch_size')})")
     parser.add_argument(
-        "--image-size", type=int, help="input size in pixels (default: 64 on a CPU, 224 on a GPU)"
+        "--lr", type=float, help=f"peak learning rate of the one-cycle schedule ({default('lr')})"
     )
-    parser.add_argument("--batch-size", type=int, help="captions per batch")
-    parser.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
-    parser.add_argument("--hidden-size", type=int, help="LSTM hidden size")
+    parser.add_argument("--hidden-size", type=int, help=f"LSTM hidden size ({default('hidden_size')})")
     parser.add_argument("--weights", choices=["auto", "imagenet", "random"], help="encoder weights")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
     parser.add_argument(
@@ -329,7 +407,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def train_command(args: argparse.Namespace) -> int:
     import torch
 
-    from helpers.training import TrainConfig, default_min_freq, fit
+    from helpers.training import TrainConfig, default_min_freq, existing_run, fit
     from helpers.utils import get_device
 
     overrides = {
@@ -343,16 +421,27 @@ def train_command(args: argparse.Namespace) -> int:
             "weights": args.weights,
             "num_workers": args.workers,
             "dropout": args.dropout,
+            "min_freq": args.min_freq,
         }.items()
         if value is not None
     }
-    overrides["min_freq"] = args.min_freq if args.min_freq is not None else default_min_freq(args.data)
     if args.fine_tune:
         overrides.update(mode="fine-tune", train_backbone=args.fine_tune)
-    config = TrainConfig.for_device(get_device(args.device), **overrides)
+    device = get_device(args.device)
+    state = existing_run(args.out) if args.resume else None
+    if state is not None:  # the flags given change the saved configuration (fit says what it ignores)
+        config = TrainConfig.from_dict({**state["config"], **overrides})
+    else:
+        config = TrainConfig.for_device(device, **{"min_freq": default_min_freq(args.data), **overrides})
     try:
         result = fit(
-            args.data, args.out, config, args.device, resume=args.resume, dist_timeout=args.dist_timeout
+            args.data,
+            args.out,
+            config,
+            device=args.device,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            dist_timeout=args.dist_timeout,
         )
     except torch.cuda.OutOfMemoryError:
         # the one error a learner fixes with a flag; the traceback would bury it
@@ -377,7 +466,7 @@ def _caption_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
     parser.add_argument("images", nargs="+", type=Path, help="image files to caption")
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N or mps")
     _checkpoint_argument(parser)
 
 
@@ -435,9 +524,11 @@ def caption_command(args: argparse.Namespace) -> int:
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="test", choices=["train", "dev", "test"], help="default: test")
+    parser.add_argument(
+        "--split", default="test", choices=["train", "dev", "test"], help="default: %(default)s"
+    )
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     _checkpoint_argument(parser)
 

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SIGNATURE = {"Source": "helpers.diagrams"}  # a PNG text chunk: how save_all knows a file is one it wrote
 
 
 def box(ax, x: float, y: float, w: float, h: float, text: str, color: str = "#dbe9f6", fontsize: int = 9):
@@ -258,14 +259,44 @@ def packing_example_figure():
     return packing_figure(captions, lengths, vocab)
 
 
+def written_by_save_all(path: Path) -> bool:
+    """Whether the PNG at ``path`` carries :data:`SIGNATURE`, i.e. :func:`save_all` wrote it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return all(getattr(image, "text", {}).get(k) == v for k, v in SIGNATURE.items())
+    except OSError:  # not an image at all
+        return False
+
+
 def save_all(folder: Path = ASSETS) -> list[Path]:
-    """Write every diagram as a PNG under ``folder`` and return the paths."""
+    """Write every diagram as a PNG under ``folder`` and return the paths.
+
+    It replaces only diagrams it wrote itself (they carry :data:`SIGNATURE`), or any file of the same
+    name in the course's own ``assets/``; another file in the way raises ``ValueError`` before anything
+    is written.
+    """
+    folder = Path(folder)
+    paths = {name: folder / f"{name}.png" for name in DIAGRAMS}
+    foreign = [
+        path.name
+        for path in paths.values()
+        if (path.exists() or path.is_symlink())
+        and folder.resolve() != ASSETS.resolve()
+        and not written_by_save_all(path)
+    ]
+    if foreign:
+        raise ValueError(
+            f"{folder} holds {', '.join(foreign)}, which this command did not write and will not "
+            "replace: move them, or choose another --out (nothing was changed)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, make in DIAGRAMS.items():
         figure = make()
-        path = folder / f"{name}.png"
-        figure.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+        path = paths[name]
+        figure.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None, **SIGNATURE})
         plt.close(figure)
         written.append(path)
     return written

@@ -23,8 +23,10 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
@@ -206,6 +208,7 @@ def download(
     size: int | None = None,
     progress: bool = True,
     chunk_size: int = 1 << 20,
+    log: Callable[[str], None] = print,
 ) -> Path:
     """Download ``url`` to the file ``dest`` and return ``dest``.
 
@@ -214,9 +217,11 @@ def download(
     ignores ranges and sends the whole file again is handled by starting over from zero. ``.part`` is
     renamed to ``dest`` only when every byte announced by the server has arrived.
 
-    ``md5`` (hex digest) and ``size`` (bytes), when not ``None``, are checked: a file that fails the
-    check is deleted and ``ChecksumError`` is raised. If ``dest`` already exists and passes the checks,
-    nothing is requested at all; if it fails them it is deleted and downloaded again.
+    ``md5`` (hex digest) and ``size`` (bytes), when not ``None``, are checked: a downloaded file that
+    fails the check is deleted and ``ChecksumError`` is raised. If ``dest`` already exists and passes
+    the checks, nothing is requested at all; if it fails them, this function did not write it (it renames
+    only checked files into place), so it is kept and ``ChecksumError`` says so. A ``.part`` file the
+    server will not resume is discarded with a ``log`` line.
 
     A connection that drops halfway raises ``DownloadError`` (naming the URL and the bytes that
     arrived) and keeps the ``.part`` file, so that calling ``download`` again resumes. ``progress``
@@ -227,8 +232,11 @@ def download(
         try:
             _check(dest, dest.name, md5, size)
             return dest  # already downloaded
-        except ChecksumError:
-            dest.unlink()
+        except ChecksumError as err:
+            raise ChecksumError(
+                f"{dest} is already there, but {err}; it is kept (this download did not write it): "
+                "move or delete it to download afresh"
+            ) from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_suffix(dest.suffix + ".part")
 
@@ -243,6 +251,7 @@ def download(
                 _, total = _total_from_content_range(err.headers.get("Content-Range"))
                 if total == offset:
                     return _finish(part, dest, md5, size, digest=None)
+                log(f"Discarding {part.name} ({offset} bytes): the server says the file is shorter.")
                 part.unlink()
                 continue
             raise DownloadError(f"could not download {url}: the server answered HTTP {err.code}") from None
@@ -256,11 +265,15 @@ def download(
             if response.status == 206:
                 start, total = _total_from_content_range(response.headers.get("Content-Range"))
                 if start != offset:
-                    part.unlink()  # the server sent some other range; start clean rather than guess
+                    # the server sent some other range; start clean rather than guess
+                    log(f"Discarding {part.name} ({offset} bytes): the server sent another range.")
+                    part.unlink()
                     continue
                 if total is None and length is not None:
                     total = offset + length
             elif response.status == 200:
+                if offset:
+                    log(f"Discarding {part.name} ({offset} bytes): the server cannot resume; starting over.")
                 offset, total = 0, length  # the server ignored the Range header: start over
             else:
                 raise DownloadError(f"could not download {url}: the server answered HTTP {response.status}")
@@ -376,6 +389,25 @@ def _plan_tar(archive: Path, tf: tarfile.TarFile, dest: Path) -> list[tuple[tarf
     return plan
 
 
+def _recorded(marker: Path) -> set[str]:
+    """The files (relative to the folder) a marker says an extraction wrote; empty if none or unreadable."""
+    try:
+        return {str(name) for name in json.loads(marker.read_text())["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _same_bytes(path: Path, size: int, open_member: Callable[[], BinaryIO]) -> bool:
+    """Whether the file at ``path`` already holds exactly the member's ``size`` bytes."""
+    if not path.is_file() or path.stat().st_size != size:
+        return False
+    with open_member() as src, path.open("rb") as existing:
+        while chunk := src.read(1 << 20):
+            if existing.read(len(chunk)) != chunk:
+                return False
+    return True
+
+
 def safe_extract(archive: Path, dest: Path) -> list[Path]:
     """Unpack the zip or tar(.gz) file ``archive`` into the folder ``dest``; return the files written.
 
@@ -384,6 +416,11 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
     file raises ``UnsafeArchiveError`` naming the archive and the member. ``__MACOSX/`` entries are
     skipped. When done, a marker file ``dest/.extracted-<archive name>`` records the archive's size
     and the files; a later call for the same archive (same size) returns that list without unpacking.
+
+    It overwrites only files an extraction of this archive wrote (its marker, or the
+    ``.extracting-<archive name>`` list written before the first byte, which lets an interrupted
+    extraction be redone). A file already there with the member's exact bytes is kept as it is; any
+    other file in the way raises ``ValueError`` naming it, before anything is written.
     """
     archive, dest = Path(archive), Path(dest)
     marker = _marker(archive.name, dest)
@@ -396,42 +433,67 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
             pass  # an unreadable marker means: extract again
 
     root = dest.resolve()
-    written: list[Path] = []
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             plan = _plan_zip(archive, zf, root)
-            root.mkdir(parents=True, exist_ok=True)
-            for info, target in plan:
-                if _skipped(info.filename):
-                    continue
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, target.open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                written.append(target)
+            entries = [
+                (target, info.is_dir(), info.file_size, lambda info=info: zf.open(info))
+                for info, target in plan
+                if not _skipped(info.filename)
+            ]
+            written = _write_members(archive, entries, root, dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive, "r:*") as tf:
             plan = _plan_tar(archive, tf, root)
-            root.mkdir(parents=True, exist_ok=True)
-            for member, target in plan:
-                if _skipped(member.name):
-                    continue
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tf.extractfile(member)
-                with src, target.open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                written.append(target)
+            entries = [
+                (target, member.isdir(), member.size, lambda member=member: tf.extractfile(member))
+                for member, target in plan
+                if not _skipped(member.name)
+            ]
+            written = _write_members(archive, entries, root, dest)
     else:
         raise ValueError(f"{archive.name} is neither a zip nor a tar archive")
 
     files = [path.relative_to(root).as_posix() for path in written]
     marker.write_text(json.dumps({"archive": archive.name, "size": archive.stat().st_size, "files": files}))
+    (dest / f".extracting-{archive.name}").unlink(missing_ok=True)
     return [dest / name for name in files]
+
+
+def _write_members(
+    archive: Path, entries: list[tuple[Path, bool, int, Callable[[], BinaryIO]]], root: Path, dest: Path
+) -> list[Path]:
+    """Write checked members ``(target, is_dir, size, open)`` under ``root``; return the files.
+
+    Refuses first (``ValueError``) if a file in the way was not written by an extraction of ``archive``.
+    """
+    partial = dest / f".extracting-{archive.name}"
+    own = _recorded(_marker(archive.name, dest)) | _recorded(partial)
+    files = [(target, size, open_member) for target, is_dir, size, open_member in entries if not is_dir]
+    keep, foreign = set(), []
+    for target, size, open_member in files:
+        if not (target.exists() or target.is_symlink()) or target.relative_to(root).as_posix() in own:
+            continue
+        if _same_bytes(target, size, open_member):
+            keep.add(target)
+        else:
+            foreign.append(target.relative_to(root).as_posix())
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ValueError(
+            f"{archive.name} would overwrite {shown} in {dest}, which it did not write; nothing was "
+            "extracted: move them, or choose another --dest"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    partial.write_text(json.dumps({"files": [t.relative_to(root).as_posix() for t, _, _ in files]}))
+    for target, is_dir, _, open_member in entries:
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+        elif target not in keep:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open_member() as src, target.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+    return [target for target, _, _ in files]
 
 
 # ---------------------------------------------------------------------------------------------------

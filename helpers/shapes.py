@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ SPLIT_FILES = {
 IMAGE_DIR = "Flicker8k_Dataset"  # spelled as in the real Flickr8k archive
 TOKEN_FILE = "Flickr8k.token.txt"
 MARKER = ".complete.json"
+PARTIAL_MARKER = ".partial.json"  # while make_shapes replaces a set: the names it may touch
 
 
 @dataclass(frozen=True)
@@ -194,51 +196,163 @@ class ShapesConfig:
 
 
 def split_sizes(images: int) -> dict[str, int]:
-    """How many images go to train, dev and test (75/12.5/12.5; 8000 → 6000/1000/1000)."""
-    dev = test = round(images * SPLIT_FRACTIONS["dev"])
+    """How many images go to train, dev and test (75/12.5/12.5; 8000 → 6000/1000/1000).
+
+    Dev and test get at least one image each (3 → 1/1/1), since training validates on dev.
+    """
+    dev = test = max(1, round(images * SPLIT_FRACTIONS["dev"]))
     return {"train": images - dev - test, "dev": dev, "test": test}
 
 
-def make_shapes(root: Path | str, images: int = 8000, seed: int = 0, *, force: bool = False) -> Path:
+def make_shapes(
+    root: Path | str,
+    images: int = 8000,
+    seed: int = 0,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Write the shapes dataset to ``root`` in the Flickr8k layout and return ``root``.
 
     If ``root`` already holds a complete dataset made with the same settings, nothing is done
-    (a second ``make course`` reuses it). The set is written to a temporary folder next to ``root``
-    and renamed into place at the end, so an interrupted run never leaves a half-written dataset
-    that looks complete.
+    (a second ``make course`` reuses it). The set is drawn in a temporary folder next to ``root`` and
+    moved into place at the end, with the marker last, so an interrupted run never leaves a
+    half-written dataset that looks complete.
+
+    It replaces only what it wrote itself: the files its marker lists (``.complete.json``, or
+    ``.partial.json`` while a replacement is under way), and it says so in one ``log`` line. Anything
+    else in ``root`` (a ``.cache`` of features, your notes) is kept. A non-empty folder without its
+    marker, or a path that is a file, raises ``ValueError`` and nothing changes. ``force=True``
+    rebuilds a complete set, and writes into a non-empty folder next to what is there, as long as
+    none of the set's names (``Flicker8k_Dataset/``, the caption and split files) is taken: it never
+    deletes or overwrites a file it did not write.
     """
     root = Path(root)
     if images < 3:
         raise ValueError(f"make_shapes needs at least 3 images (one per split), got {images}")
     config = ShapesConfig(images=images, seed=seed)
-    marker = root / MARKER
-    if not force and marker.exists() and json.loads(marker.read_text()) == asdict(config):
+    record = _read_record(root / MARKER)
+    if not force and record is not None and _made_with(record, config):
         return root
+    own = _own_names(root)
+    _check_may_write(root, own, force)
+
     root.parent.mkdir(parents=True, exist_ok=True)
     # a staging folder of this process's own, so two processes drawing at once cannot collide
     staging = Path(tempfile.mkdtemp(prefix=f"{root.name}.partial-", dir=root.parent))
-    (staging / IMAGE_DIR).mkdir()
-
-    names, lines = [], []
-    for i in range(images):
-        rng = np.random.default_rng([seed, i])
-        scene = random_scene(rng)
-        name = f"scene_{i:06d}.jpg"
-        render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
-        names.append(name)
-        lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
-    (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
-
-    start = 0
-    for split, count in split_sizes(images).items():
-        (staging / SPLIT_FILES[split]).write_text("\n".join(names[start : start + count]) + "\n")
-        start += count
-    (staging / MARKER).write_text(json.dumps(asdict(config)))
-
-    if root.exists():
-        shutil.rmtree(root, ignore_errors=True)
     try:
-        staging.rename(root)
-    except OSError:  # another process finished the same set first: keep theirs
+        (staging / IMAGE_DIR).mkdir()
+        names, lines = [], []
+        for i in range(images):
+            rng = np.random.default_rng([seed, i])
+            scene = random_scene(rng)
+            name = f"scene_{i:06d}.jpg"
+            render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
+            names.append(name)
+            lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
+        (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
+
+        start = 0
+        for split, count in split_sizes(images).items():
+            (staging / SPLIT_FILES[split]).write_text("\n".join(names[start : start + count]) + "\n")
+            start += count
+        files = sorted(p.name for p in staging.iterdir())
+        (staging / MARKER).write_text(json.dumps({**asdict(config), "files": files}))
+
+        if not root.is_symlink() and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # an empty folder holds nothing to keep
+        if not root.exists() and not root.is_symlink():
+            try:
+                staging.rename(root)
+                return root
+            except OSError:  # another process finished first: keep theirs if it is the same set
+                again = _read_record(root / MARKER)
+                if again is not None and _made_with(again, config):
+                    return root
+                raise
+        if own:
+            log(f"{root}: replacing the shapes set it holds (only its own files: {', '.join(own)})")
+        _move_into(staging, root, own or [], files)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def _read_record(path: Path) -> dict | None:
+    """The JSON object in a marker file, or None if there is none or it cannot be read."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _made_with(record: dict, config: ShapesConfig) -> bool:
+    """Whether a marker's record describes a set drawn with ``config``."""
+    return {key: record.get(key) for key in asdict(config)} == asdict(config)
+
+
+def _own_names(root: Path) -> list[str] | None:
+    """The names ``make_shapes`` wrote in ``root``, from its marker; None if it holds no set it made.
+
+    A marker written before markers listed their files names the set's usual files. Only plain names
+    are taken: a marker edited to name ``../x`` cannot make anything outside ``root`` deleted.
+    """
+    default = [IMAGE_DIR, TOKEN_FILE, *SPLIT_FILES.values()]
+    names: set[str] = set()
+    found = False
+    for marker in (PARTIAL_MARKER, MARKER):
+        record = _read_record(root / marker)
+        if record is not None:
+            found = True
+            names.update(str(name) for name in record.get("files", default))
+    if not found:
+        return None
+    return sorted(n for n in names if n == Path(n).name and n not in ("", ".", "..", MARKER, PARTIAL_MARKER))
+
+
+def _check_may_write(root: Path, own: list[str] | None, force: bool) -> None:
+    """Raise ``ValueError`` (one line, naming ``root``) when writing there could destroy someone's files."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(
+            f"{root} is a file, not a folder: make-shapes writes a folder there; choose another path "
+            "(nothing was changed, and --force does not delete files it did not write)"
+        )
+    if own is not None or not root.is_dir() or not any(root.iterdir()):
+        return
+    if not force:
+        raise ValueError(
+            f"{root} is not empty and holds no shapes set made by make-shapes (no {MARKER}); nothing was "
+            f"changed. Choose a new or empty folder such as {root / 'shapes'}, or add --force to write the "
+            "set into it next to what is there (nothing there is deleted)"
+        )
+    taken = [name for name in (IMAGE_DIR, TOKEN_FILE, *SPLIT_FILES.values()) if (root / name).exists()]
+    if taken:
+        raise ValueError(
+            f"{root} already holds {', '.join(taken)}, not written by make-shapes; even with --force "
+            "it replaces only its own files: choose another folder (nothing was changed)"
+        )
+
+
+def _move_into(staging: Path, root: Path, old: list[str], new: list[str]) -> None:
+    """Replace the names ``old`` in ``root`` by the drawn files ``new``, the marker last.
+
+    First a ``.partial.json`` listing every name this touches, so that a run interrupted halfway
+    leaves a folder that a rerun still recognises as its own (and cleans), never one that looks complete.
+    """
+    taken = [name for name in new if name not in old and (root / name).exists()]
+    if taken:  # appeared since the check, or a name the check does not know
+        raise ValueError(f"{root} already holds {', '.join(taken)}, not written by make-shapes")
+    partial = root / PARTIAL_MARKER
+    partial.write_text(json.dumps({"files": sorted(set(old) | set(new))}))
+    (root / MARKER).unlink(missing_ok=True)
+    for name in old:
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for name in new:
+        shutil.move(staging / name, root / name)  # across file systems too (root may be a symlink)
+    shutil.move(staging / MARKER, root / MARKER)
+    partial.unlink()

@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,11 +49,19 @@ from helpers.vocabulary import Vocabulary
 
 CHECKPOINT = "checkpoint.pt"
 BEST_CHECKPOINT = "best.pt"  # the epoch with the best dev BLEU-4 so far: weights only, no optimiser state
+RUN_FILES = (CHECKPOINT, BEST_CHECKPOINT, "vocab.json", "config.json", "history.csv")  # what fit writes
+RESUMABLE = ("epochs", "num_workers")  # what a resumed run takes from a new configuration
 CACHE_VERSION = 1
 SPLITS = ("train", "dev", "test")
 REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions: rare words become <unk>
 FINE_TUNE_GPU_BATCH = 64  # captions (each with its image) per fine-tuning batch on a GPU; see for_device
 DIST_TIMEOUT_MINUTES = 60.0  # how long torchrun's processes wait for each other; see distributed_context
+# The course's configuration per kind of device (TrainConfig.for_device explains the choice). Plain literals,
+# so that the command line's --help can show them without importing torch (which takes seconds).
+DEVICE_PRESETS = {
+    "cpu": {"image_size": 64, "hidden_size": 256, "epochs": 4, "batch_size": 128, "lr": 4e-3},
+    "gpu": {"image_size": 224, "hidden_size": 512, "epochs": 15, "batch_size": 256, "lr": 3e-3},
+}
 
 
 @dataclass
@@ -94,9 +102,9 @@ class TrainConfig:
         (64 under fp16 autocast should, with room to spare; not measured on a T4).
         """
         if torch.device(device).type == "cpu":
-            base = cls(image_size=64, hidden_size=256, epochs=4, lr=4e-3)
+            base = cls(**DEVICE_PRESETS["cpu"])
         else:
-            base = cls(image_size=224, epochs=15, batch_size=256, num_workers=min(8, os.cpu_count() or 1))
+            base = cls(**DEVICE_PRESETS["gpu"], num_workers=min(8, os.cpu_count() or 1))
             if overrides.get("mode") == "fine-tune":
                 base.batch_size = FINE_TUNE_GPU_BATCH
         return cls.from_dict({**asdict(base), **overrides})
@@ -552,12 +560,73 @@ def make_optimizer(
     if backbone_params:
         groups.append({"params": backbone_params, "lr": config.lr * config.backbone_lr_scale})
     optimizer = torch.optim.Adam(groups)
+    return optimizer, one_cycle(optimizer, config, steps_per_epoch)
+
+
+def one_cycle(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, done_steps: int = 0
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle schedule of a ``config.epochs``-epoch run, standing after ``done_steps`` steps.
+
+    ``done_steps > 0`` is for a run resumed with more (or fewer) epochs than it was started with: from
+    there on, each step gets the learning rate an uninterrupted run of ``config.epochs`` epochs gives
+    it. (The optimiser must then hold its saved state, where OneCycleLR keeps each group's rates.)
+    """
     # (a few steps more than needed: OneCycleLR cannot build its two phases from a handful of steps)
     steps = max(8, (steps_per_epoch + 1) * config.epochs)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.25
+    peaks = [config.lr, config.lr * config.backbone_lr_scale][: len(optimizer.param_groups)]
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, last_epoch=done_steps - 1
     )
-    return optimizer, scheduler
+
+
+def existing_run(run_dir: Path) -> dict | None:
+    """The checkpoint of the run in ``run_dir``, or None where there is none; refuses a folder that is no run.
+
+    ``ValueError`` (one line, naming the path) when ``run_dir`` is a file, when its ``checkpoint.pt`` is
+    not a checkpoint of this course, or when it holds ``vocab.json``, ``config.json`` or ``history.csv``
+    without a checkpoint: :func:`fit` would overwrite files it did not write.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder: choose another --out (nothing was changed)")
+    if (run_dir / CHECKPOINT).exists():
+        try:
+            return load_checkpoint(run_dir / CHECKPOINT)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; training will not overwrite it: choose another --out (nothing was changed)"
+            ) from None
+    others = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if others:
+        raise ValueError(
+            f"{run_dir} holds {', '.join(others)} but no {CHECKPOINT}, so no run of train made them; "
+            "training will not overwrite them: choose another --out (nothing was changed)"
+        )
+    return None
+
+
+def resume_config(
+    saved: TrainConfig, wanted: TrainConfig | None, log: Callable[[str], None] = print
+) -> TrainConfig:
+    """The configuration a resumed run trains with: ``saved``, with what of ``wanted`` a resume can honour.
+
+    A resumed run keeps its model, vocabulary, data and batches, so only :data:`RESUMABLE` settings are
+    taken (more epochs: see :func:`one_cycle`; DataLoader workers). Any other setting in which
+    ``wanted`` differs is named in one ``log`` line as ignored.
+    """
+    if wanted is None:
+        return saved
+    changed = {f.name for f in fields(TrainConfig) if getattr(wanted, f.name) != getattr(saved, f.name)}
+    ignored = sorted(changed - set(RESUMABLE))
+    if ignored:
+        log(
+            "Ignored with resume (the run keeps its saved configuration): "
+            + ", ".join(
+                f"{name}={getattr(wanted, name)!r} (saved {getattr(saved, name)!r})" for name in ignored
+            )
+            + "."
+        )
+    return replace(saved, **{name: getattr(wanted, name) for name in changed & set(RESUMABLE)})
 
 
 def _epoch_inputs(order, cached: bool, train_features, image_index, loader_items, config, device):
@@ -584,15 +653,21 @@ def fit(
     cache_dir: Path | str | None = None,
     log: Callable[[str], None] = print,
     dist_timeout: float = DIST_TIMEOUT_MINUTES,
+    overwrite: bool = True,
 ) -> FitResult:
     """Train a captioner on ``data_dir`` and write the run to ``run_dir``.
 
     ``config=None`` takes :meth:`TrainConfig.for_device` (with :func:`default_min_freq`).
-    ``resume=True`` continues from the last completed epoch in ``run_dir`` (same configuration and
-    vocabulary). ``cache_dir`` stores backbone features between runs (default: ``.cache/`` in the
-    dataset's folder, :func:`dataset_root`). Under ``torchrun`` every process trains on its own share of
-    each epoch (DistributedDataParallel); only rank 0 validates, logs and writes; the others wait for
-    its image checks and features at most ``dist_timeout`` minutes. Precision follows the device
+    ``resume=True`` continues from the last completed epoch in ``run_dir``, with its saved configuration
+    and vocabulary; of a ``config`` given with it, only more ``epochs`` and ``num_workers`` are taken,
+    other differences are named in a line as ignored (:func:`resume_config`). A run already in
+    ``run_dir`` is otherwise replaced, with a line saying so (re-running a notebook retrains its own
+    run), unless ``overwrite=False``, which refuses (``ValueError``), as ``python -m helpers train`` does
+    without ``--overwrite``. Files ``fit`` did not write are never overwritten (:func:`existing_run`).
+    ``cache_dir`` stores backbone features between runs (default: ``.cache/`` in the dataset's folder,
+    :func:`dataset_root`). Under ``torchrun`` every process trains on its own share of each epoch
+    (DistributedDataParallel); only rank 0 validates, logs and writes; the others wait for its image
+    checks and features at most ``dist_timeout`` minutes. Precision follows the device
     (:func:`training_precision`). Every epoch rewrites ``checkpoint.pt``; an epoch with a better dev
     BLEU-4 than all before it also writes ``best.pt``.
     """
@@ -600,12 +675,22 @@ def fit(
     rank, world, device = distributed_context(get_device(device), dist_timeout)
     if rank != 0:
         log = _silent
-    else:
+    state = existing_run(run_dir)
+    if state is not None and not resume:
+        trained = f"epoch {state['epoch']} of {state['config'].get('epochs')}"
+        if not overwrite:
+            raise ValueError(
+                f"{run_dir} already holds a run (trained to {trained}): add --resume to continue it or "
+                "--overwrite to replace it (in Python: resume=True or overwrite=True); nothing was changed"
+            )
+        log(f"Replacing the run in {run_dir} (trained to {trained}): its files are rewritten after epoch 1.")
+        state = None
+    elif state is None and resume:
+        log(f"No checkpoint in {run_dir} yet: training from epoch 1.")
+    if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-    state = None
-    if resume and (run_dir / CHECKPOINT).exists():
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        config = TrainConfig.from_dict(state["config"])
+    if state:
+        config = resume_config(TrainConfig.from_dict(state["config"]), config, log)
     config = config or TrainConfig.for_device(device, min_freq=default_min_freq(data_dir))
     processes = f", {world} processes" if world > 1 else ""
     use_tf32(device)
@@ -664,7 +749,8 @@ def fit(
             step_module, device_ids=[device] if device.type == "cuda" else None
         )
     per_process = math.ceil(len(captions) / world)
-    optimizer, scheduler = make_optimizer(model, config, math.ceil(per_process / config.batch_size))
+    steps_per_epoch = math.ceil(per_process / config.batch_size)
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch)
     # fp16 gradients can underflow to zero: the scaler multiplies the loss first and divides it back out
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     history: list[dict] = []
@@ -676,6 +762,15 @@ def fit(
             scaler.load_state_dict(state["scaler"])
         history, start_epoch = list(state["history"]), int(state["epoch"]) + 1
         log(f"Resuming after epoch {state['epoch']} of {config.epochs}.")
+        planned = int(state["config"]["epochs"])
+        if config.epochs < start_epoch:
+            log(f"Nothing left to train: the run has {state['epoch']} epochs; ask for more with --epochs.")
+        elif config.epochs != planned:
+            scheduler = one_cycle(optimizer, config, steps_per_epoch, done_steps=scheduler.last_epoch)
+            log(
+                f"The run was started for {planned} epochs; it now trains to {config.epochs}, and the "
+                f"learning rate follows the one-cycle schedule of a {config.epochs}-epoch run from here on."
+            )
     generator = torch.Generator().manual_seed(config.seed)
     for _ in range(start_epoch - 1):  # the same shuffles as an uninterrupted run
         torch.randperm(len(captions), generator=generator)

@@ -39,11 +39,16 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """A device was asked for that this machine does not have (a ``ValueError``: the command line prints
+    it as one ``error:`` line; a ``RuntimeError`` too, as this was documented before)."""
+
+
 def get_device(prefer: str = "auto") -> torch.device:
     """Pick where tensors live: ``"auto"`` tries CUDA, then Apple's MPS, then the CPU.
 
     ``prefer`` may also name a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``); asking for a
-    device that is not there raises a ``RuntimeError`` that says so, rather than failing later.
+    device that is not there raises :class:`DeviceUnavailableError` that says so, rather than failing later.
     """
     if prefer == "auto":
         if torch.cuda.is_available():
@@ -53,9 +58,15 @@ def get_device(prefer: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(prefer)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU here")
+        raise DeviceUnavailableError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"device {prefer!r} was asked for, but PyTorch sees {torch.cuda.device_count()} CUDA GPU(s) here"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device {prefer!r} was asked for, but Apple's MPS is not available here")
+        raise DeviceUnavailableError(
+            f"device {prefer!r} was asked for, but Apple's MPS is not available here"
+        )
     return device
 
 

@@ -17,11 +17,10 @@ PY=${PYTHON:-.venv/bin/python}
 "$PY" -c "import torch; print('GPU:', torch.cuda.get_device_name(0))"
 "$PY" -m helpers data make-shapes data/shapes
 RUN=runs/gpu-quality
-rm -rf "$RUN"
 extra=()
 if [ -n "${FINE_TUNE:-}" ]; then extra+=(--fine-tune "$FINE_TUNE" --image-size 128); fi
 start=$(date +%s)
-"$PY" -m helpers train --data data/shapes --out "$RUN" --device cuda "${extra[@]}"
+"$PY" -m helpers train --data data/shapes --out "$RUN" --device cuda --overwrite "${extra[@]}"
 end=$(date +%s)
 echo "training took $((end - start)) s (feature caching included)"
 "$PY" -m helpers evaluate --run "$RUN" --data data/shapes --split test --device cuda

@@ -143,3 +143,45 @@ def test_quick_sizes_are_the_course_cpu_model_at_the_design_image_size(bench):
         config.epochs,
     )
     assert sizes.image_size == 224  # the textbook pipeline's size, the one caching replaces
+
+
+def test_help_shows_the_image_size_the_sizes_use(bench, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    quick = bench.sizes_for(torch.device("cpu"), quick=True).image_size
+    full = bench.sizes_for(torch.device("cpu"), quick=False).image_size
+    assert f"(default: {quick} px quick, {full} full)" in text
+    assert quick == 224  # what README's benchmark section says
+
+
+def test_a_device_this_machine_lacks_is_one_error_line(bench, capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--device", "cuda", "--data", str(tmp_path / "shapes")])
+    assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no CUDA GPU here" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(
+    bench, capsys, tmp_path, monkeypatch
+):
+    def ran(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench, "run_benchmarks", ran)
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "numbers"}\n')
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--device", "cpu", "--json", str(notes), "--data", str(tmp_path / "shapes")])
+    assert info.value.code == 2
+    assert f"{notes} exists and was not written by this benchmark" in capsys.readouterr().err
+    assert notes.read_text() == '{"my": "numbers"}\n'
+    assert not (tmp_path / "shapes").exists()  # refused before drawing the dataset
+    earlier = tmp_path / "bench.json"
+    earlier.write_text(json.dumps({"mode": "quick", "wall_s": 1.0}))
+    assert bench.written_by_run(earlier) and not bench.written_by_run(notes)

@@ -186,3 +186,81 @@ def test_a_registered_command_gets_its_own_subparser(monkeypatch):
         return len(args.word)
 
     assert cli.main(["demo", "echo", "four"]) == 4
+
+
+def test_make_shapes_on_a_folder_it_did_not_make_is_refused_and_nothing_is_deleted(tmp_path):
+    data = tmp_path / "data"
+    (data / "flickr8k" / "Flicker8k_Dataset").mkdir(parents=True)
+    (data / "README.md").write_text("what is in data/\n")
+    (data / "flickr8k" / "Flicker8k_Dataset" / "a.jpg").write_bytes(b"a downloaded photo")
+    result = run_cli("data", "make-shapes", "data", "--images", "3", cwd=tmp_path)  # forgot "/shapes"
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data is not empty") and "--force" in lines[0]
+    assert (data / "README.md").read_text() == "what is in data/\n"
+    assert (data / "flickr8k" / "Flicker8k_Dataset" / "a.jpg").read_bytes() == b"a downloaded photo"
+    assert sorted(p.name for p in data.iterdir()) == ["README.md", "flickr8k"]
+
+
+def test_make_shapes_on_a_file_is_one_error_line_and_the_file_is_kept(tmp_path):
+    (tmp_path / "shapes").write_text("a file\n")
+    result = run_cli("data", "make-shapes", "shapes", "--images", "3", "--force", cwd=tmp_path)
+    assert result.returncode == 2 and "wrote" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: shapes is a file")
+    assert (tmp_path / "shapes").read_text() == "a file\n"
+
+
+def test_make_shapes_with_three_images_puts_one_in_each_split(tmp_path):
+    result = run_cli("data", "make-shapes", "tiny", "--images", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "3 images (train 1, dev 1, test 1)" in result.stdout
+    summary = json.loads(run_cli("data", "stats", "tiny", "--json", cwd=tmp_path).stdout)
+    assert summary["splits"] == {"train": 1, "dev": 1, "test": 1}
+
+
+DEVICE_COMMANDS = {
+    "train": ["train", "--data", "shapes", "--out", "run"],
+    "caption": ["caption", "--run", "run", "image.jpg"],
+    "evaluate": ["evaluate", "--run", "run", "--data", "shapes"],
+}
+
+
+@pytest.mark.parametrize("name", DEVICE_COMMANDS)
+def test_a_device_typo_is_a_usage_error_naming_the_choices(tmp_path, name):
+    result = run_cli(*DEVICE_COMMANDS[name], "--device", "gpu", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == [
+        f"python -m helpers {name}: error: argument --device: invalid choice: 'gpu' "
+        "(choose from auto, cpu, cuda, cuda:N, mps)"
+    ]
+
+
+@pytest.mark.parametrize("name", DEVICE_COMMANDS)
+def test_a_device_this_machine_lacks_is_one_error_line(tmp_path, name):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    result = run_cli(*DEVICE_COMMANDS[name], "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: device 'cuda' was asked for, but PyTorch sees no CUDA GPU here"
+    ]
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_train_help_shows_the_defaults_the_code_uses(tmp_path):
+    from helpers.training import TrainConfig
+
+    cpu, gpu = TrainConfig.for_device("cpu"), TrainConfig.for_device("cuda")
+    text = " ".join(run_cli("train", "--help", cwd=tmp_path).stdout.split())
+    for flag, key in [
+        ("--epochs", "epochs"),
+        ("--image-size", "image_size"),
+        ("--hidden-size", "hidden_size"),
+    ]:
+        shown = f"default: {getattr(cpu, key)} on a CPU, {getattr(gpu, key)} on a GPU"
+        assert shown in text, (flag, shown)
+    assert "default: 4 on a CPU, 15 on a GPU" in text  # what README's "Command line" section says

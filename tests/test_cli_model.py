@@ -2,9 +2,12 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -191,3 +194,51 @@ def test_torchrun_trains_with_two_processes_and_one_checkpoint(shapes, tmp_path)
     image = shapes / IMAGE_DIR / "scene_000002.jpg"
     captioned = run("-m", "helpers", "caption", "--run", str(out), str(image), "--device", "cpu")
     assert captioned.returncode == 0 and captioned.stdout.startswith(f"{image}\t")
+
+
+def copy_of(run_dir, tmp_path):
+    """A copy of the module's run, so that a test may change it."""
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def test_train_on_a_folder_holding_a_run_is_refused_and_the_checkpoint_is_kept(run_dir, shapes, tmp_path):
+    out = copy_of(run_dir, tmp_path)
+    before = (out / "checkpoint.pt").read_bytes()
+    done = run("-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *TINY_FLAGS)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {out} already holds a run (trained to epoch 1 of 1)"
+    )
+    assert "--resume" in lines[0] and "--overwrite" in lines[0]
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_train_with_overwrite_replaces_the_run_and_says_so(run_dir, shapes, tmp_path):
+    out = copy_of(run_dir, tmp_path)
+    flags = [*TINY_FLAGS, "--hidden-size", "8", "--overwrite"]
+    done = run("-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *flags)
+    assert done.returncode == 0, done.stderr
+    assert f"Replacing the run in {out} (trained to epoch 1 of 1)" in done.stdout
+    assert json.loads((out / "config.json").read_text())["hidden_size"] == 8
+
+
+def test_train_resume_with_more_epochs_trains_them_and_names_the_ignored_flags(run_dir, shapes, tmp_path):
+    out = copy_of(run_dir, tmp_path)
+    flags = [*TINY_FLAGS, "--epochs", "2", "--lr", "0.5", "--resume"]
+    done = run("-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *flags)
+    assert done.returncode == 0, done.stderr
+    assert "Resuming after epoch 1 of 2." in done.stdout
+    assert "it now trains to 2" in done.stdout and "epoch 2/2" in done.stdout
+    ignored = [line for line in done.stdout.splitlines() if line.startswith("Ignored with resume")]
+    assert ignored == ["Ignored with resume (the run keeps its saved configuration): lr=0.5 (saved 0.004)."]
+    config = json.loads((out / "config.json").read_text())
+    assert (config["epochs"], config["lr"]) == (2, 0.004)
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]
+
+
+def test_resume_and_overwrite_together_are_a_usage_error(tmp_path, shapes):
+    done = run(
+        "-m", "helpers", "train", "--data", str(shapes), "--out", str(tmp_path), "--resume", "--overwrite"
+    )
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr

@@ -84,3 +84,27 @@ def test_save_all_writes_every_diagram_as_png(tmp_path):
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 5_000
+
+
+def test_save_all_replaces_its_own_diagrams_but_not_a_file_it_did_not_write(tmp_path):
+    diagrams.save_all(tmp_path)
+    diagrams.save_all(tmp_path)  # its own files: replaced without a word of protest
+    mine = tmp_path / "packing.png"
+    mine.write_bytes(b"my drawing")
+    with pytest.raises(ValueError, match=f"{tmp_path} holds packing.png, which this command did not write"):
+        diagrams.save_all(tmp_path)
+    assert mine.read_bytes() == b"my drawing"
+
+
+def test_diagrams_command_says_what_it_replaced_and_refuses_in_one_line(tmp_path, capsys):
+    from helpers import cli
+
+    assert cli.main(["diagrams", "--out", str(tmp_path)]) == 0
+    assert cli.main(["diagrams", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [f"wrote {tmp_path / name}.png" for name in diagrams.DIAGRAMS]
+    assert lines[3:] == [f"replaced {tmp_path / name}.png" for name in diagrams.DIAGRAMS]
+    (tmp_path / "architecture.png").write_text("notes\n")
+    assert cli.main(["diagrams", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path} holds architecture.png")
+    assert (tmp_path / "architecture.png").read_text() == "notes\n"

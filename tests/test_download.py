@@ -309,12 +309,19 @@ def test_download_of_an_already_downloaded_file_makes_no_request(server, tmp_pat
     assert dest.read_bytes() == BLOB
 
 
-def test_download_replaces_a_corrupt_existing_file(server, tmp_path):
+def test_download_keeps_a_mismatching_file_it_did_not_write_and_says_so(server, tmp_path):
     dest = tmp_path / "blob.bin"
-    dest.write_bytes(b"corrupt")
+    dest.write_bytes(b"a learner's own copy")  # download only renames checked files into place
+    with pytest.raises(ChecksumError) as info:
+        download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    message = str(info.value)
+    assert message.startswith(f"{dest} is already there, but blob.bin has MD5 {_md5(dest.read_bytes())}")
+    assert "it is kept" in message and "\n" not in message
+    assert dest.read_bytes() == b"a learner's own copy"
+    assert server.requests == []
+    dest.unlink()  # as the message says: then it downloads afresh
     download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
     assert dest.read_bytes() == BLOB
-    assert server.requests == [("blob.bin", None)]
 
 
 def test_dropped_connection_raises_download_error_and_keeps_the_part_file(server, tmp_path):
@@ -351,9 +358,13 @@ def test_server_ignoring_range_restarts_the_download_from_zero(server, tmp_path)
     (tmp_path / "blob.bin.part").write_bytes(stale)
     server.behaviour["blob.bin"] = "ignore_range"
 
-    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False)
+    messages = []
+    download(f"{server.base_url}/blob.bin", dest, md5=_md5(BLOB), progress=False, log=messages.append)
     assert server.requests == [("blob.bin", f"bytes={len(stale)}-")]  # asked to resume, got a 200
     assert dest.read_bytes() == BLOB
+    assert messages == [  # its own partial file, but never discarded without a word
+        f"Discarding blob.bin.part ({len(stale)} bytes): the server cannot resume; starting over."
+    ]
 
 
 def test_part_file_already_complete_is_finished_without_downloading_again(server, tmp_path):
@@ -498,6 +509,53 @@ def test_safe_extract_skips_work_when_the_marker_says_it_is_done(tmp_path):
     assert (dest / "Flicker8k_Dataset" / "x.jpg").read_bytes() == b"edited by the learner"
 
 
+def test_safe_extract_never_overwrites_a_file_it_did_not_write(tmp_path):
+    archive = tmp_path / "Flickr8k_text.zip"
+    archive.write_bytes(FLICKR_TEXT_ZIP)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "Flickr8k.token.txt").write_bytes(b"my corrected captions\n")
+    before = _tree(dest)
+    with pytest.raises(ValueError) as info:
+        safe_extract(archive, dest)
+    assert str(info.value) == (
+        f"Flickr8k_text.zip would overwrite Flickr8k.token.txt in {dest}, which it did not write; "
+        "nothing was extracted: move them, or choose another --dest"
+    )
+    assert _tree(dest) == before
+    assert (dest / "Flickr8k.token.txt").read_bytes() == b"my corrected captions\n"
+
+
+def test_safe_extract_keeps_identical_files_and_redoes_an_interrupted_extraction(tmp_path, monkeypatch):
+    archive = tmp_path / "Flickr8k_text.zip"
+    archive.write_bytes(FLICKR_TEXT_ZIP)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "Flickr8k.token.txt").write_bytes(TOKEN_TXT)  # unpacked by hand earlier: the same bytes
+    copies = []
+
+    def interrupted(src, out, length=0):
+        copies.append(out.name)
+        out.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl.shutil, "copyfileobj", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        safe_extract(archive, dest)
+    monkeypatch.undo()
+    assert not (dest / ".extracted-Flickr8k_text.zip").exists()
+    files = safe_extract(archive, dest)  # the half-written file is its own: written again
+    assert {p.name for p in files} == {
+        "Flickr8k.token.txt",
+        "Flickr_8k.trainImages.txt",
+        "Flickr_8k.devImages.txt",
+        "Flickr_8k.testImages.txt",
+    }
+    assert (dest / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
+    assert (dest / "Flickr_8k.trainImages.txt").read_bytes() == b"1000268201_693b08cb0e.jpg\n"
+    assert not (dest / ".extracting-Flickr8k_text.zip").exists()
+
+
 def test_safe_extract_rejects_a_file_that_is_not_an_archive(tmp_path):
     not_archive = tmp_path / "page.zip"
     not_archive.write_bytes(b"<html>rate limit exceeded</html>")
@@ -509,6 +567,8 @@ def test_module_uses_only_the_standard_library_and_tqdm():
     source = Path(dl.__file__).read_text()
     imported = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
     assert imported - {"__future__", "tqdm"} <= {
+        "collections",
+        "typing",
         "hashlib",
         "http",
         "json",

@@ -1,6 +1,6 @@
 """What happens when things go wrong: broken inputs, interrupted training, untrusted checkpoints.
 
-Each case here is listed in README's "When things go wrong" table.
+Each case here is listed in README's "When things go wrong" or "What each command may change on disk" table.
 """
 
 import errno
@@ -162,3 +162,45 @@ def test_training_killed_mid_epoch_resumes_from_the_last_checkpoint(tmp_path):
     assert f"Resuming after epoch {state['epoch']}" in done.stdout
     assert load_checkpoint(out / CHECKPOINT)["epoch"] == 3
     assert [row["epoch"] for row in load_checkpoint(out / CHECKPOINT)["history"]] == [1, 2, 3]
+
+
+def test_fit_resumed_with_more_epochs_follows_the_schedule_of_the_longer_run(shapes, tmp_path):
+    fit(shapes, tmp_path / "short", TrainConfig(**TINY), device="cpu", log=quiet)
+    messages = []
+    longer = TrainConfig(**{**TINY, "epochs": 2})
+    resumed = fit(shapes, tmp_path / "short", longer, device="cpu", resume=True, log=messages.append)
+    straight = fit(shapes, tmp_path / "long", longer, device="cpu", log=quiet)
+    assert list(resumed.history["epoch"]) == [1, 2]
+    assert any("learning rate follows the one-cycle schedule of a 2-epoch run" in m for m in messages)
+    # from epoch 2 on, each step gets the rate an uninterrupted 2-epoch run gives it
+    assert resumed.history["lr"].iloc[1] == pytest.approx(straight.history["lr"].iloc[1], rel=1e-9)
+    assert resumed.history["lr"].iloc[0] != pytest.approx(straight.history["lr"].iloc[0])
+
+
+def test_fit_replaces_a_run_with_a_line_saying_so_and_refuses_when_told_not_to(shapes, tmp_path):
+    fit(shapes, tmp_path / "run", TrainConfig(**TINY), device="cpu", log=quiet)
+    before = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    with pytest.raises(ValueError, match="already holds a run .*--overwrite"):
+        fit(shapes, tmp_path / "run", TrainConfig(**TINY), device="cpu", overwrite=False, log=quiet)
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == before
+    messages = []
+    fit(
+        shapes, tmp_path / "run", TrainConfig(**{**TINY, "hidden_size": 8}), device="cpu", log=messages.append
+    )
+    assert messages[0] == (
+        f"Replacing the run in {tmp_path / 'run'} (trained to epoch 1 of 1): "
+        "its files are rewritten after epoch 1."
+    )
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["config"]["hidden_size"] == 8
+
+
+@pytest.mark.parametrize("name", ["config.json", "history.csv", CHECKPOINT])
+def test_fit_never_overwrites_files_it_did_not_write(shapes, tmp_path, name):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).write_text("my own file\n")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="will not overwrite"):
+            fit(shapes, out, TrainConfig(**TINY), device="cpu", overwrite=overwrite, log=quiet)
+    assert [p.name for p in out.iterdir()] == [name]
+    assert (out / name).read_text() == "my own file\n"
