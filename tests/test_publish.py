@@ -79,6 +79,7 @@ def test_this_repository_agrees_with_its_setting():
     notebooks = publish.find_notebooks(ROOT)
     assert notebooks, "no notebooks found under notebooks/"
     problems = [p for nb in notebooks for p in publish.process(nb, address, ROOT, write=False)]
+    problems += publish.process_document(ROOT / "README.md", address, ROOT, write=False)
     assert problems == [], "run `make publish` (tools/publish.py):\n" + "\n".join(problems)
 
 
@@ -147,6 +148,22 @@ def test_publish_rewrites_setting_badge_setup_cell_and_pair(tmp_path):
         # the old install is gone; subprocess stays imported because a later cell uses it
         assert nb.cells[2].source == "import subprocess\n\nimport math"
     assert run(tmp_path, "--check") == 0
+
+
+def test_publish_rewrites_the_readme_badges_and_names_a_dead_one(tmp_path, capsys):
+    make_course(tmp_path, first_code="import math")
+    readme = tmp_path / "README.md"
+    dead = OLD_BADGE.replace("01_demo", "09_gone")
+    readme.write_text(f"| 01 | {OLD_BADGE} |\n| 09 | {dead} |\n")
+    assert run(tmp_path, "--repo", "you/fork", "--ref", "v2") == 1
+    text = readme.read_text()
+    assert "(https://colab.research.google.com/github/you/fork/blob/v2/notebooks/01_demo.ipynb)" in text
+    assert "blob/main/notebooks/09_gone.ipynb" in text  # left as it was, and named
+    assert "09_gone.ipynb opens no file of this repository" in capsys.readouterr().err
+    readme.write_text(text.replace(f"| 09 | {dead} |\n", ""))
+    assert run(tmp_path, "--check") == 0
+    readme.write_text(text.replace("blob/v2/notebooks/01", "blob/main/notebooks/01"))
+    assert run(tmp_path, "--check") == 1
 
 
 def test_publish_twice_changes_nothing_the_second_time(tmp_path):

@@ -11,7 +11,8 @@ Everything else is generated from it by this tool:
 - the badge in each notebook's first (markdown) cell opens ``notebooks/NN_x.ipynb`` at ``ref`` in Colab;
 - each notebook's first code cell, tagged ``colab-setup``, is :func:`setup_cell` for that address,
   identical in every notebook;
-- the notebooks' jupytext pairs (``.py``, found through each notebook's jupytext metadata) get the same.
+- the notebooks' jupytext pairs (``.py``, found through each notebook's jupytext metadata) get the same;
+- the Colab links in ``README.md`` (its table of notebooks) open the same ref.
 
 Usage (``make publish REPO=owner/name REF=v0.2.0`` runs the first)::
 
@@ -370,6 +371,38 @@ def process(notebook: Path, address: Address, root: Path, write: bool, migrate: 
     return problems
 
 
+def _linked_path(link: str, root: Path) -> str | None:
+    """The repository path a Colab link opens (``.../blob/<ref>/<path>``): the first suffix that exists."""
+    parts = link.split("/blob/", 1)[-1].split("/")
+    for start in range(1, len(parts)):  # a ref may hold slashes; the path is what exists on disk
+        if (root / Path(*parts[start:])).is_file():
+            return "/".join(parts[start:])
+    return None
+
+
+def process_document(path: Path, address: Address, root: Path, write: bool) -> list[str]:
+    """Check or rewrite the Colab links in a markdown file (the README's table of notebooks)."""
+    if address.github is None or not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    problems = []
+
+    def current(match: re.Match) -> str:
+        linked = _linked_path(match.group(0), root)
+        if linked is None:
+            problems.append(f"{path}: Colab link {match.group(0)} opens no file of this repository")
+            return match.group(0)
+        expected = address.badge_link(linked)
+        if expected != match.group(0) and not write:
+            problems.append(f"{path}: Colab link {match.group(0)} is not {expected}")
+        return expected
+
+    new = COLAB_LINK.sub(current, text)
+    if write and new != text:
+        path.write_text(new, encoding="utf-8")
+    return problems
+
+
 def find_notebooks(root: Path) -> list[Path]:
     """The course's notebooks: ``notebooks/*.ipynb`` under ``root``."""
     return sorted((root / "notebooks").glob("*.ipynb"))
@@ -397,6 +430,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         problems = []
         for notebook in notebooks:
             problems += process(notebook, address, args.root, write=not args.check, migrate=args.migrate)
+        if not args.notebooks:  # the README's badges too, when publishing the whole course
+            problems += process_document(args.root / "README.md", address, args.root, write=not args.check)
     except PublishError as error:
         print(f"publish: {error}", file=sys.stderr)
         return 2
