@@ -22,7 +22,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cf
 export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
-.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets publish help
+.PHONY: course test unit nbval browser-test colab-rehearsal install data lab lint sync notebook assets publish help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -64,6 +64,12 @@ browser-test: install data ## notebooks run in JupyterLab in Chromium; screensho
 	CHROMIUM="$(CHROMIUM)" $(BIN)/python tools/browser_check.py --timeout $(BROWSER_TIMEOUT) \
 		$(or $(NB),$(NOTEBOOKS)) || status=1; \
 	exit $$status
+
+# Each notebook as Colab runs it: Colab's preinstalled set in a cached virtual environment (ipywidgets 7.7.1,
+# no jupyterlab, no nbval), the notebook alone in an empty folder, its setup cell installing the course
+# from a snapshot of this checkout (tools/colab_rehearsal.py). `install` first: torch is linked from .venv.
+colab-rehearsal: install ## notebooks as on Colab, in a Colab-like environment (NB=... for some)
+	$(BIN)/python tools/colab_rehearsal.py $(NB)
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
