@@ -209,15 +209,15 @@ def installed(python: Path) -> dict[str, str]:
 # --- the snapshot ---------------------------------------------------------------------------------------
 
 
-def snapshot(into: Path, migrate: bool) -> str:
+def snapshot(into: Path, migrate: bool, root: Path = ROOT) -> str:
     """This checkout's files as they are on disk, in a new git repository at ``into``; returns its pip URL.
 
     Tracked and untracked files (not ignored ones: no .venv, no data), so uncommitted changes are
     rehearsed too. The address is set with tools/publish.py, which also writes it into the notebooks.
     """
-    listing = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT).stdout
+    listing = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root).stdout
     for name in filter(None, listing.split("\0")):
-        source = ROOT / name
+        source = root / name
         if source.is_file():  # deleted but still in the index: skip
             (into / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, into / name)
