@@ -37,7 +37,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cf
 export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
-.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets help
+.PHONY: course test unit nbval browser-test colab-rehearsal install data lab lint sync notebook assets publish help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -80,6 +80,12 @@ browser-test: install data ## notebooks run in JupyterLab in Chromium; screensho
 		$(or $(NB),$(NOTEBOOKS)) || status=1; \
 	exit $$status
 
+# Each notebook as Colab runs it: Colab's preinstalled set in a cached virtual environment (ipywidgets 7.7.1,
+# no jupyterlab, no nbval), the notebook alone in an empty folder, its setup cell installing the course
+# from a snapshot of this checkout (tools/colab_rehearsal.py). `install` first: torch is linked from .venv.
+colab-rehearsal: install ## notebooks as on Colab, in a Colab-like environment (NB=... for some)
+	$(BIN)/python tools/colab_rehearsal.py $(NB)
+
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
@@ -116,6 +122,11 @@ notebook: install data ## execute one notebook in place: make notebook NB=notebo
 
 assets: install ## regenerate the diagrams under assets/
 	$(BIN)/python -m helpers diagrams
+
+# The public address (GitHub owner/name and the tag learners install) lives in pyproject's [tool.course];
+# this rewrites it (REPO=, REF=, both optional) and, from it, every notebook's Colab badge and setup cell.
+publish: install ## set the public address: make publish REPO=you/fork REF=v0.2.0, then commit and tag
+	$(BIN)/python tools/publish.py $(if $(REPO),--repo "$(REPO)") $(if $(REF),--ref "$(REF)")
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
