@@ -120,7 +120,6 @@ def parse_caption(caption: str) -> CaptionFacts:
     for i, word in enumerate(tokens):
         if word == "background" and i > 0 and tokens[i - 1] in COLOUR_WORDS:
             background = background or tokens[i - 1]
-            colour = size = None  # that colour was the background's, not a shape's
             continue
         if word in SIZE_WORDS:
             size = SIZE_WORDS[word]
