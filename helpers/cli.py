@@ -247,7 +247,7 @@ def diagrams_command(args: argparse.Namespace) -> int:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (any supported format)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint, vocabulary, history")
-    parser.add_argument("--epochs", type=int, help="number of epochs (default: 6 on a CPU, 15 on a GPU)")
+    parser.add_argument("--epochs", type=int, help="number of epochs (default: 4 on a CPU, 15 on a GPU)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the last completed epoch in --out"
