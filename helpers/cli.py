@@ -141,7 +141,7 @@ def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_make_shapes_arguments,
 )
 def make_shapes_command(args: argparse.Namespace) -> int:
-    from helpers.shapes import MARKER, SPLIT_FILES, make_shapes, split_sizes
+    from helpers.shapes import MARKER, SPLIT_FILES, TRUTH_FILE, make_shapes, split_sizes
 
     marker = args.dir / MARKER
     before = marker.stat().st_mtime_ns if marker.exists() else None
@@ -156,6 +156,7 @@ def make_shapes_command(args: argparse.Namespace) -> int:
     print(f"wrote {root}: {args.images} images ({per_split}), {5 * args.images} captions, seed {args.seed}")
     print(f"  images in {root / 'Flicker8k_Dataset'}, captions in {root / 'Flickr8k.token.txt'}")
     print(f"  splits in {', '.join(SPLIT_FILES.values())}")
+    print(f"  each scene's truth (background, shapes, layout) in {root / TRUTH_FILE}")
     print(f"  took {seconds:.1f} s")
     return EXIT_OK
 
