@@ -11,6 +11,10 @@ The result is written in the Flickr8k text layout, so the course reads it with t
     root/Flicker8k_Dataset/scene_000000.jpg ...
     root/Flickr8k.token.txt                  scene_000000.jpg#0<TAB>a large red circle ...
     root/Flickr_8k.trainImages.txt           (and devImages, testImages)
+    root/scenes.jsonl                        {"image": "scene_000000.jpg", "background": "grey", ...}
+
+``scenes.jsonl`` is not part of Flickr8k: it holds the truth about each scene (background, layout and
+every shape's kind, colour, size and centre), so :mod:`helpers.attributes` can check what a caption says.
 
 Everything is deterministic from ``seed``: scene ``i`` depends only on ``(seed, i)``.
 """
@@ -52,6 +56,7 @@ SPLIT_FILES = {
 }
 IMAGE_DIR = "Flicker8k_Dataset"  # spelled as in the real Flickr8k archive
 TOKEN_FILE = "Flickr8k.token.txt"
+TRUTH_FILE = "scenes.jsonl"  # what each image really shows, one JSON object per line
 MARKER = ".complete.json"
 PARTIAL_MARKER = ".partial.json"  # while make_shapes replaces a set: the names it may touch
 
@@ -78,6 +83,22 @@ class Scene:
     background: str
     layout: str
     shapes: tuple[Shape, ...]
+
+
+def scene_record(scene: Scene, image: str) -> dict:
+    """One line of ``scenes.jsonl``: the image's file name and everything in its scene.
+
+    ``{"image": "scene_000000.jpg", "background": "grey", "layout": "horizontal", "shapes": [{"kind":
+    "circle", "colour": "red", "size": "large", "x": 31.2, "y": 66.0}, ...]}`` (centres in pixels,
+    rounded to 0.1).
+    """
+    shapes = [{**asdict(shape), "x": round(shape.x, 1), "y": round(shape.y, 1)} for shape in scene.shapes]
+    return {"image": image, "background": scene.background, "layout": scene.layout, "shapes": shapes}
+
+
+def scene_from_record(record: dict) -> Scene:
+    """The inverse of :func:`scene_record` (the file name is dropped)."""
+    return Scene(record["background"], record["layout"], tuple(Shape(**shape) for shape in record["shapes"]))
 
 
 def random_scene(rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Scene:
@@ -192,7 +213,7 @@ class ShapesConfig:
     images: int = 8000
     seed: int = 0
     image_size: int = IMAGE_SIZE
-    version: int = 2
+    version: int = 3  # 3: scenes.jsonl is written too (images and captions are those of version 2)
 
 
 def split_sizes(images: int) -> dict[str, int]:
@@ -242,7 +263,7 @@ def make_shapes(
     staging = Path(tempfile.mkdtemp(prefix=f"{root.name}.partial-", dir=root.parent))
     try:
         (staging / IMAGE_DIR).mkdir()
-        names, lines = [], []
+        names, lines, truth = [], [], []
         for i in range(images):
             rng = np.random.default_rng([seed, i])
             scene = random_scene(rng)
@@ -250,7 +271,9 @@ def make_shapes(
             render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
             names.append(name)
             lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
+            truth.append(json.dumps(scene_record(scene, name)))
         (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
+        (staging / TRUTH_FILE).write_text("\n".join(truth) + "\n")
 
         start = 0
         for split, count in split_sizes(images).items():
@@ -298,7 +321,7 @@ def _own_names(root: Path) -> list[str] | None:
     A marker written before markers listed their files names the set's usual files. Only plain names
     are taken: a marker edited to name ``../x`` cannot make anything outside ``root`` deleted.
     """
-    default = [IMAGE_DIR, TOKEN_FILE, *SPLIT_FILES.values()]
+    default = [IMAGE_DIR, TOKEN_FILE, *SPLIT_FILES.values()]  # markers older than the truth file
     names: set[str] = set()
     found = False
     for marker in (PARTIAL_MARKER, MARKER):
@@ -326,7 +349,8 @@ def _check_may_write(root: Path, own: list[str] | None, force: bool) -> None:
             f"changed. Choose a new or empty folder such as {root / 'shapes'}, or add --force to write the "
             "set into it next to what is there (nothing there is deleted)"
         )
-    taken = [name for name in (IMAGE_DIR, TOKEN_FILE, *SPLIT_FILES.values()) if (root / name).exists()]
+    names = (IMAGE_DIR, TOKEN_FILE, TRUTH_FILE, *SPLIT_FILES.values())
+    taken = [name for name in names if (root / name).exists()]
     if taken:
         raise ValueError(
             f"{root} already holds {', '.join(taken)}, not written by make-shapes; even with --force "

@@ -33,6 +33,8 @@ def test_make_shapes_reports_what_it_wrote_then_reuses_it(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "wrote small: 8 images (train 6, dev 1, test 1), 40 captions" in first.stdout
     assert len(list((tmp_path / "small" / "Flicker8k_Dataset").glob("*.jpg"))) == 8
+    assert "  each scene's truth (background, shapes, layout) in small/scenes.jsonl" in first.stdout
+    assert len((tmp_path / "small" / "scenes.jsonl").read_text().splitlines()) == 8
 
     second = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)
     assert second.returncode == 0
