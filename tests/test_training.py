@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import training
 from helpers.shapes import make_shapes
 from helpers.training import (
     CHECKPOINT,
@@ -14,6 +15,7 @@ from helpers.training import (
     fit,
     load_checkpoint,
     load_run,
+    make_optimizer,
     use_tf32,
 )
 
@@ -51,6 +53,80 @@ def test_batches_cover_every_example_once_and_never_leave_a_batch_of_one():
     order = batches(33, 16, torch.Generator().manual_seed(0))
     assert sorted(torch.cat(order).tolist()) == list(range(33))
     assert [len(b) for b in order] == [16, 17]
+
+
+@pytest.mark.parametrize("n", [30, 31, 32, 33])
+@pytest.mark.parametrize("world", [2, 3])
+def test_each_rank_gets_its_own_shard_and_together_they_cover_every_example(n, world):
+    """Every process draws the same shuffle (same seed); rank ``r`` must take its own part of it."""
+    shards = [
+        torch.cat(batches(n, 4, torch.Generator().manual_seed(7), rank, world)).tolist()
+        for rank in range(world)
+    ]
+    per_rank = -(-n // world)  # the shuffle is padded by wrapping around, as DistributedSampler does
+    assert [len(shard) for shard in shards] == [per_rank] * world
+    seen = [i for shard in shards for i in shard]
+    assert set(seen) == set(range(n))  # covering
+    assert len(seen) - len(set(seen)) == per_rank * world - n  # disjoint, but for the wrap-around padding
+    assert len({len(batches(n, 4, torch.Generator().manual_seed(7), r, world)) for r in range(world)}) == 1
+
+
+def test_fit_under_torchrun_draws_the_batches_of_its_own_rank(shapes, tmp_path, monkeypatch):
+    """Rank 1 of 2, simulated in one process: the process group calls become no-ops."""
+    calls = []
+
+    def recording_batches(n, batch_size, generator, rank=0, world=1):
+        calls.append((rank, world))
+        return batches(n, batch_size, generator, rank, world)
+
+    monkeypatch.setattr(training, "distributed_context", lambda device: (1, 2, device))
+    monkeypatch.setattr(training, "DistributedDataParallel", lambda module, **_: module)
+    monkeypatch.setattr(training.dist, "barrier", lambda: None)
+    monkeypatch.setattr(training.dist, "all_reduce", lambda tensor: None)
+    monkeypatch.setattr(training, "batches", recording_batches)
+    fit(shapes, tmp_path / "rank1", TrainConfig(**TINY), device="cpu", cache_dir=tmp_path, log=lambda _: None)
+    assert calls == [(1, 2)]
+    assert not (tmp_path / "rank1").exists()  # only rank 0 writes the run
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("mode", ["cached", "fine-tune"])
+def test_the_optimiser_holds_every_trainable_parameter_once(mode):
+    from helpers.training import build_model
+
+    config = TrainConfig(**{**TINY, "mode": mode, "train_backbone": "last"})
+    model = build_model(config, 12)
+    optimizer, _ = make_optimizer(model, config, steps_per_epoch=3)
+    held = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(held) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert len(held) == len(set(held))
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    backbone = [id(p) for p in model.encoder.backbone.parameters() if p.requires_grad]
+    if mode == "cached":
+        assert backbone == [] and len(lrs) == 1
+    else:  # the backbone's group learns backbone_lr_scale times slower
+        assert backbone and {id(p) for p in optimizer.param_groups[1]["params"]} == set(backbone)
+        assert lrs[1] == pytest.approx(lrs[0] * config.backbone_lr_scale)
+
+
+def test_training_lowers_the_loss_and_moves_every_trainable_parameter(shapes, tmp_path):
+    from helpers.training import build_model
+    from helpers.utils import seed_everything
+
+    config = TrainConfig(**{**TINY, "epochs": 3, "batch_size": 8, "lr": 2e-2})
+    result = fit(shapes, tmp_path / "run", config, device="cpu", cache_dir=tmp_path, log=lambda _: None)
+    seed_everything(config.seed)  # fit builds its model right after seeding the same way
+    untrained = _trainable(build_model(config, len(result.vocab)))
+    trained = _trainable(result.model)
+    assert set(trained) == set(untrained)
+    assert {name.split(".")[1] for name in trained} >= {"project", "bn", "embed", "lstm", "linear"}
+    unmoved = [name for name in trained if torch.equal(trained[name], untrained[name])]
+    assert unmoved == []
+    losses = result.history["train_loss"].tolist()
+    assert losses[-1] < losses[0] * 0.9, losses
 
 
 def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
@@ -158,6 +234,9 @@ def test_fine_tuning_changes_the_last_block_and_nothing_before_it(shapes, tmp_pa
     trained = result.model.encoder.backbone
     assert torch.equal(untrained.encoder.backbone[4][0].conv1.weight, trained[4][0].conv1.weight)
     assert not torch.equal(untrained.encoder.backbone[7][0].conv1.weight, trained[7][0].conv1.weight)
+    before, after = _trainable(untrained), _trainable(result.model)
+    assert any(name.startswith("encoder.backbone.7.") for name in after)
+    assert [name for name in after if torch.equal(after[name], before[name])] == []  # head, decoder too
 
 
 def test_tf32_is_switched_on_for_cuda_only():
