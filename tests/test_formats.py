@@ -383,6 +383,19 @@ def test_coco_skips_unknown_image_id_missing_file_and_image_without_captions(tmp
     ]
 
 
+def test_coco_repeated_image_id_keeps_the_first_entry_and_says_so(tmp_path: Path):
+    val = coco_json(
+        [(1, "first.jpg"), (1, "second.jpg"), (2, "other.jpg")], [(10, 1, "A cat ."), (11, 2, "A dog .")]
+    )
+    write_coco(tmp_path, None, val, {"val2017": ["first.jpg", "second.jpg", "other.jpg"]})
+
+    table, skipped = read_coco(tmp_path)
+
+    assert table["image"].tolist() == [str(tmp_path / "val2017" / n) for n in ("first.jpg", "other.jpg")]
+    assert table["caption"].tolist() == ["A cat .", "A dog ."]
+    assert skipped == [Skipped("second.jpg", "repeats an earlier image id; the first entry is kept")]
+
+
 def test_coco_accepts_json_directly_in_root(tmp_path: Path):
     write_coco(
         tmp_path, coco_json([(1, "a.jpg")], [(1, 1, "A cat .")]), None, {"train2017": ["a.jpg"]}, where=""
