@@ -60,7 +60,8 @@ browser-test: install data ## notebooks run in JupyterLab in Chromium; screensho
 		else echo "make browser-test needs Chromium: apt-get install chromium, or CHROMIUM=/path/to/it"; exit 1; fi; }
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[browser]"
 	@status=0; \
-	CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest -m browser tests/test_browser_check.py || status=1; \
+	CHROMIUM="$(CHROMIUM)" BROWSER_TESTS_REQUIRED=1 $(BIN)/python -m pytest -m browser tests/test_browser_check.py \
+		|| status=1; \
 	CHROMIUM="$(CHROMIUM)" $(BIN)/python tools/browser_check.py --timeout $(BROWSER_TIMEOUT) \
 		$(or $(NB),$(NOTEBOOKS)) || status=1; \
 	exit $$status
