@@ -180,3 +180,13 @@ def test_beam_search_with_no_finished_caption_takes_the_best_per_token():
     )
     decoded = beam_search(tree, torch.zeros(1, 1), vocab, beam=2, max_len=2)
     assert decoded.captions == ["b b"]
+
+
+@pytest.mark.parametrize("decode", [greedy_naive, greedy, beam_search])
+def test_decoding_records_no_gradients(setup, decode):
+    decoder, vocab, features = setup
+    grad_modes = []
+    decoder.lstm.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    decode(decoder, features, vocab, max_len=3)
+    assert grad_modes and not any(grad_modes)
+    assert torch.is_grad_enabled()  # and the caller's mode is back afterwards
