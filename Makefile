@@ -22,7 +22,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cf
 export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
-.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets help
+.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets mutation help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -65,6 +65,26 @@ browser-test: install data ## notebooks run in JupyterLab in Chromium; screensho
 	CHROMIUM="$(CHROMIUM)" $(BIN)/python tools/browser_check.py --timeout $(BROWSER_TIMEOUT) \
 		$(or $(NB),$(NOTEBOOKS)) || status=1; \
 	exit $$status
+
+# Mutation testing: mutmut puts one small bug at a time into the functions where a silent bug costs most
+# (the losses, decoding, the caption-file readers, safe extraction, checkpoints, BLEU, sharding and the
+# optimiser's groups) and runs the unit tests that reach each; a mutant that no test notices survives.
+# Configuration (which files, which tests) in pyproject.toml's [tool.mutmut]; results stay in mutants/.
+MUTATION_JOBS ?= 2
+MUTANTS := \
+	'helpers.models.x__cpu_lengths*' 'helpers.models.x_target_mask*' 'helpers.models.x_sequence_loss*' \
+	'helpers.models.x_packed_loss*' 'helpers.models.x_prefix_batch*' 'helpers.models.x_prefix_loss*' \
+	'helpers.decoding.*' 'helpers.metrics.*' \
+	'helpers.formats.x_read_*' 'helpers.formats.x__read_*' 'helpers.formats.x__parse_*' \
+	'helpers.formats.x_kaggle_split*' 'helpers.formats.x__keep_images*' 'helpers.formats.x__table*' \
+	'helpers.download.x__target*' 'helpers.download.x__skipped*' 'helpers.download.x__plan_*' \
+	'helpers.download.x_safe_extract*' 'helpers.download.x__marker*' \
+	'helpers.training.x_batches*' 'helpers.training.x_atomic_save*' 'helpers.training.x_load_checkpoint*' \
+	'helpers.training.x_save_run*' 'helpers.training.x_load_run*' 'helpers.training.x_make_optimizer*'
+mutation: install ## mutation testing (mutmut) of the modules where a silent bug costs most; survivors listed
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	@echo "Survivors (mutmut show NAME for the diff):"
+	@$(BIN)/mutmut results
 
 $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)

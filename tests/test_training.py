@@ -71,6 +71,7 @@ def test_each_rank_gets_its_own_shard_and_together_they_cover_every_example(n, w
     assert len({len(batches(n, 4, torch.Generator().manual_seed(7), r, world)) for r in range(world)}) == 1
 
 
+@pytest.mark.slow
 def test_fit_under_torchrun_draws_the_batches_of_its_own_rank(shapes, tmp_path, monkeypatch):
     """Rank 1 of 2, simulated in one process: the process group calls become no-ops."""
     calls = []
@@ -112,6 +113,7 @@ def test_the_optimiser_holds_every_trainable_parameter_once(mode):
         assert lrs[1] == pytest.approx(lrs[0] * config.backbone_lr_scale)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_moves_every_trainable_parameter(shapes, tmp_path):
     from helpers.training import build_model
     from helpers.utils import seed_everything
@@ -129,6 +131,7 @@ def test_training_lowers_the_loss_and_moves_every_trainable_parameter(shapes, tm
     assert losses[-1] < losses[0] * 0.9, losses
 
 
+@pytest.mark.slow
 def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
     run, result = trained
     assert {p.name for p in run.iterdir()} >= {CHECKPOINT, "vocab.json", "config.json", "history.csv"}
@@ -139,6 +142,7 @@ def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
     assert not result.model.training
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_gives_the_same_model(trained):
     run, result = trained
     model, vocab, config = load_run(run)
@@ -147,12 +151,14 @@ def test_checkpoint_round_trip_gives_the_same_model(trained):
         assert torch.equal(value, model.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_plain_data_only(trained):
     run, _ = trained
     state = torch.load(run / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["vocab"][:4] == ["<pad>", "<start>", "<end>", "<unk>"]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_completed_epoch(shapes, tmp_path):
     config = TrainConfig(**{**TINY, "epochs": 2})
     straight = fit(shapes, tmp_path / "straight", config, device="cpu", log=lambda _: None)
@@ -201,6 +207,85 @@ def test_feature_cache_key_is_the_same_for_relative_and_absolute_paths(shapes, t
     assert _fingerprint(model, absolute[:2], 32) != _fingerprint(model, absolute, 32)
 
 
+def _saved_run(run_dir: Path, hidden_size: int = 16):
+    """A tiny untrained run written by ``save_run`` (no training): what ``fit`` writes after an epoch."""
+    from helpers.training import build_model, save_run
+    from helpers.vocabulary import Vocabulary
+
+    torch.manual_seed(0)
+    config = TrainConfig(**{**TINY, "hidden_size": hidden_size})
+    vocab = Vocabulary(["a", "red", "circle"])
+    model = build_model(config, len(vocab))
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
+    history = [
+        {"epoch": 1, "train_loss": 2.5, "dev_bleu4": 0.125},
+        {"epoch": 2, "train_loss": 2.0, "dev_bleu4": 0.25},
+    ]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_run(run_dir, model, optimizer, scheduler, 2, vocab, config, history, "random")
+    return model, vocab, config, history
+
+
+def test_save_run_then_load_run_gives_back_every_weight_the_vocabulary_and_the_configuration(tmp_path):
+    import pandas as pd
+
+    from helpers.vocabulary import Vocabulary
+
+    model, vocab, config, history = _saved_run(tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert (state["epoch"], state["weights"], state["history"]) == (2, "random", history)
+    assert state["vocab"] == vocab.itos
+    assert state["config"] == json.loads((tmp_path / "run" / "config.json").read_text())
+    assert set(state) >= {"model", "optimizer", "scheduler"}
+    assert Vocabulary.load(tmp_path / "run" / "vocab.json") == vocab
+    assert pd.read_csv(tmp_path / "run" / "history.csv").to_dict("records") == history
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []  # no temporary file
+
+    loaded, loaded_vocab, loaded_config = load_run(tmp_path / "run")
+    assert (loaded_vocab, loaded_config) == (vocab, config)
+    assert not loaded.training
+    expected = model.state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    assert all(torch.equal(loaded.state_dict()[k], expected[k]) for k in expected)
+
+
+def test_load_run_refuses_weights_that_do_not_fit_its_configuration_or_vocabulary(tmp_path):
+    _saved_run(tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    state["config"]["hidden_size"] = 32  # the weights are for 16
+    atomic_save(state, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ValueError, match=r"run: checkpoint does not fit the model its configuration"):
+        load_run(tmp_path / "run")
+    state["config"]["hidden_size"] = 16
+    state["vocab"] = state["vocab"] + ["extra"]
+    atomic_save(state, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ValueError, match=r"run: checkpoint weights are for 7 words, its vocabulary has 8"):
+        load_run(tmp_path / "run")
+
+
+def test_load_checkpoint_names_a_missing_file_and_lists_the_keys_it_needs(tmp_path):
+    with pytest.raises(ValueError, match=r"nothere\.pt: no checkpoint there"):
+        load_checkpoint(tmp_path / "nothere.pt")
+    partial = tmp_path / "partial.pt"
+    atomic_save({"model": {}, "vocab": [], "config": {}}, partial)  # no "epoch"
+    keys = r"\['config', 'epoch', 'model', 'vocab'\]"
+    expected = rf"partial\.pt: not a checkpoint of this course \(expected keys {keys}\)"
+    with pytest.raises(ValueError, match=expected):
+        load_checkpoint(partial)
+    listed = tmp_path / "list.pt"
+    atomic_save(["model", "vocab", "config", "epoch"], listed)  # the keys, but not a dict
+    with pytest.raises(ValueError, match="not a checkpoint of this course"):
+        load_checkpoint(listed)
+
+
+def test_atomic_save_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / CHECKPOINT
+    atomic_save({"epoch": 1}, path)
+    atomic_save({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 2}
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]
+
+
 def test_load_checkpoint_refuses_broken_and_foreign_files(tmp_path):
     truncated = tmp_path / "truncated.pt"
     atomic_save({"model": {}, "vocab": [], "config": {}, "epoch": 1}, truncated)
@@ -217,6 +302,7 @@ def test_load_checkpoint_refuses_broken_and_foreign_files(tmp_path):
         load_checkpoint(pickled)
 
 
+@pytest.mark.slow
 def test_fine_tuning_changes_the_last_block_and_nothing_before_it(shapes, tmp_path):
     torch.manual_seed(0)
     config = TrainConfig(**{**TINY, "mode": "fine-tune", "train_backbone": "last", "batch_size": 32})
