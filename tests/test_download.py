@@ -501,6 +501,19 @@ def test_dotdot_that_stays_inside_dest_is_extracted(tmp_path, kind):
     assert files[0].read_bytes() == b"kept"
 
 
+@pytest.mark.parametrize("kind", [tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE])
+def test_tar_with_special_file_member_is_refused(tmp_path, kind):
+    special = tarfile.TarInfo("images/device")
+    special.type = kind
+    archive = tmp_path / "special.tar.gz"
+    archive.write_bytes(_tar_gz([tarfile.TarInfo("images/a.jpg"), special], {"images/a.jpg": JPEG}))
+
+    expected = r"^special\.tar\.gz holds member 'images/device', which is a special file$"
+    with pytest.raises(UnsafeArchiveError, match=expected):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_tar_gz_with_regular_files_is_extracted(tmp_path):
     folder = tarfile.TarInfo("images")
     folder.type = tarfile.DIRTYPE

@@ -396,6 +396,16 @@ def test_coco_repeated_image_id_keeps_the_first_entry_and_says_so(tmp_path: Path
     assert skipped == [Skipped("second.jpg", "repeats an earlier image id; the first entry is kept")]
 
 
+def test_coco_without_captions_files_names_both_and_where_it_looked(tmp_path: Path):
+    (tmp_path / "annotations").mkdir()
+    expected = (
+        f"No captions_train2017.json or captions_val2017.json in {tmp_path}/annotations or {tmp_path}."
+    )
+    with pytest.raises(DatasetFormatError) as info:
+        read_coco(tmp_path)
+    assert str(info.value) == expected
+
+
 def test_coco_accepts_json_directly_in_root(tmp_path: Path):
     write_coco(
         tmp_path, coco_json([(1, "a.jpg")], [(1, 1, "A cat .")]), None, {"train2017": ["a.jpg"]}, where=""

@@ -36,8 +36,13 @@ def test_percent_scale_like_the_papers():
 
 
 def test_mismatched_lengths_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^1 reference sets for 2 hypotheses$"):
         corpus_bleu_scores([["a"]], ["a", "b"])
+
+
+def test_no_hypothesis_at_all_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match=r"^BLEU needs at least one hypothesis$"):
+        corpus_bleu_scores([], [])
 
 
 def test_corpus_bleu_pools_counts_over_images_and_uses_the_weights_of_each_order():

@@ -55,6 +55,15 @@ def test_batches_cover_every_example_once_and_never_leave_a_batch_of_one():
     assert [len(b) for b in order] == [16, 17]
 
 
+@pytest.mark.parametrize(
+    ("n", "sizes"), [(40, [16, 16, 8]), (17, [17]), (16, [16]), (1, [1]), (2, [2])]
+)
+def test_only_a_last_batch_of_one_joins_the_batch_before_it(n, sizes):
+    order = batches(n, 16, torch.Generator().manual_seed(0))
+    assert [len(b) for b in order] == sizes
+    assert sorted(torch.cat(order).tolist()) == list(range(n))
+
+
 @pytest.mark.parametrize("n", [30, 31, 32, 33])
 @pytest.mark.parametrize("world", [2, 3])
 def test_each_rank_gets_its_own_shard_and_together_they_cover_every_example(n, world):
