@@ -421,6 +421,7 @@ def test_coco_skips_malformed_image_entries_and_annotations_naming_each_and_read
                 {"image_id": 1, "id": 20},  # no caption
                 {"image_id": "1", "caption": "A dog ."},  # no annotation id: named by its position
                 {"image_id": 1, "id": 22, "caption": "A cat ."},
+                {"image_id": 1, "id": 23, "caption": "  \n"},
             ],
         }
     )
@@ -436,6 +437,7 @@ def test_coco_skips_malformed_image_entries_and_annotations_naming_each_and_read
         Skipped("captions_val2017.json annotations[0]", "annotation is not an object"),
         Skipped("captions_val2017.json annotation 20", no_text),
         Skipped("captions_val2017.json annotation [2]", no_text),
+        Skipped("captions_val2017.json annotation 23", "empty caption"),
     ]
 
 
