@@ -190,3 +190,26 @@ def test_decoding_records_no_gradients(setup, decode):
     decode(decoder, features, vocab, max_len=3)
     assert grad_modes and not any(grad_modes)
     assert torch.is_grad_enabled()  # and the caller's mode is back afterwards
+
+
+def test_beam_search_stops_after_max_len_plus_one_steps():
+    """After ``max_len + 1`` steps (here 2) neither "a a" nor "b b" has ended: the better per token, "a a",
+    is the answer (cut to 1 word). One step more would end "b b" and prefer it as finished."""
+    vocab = Vocabulary(["a", "b"])
+    table = {
+        (): {"a": 0.6, "b": 0.4},
+        ("a",): {"a": 0.9},
+        ("b",): {"b": 0.9},
+        ("a", "a"): {"a": 0.9},
+        ("b", "b"): {"<end>": 0.9},
+    }
+    decoded = beam_search(PrefixTree(vocab, table), torch.zeros(1, 1), vocab, beam=2, max_len=1)
+    assert decoded.captions == ["a"]
+
+
+def test_decoding_defaults_are_the_documented_ones():
+    import inspect
+
+    assert inspect.signature(beam_search).parameters["beam"].default == 3
+    for decode in (greedy_naive, greedy, beam_search):
+        assert inspect.signature(decode).parameters["max_len"].default == 20, decode.__name__
