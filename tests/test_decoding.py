@@ -128,13 +128,15 @@ class PrefixTree:
     def step(self, inputs: torch.Tensor, state=None):
         """``inputs [N, 1]`` (a word index, or the image), ``state ([1, N, 1], same)`` → logits [N, V]."""
         if state is None:  # the image: its prediction is never used; the next input is <start>
-            nodes = [self._node(("<image>",))] * inputs.shape[0]
+            # image i's captions are looked up under ("#i", ...) when the table has such keys
+            tags = [f"#{int(x)}" for x in inputs[:, 0]]
+            nodes = [self._node((tag,) if (tag,) in self.table else ()) for tag in tags]
         else:
             nodes = []
             for row in range(inputs.shape[0]):
                 prefix = self.prefixes[int(state[0][0, row, 0])]
                 word = self.vocab.itos[int(inputs[row, 0])]
-                nodes.append(self._node(() if word == "<start>" else prefix + (word,)))
+                nodes.append(self._node(prefix if word == "<start>" else prefix + (word,)))
         hidden = torch.tensor(nodes).view(1, -1, 1)
         if state is None:
             return torch.zeros(inputs.shape[0], self.vocab_size), (hidden, hidden)
@@ -213,3 +215,32 @@ def test_decoding_defaults_are_the_documented_ones():
     assert inspect.signature(beam_search).parameters["beam"].default == 3
     for decode in (greedy_naive, greedy, beam_search):
         assert inspect.signature(decode).parameters["max_len"].default == 20, decode.__name__
+
+
+def test_beam_search_keeps_each_image_with_its_own_states():
+    """Three images in one batch, each with its own probabilities: the answers are "a", "b c" and "c".
+    Beams are reordered every step; mixing up the rows of two images gives one image the other's words."""
+    vocab = Vocabulary(["a", "b", "c"])
+    table = {
+        ("#0",): {"a": 0.7, "b": 0.2},
+        ("#0", "a"): {"<end>": 0.9},
+        ("#0", "b"): {"<end>": 0.9},
+        ("#1",): {"b": 0.7, "a": 0.2},
+        ("#1", "b"): {"c": 0.9},
+        ("#1", "b", "c"): {"<end>": 0.9},
+        ("#1", "a"): {"a": 0.5},
+        ("#2",): {"c": 0.7, "a": 0.2},
+        ("#2", "c"): {"<end>": 0.9},
+        ("#2", "a"): {"<end>": 0.9},
+    }
+    features = torch.tensor([[0.0], [1.0], [2.0]])
+    expected = ["a", "b c", "c"]
+    assert beam_search(PrefixTree(vocab, table), features, vocab, beam=2, max_len=5).captions == expected
+    assert greedy(PrefixTree(vocab, table), features, vocab, max_len=5).captions == expected
+
+
+def test_an_empty_caption_is_scored_per_token_like_any_other():
+    """"<end>" at once: log(0.5) over 1 token = -0.69; "a <end>": log(0.45 × 0.6) / 2 = -0.65 wins."""
+    vocab = Vocabulary(["a", "b"])
+    tree = PrefixTree(vocab, {(): {"<end>": 0.5, "a": 0.45}, ("a",): {"<end>": 0.6}})
+    assert beam_search(tree, torch.zeros(1, 1), vocab, beam=2, max_len=3).captions == ["a"]

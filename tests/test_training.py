@@ -258,6 +258,22 @@ def test_save_run_then_load_run_gives_back_every_weight_the_vocabulary_and_the_c
     assert all(torch.equal(loaded.state_dict()[k], expected[k]) for k in expected)
 
 
+def test_load_run_maps_the_checkpoint_to_the_requested_device(tmp_path, monkeypatch):
+    """A checkpoint saved on a GPU must load on a CPU-only machine: ``torch.load`` gets ``map_location``."""
+    _saved_run(tmp_path / "run")
+    locations = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        locations.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    model, _, _ = load_run(tmp_path / "run", device="cpu")
+    assert locations == ["cpu"]
+    assert next(model.parameters()).device.type == "cpu"
+
+
 def test_load_run_refuses_weights_that_do_not_fit_its_configuration_or_vocabulary(tmp_path):
     _saved_run(tmp_path / "run")
     state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
