@@ -265,13 +265,33 @@ def test_load_run_maps_the_checkpoint_to_the_requested_device(tmp_path, monkeypa
     real_load = torch.load
 
     def recording_load(*args, **kwargs):
-        locations.append(kwargs.get("map_location"))
+        locations.append((kwargs.get("map_location"), kwargs.get("weights_only")))
         return real_load(*args, **kwargs)
 
+    built = []
+    real_build = training.build_model
     monkeypatch.setattr(torch, "load", recording_load)
+    monkeypatch.setattr(training, "build_model", lambda *a, **k: built.append(k) or real_build(*a, **k))
     model, _, _ = load_run(tmp_path / "run", device="cpu")
-    assert locations == ["cpu"]
+    assert locations == [("cpu", True)]  # and never unpickles code, whatever torch's default
+    assert built == [{"weights": "random"}]  # every weight comes from the checkpoint: nothing downloaded
     assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"), [(RuntimeError("first line\nsecond line"), "first line"), (EOFError(), "EOFError")]
+)
+def test_an_unreadable_checkpoint_names_the_first_line_of_its_error(tmp_path, monkeypatch, error, reason):
+    path = tmp_path / CHECKPOINT
+    atomic_save({"epoch": 1}, path)
+
+    def failing_load(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: not a loadable checkpoint ({reason})"
 
 
 def test_load_run_refuses_weights_that_do_not_fit_its_configuration_or_vocabulary(tmp_path):
