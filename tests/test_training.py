@@ -122,6 +122,24 @@ def test_the_optimiser_holds_every_trainable_parameter_once(mode):
         assert lrs[1] == pytest.approx(lrs[0] * config.backbone_lr_scale)
 
 
+def test_the_one_cycle_schedule_spans_every_step_and_peaks_at_a_quarter():
+    from helpers.training import build_model
+
+    config = TrainConfig(**{**TINY, "epochs": 2})
+    model = build_model(config, 12)
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=19)
+    assert scheduler.total_steps == (19 + 1) * 2  # one spare step per epoch, never fewer than fit takes
+    lrs = []
+    for _ in range(19 * 2):  # what fit steps: no "stepped too many times" error
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert max(range(len(lrs)), key=lrs.__getitem__) == 8  # peak at step 0.25 × 40 − 1 = 9 (index 8)
+    assert max(lrs) == pytest.approx(config.lr)
+    _, short = make_optimizer(model, config, steps_per_epoch=1)
+    assert short.total_steps == 8  # OneCycleLR needs a few steps to build its two phases
+
+
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_moves_every_trainable_parameter(shapes, tmp_path):
     from helpers.training import build_model
