@@ -244,3 +244,19 @@ def test_an_empty_caption_is_scored_per_token_like_any_other():
     vocab = Vocabulary(["a", "b"])
     tree = PrefixTree(vocab, {(): {"<end>": 0.5, "a": 0.45}, ("a",): {"<end>": 0.6}})
     assert beam_search(tree, torch.zeros(1, 1), vocab, beam=2, max_len=3).captions == ["a"]
+
+
+def test_beam_search_keeps_three_captions_and_twenty_words_by_default(setup):
+    """Four first words; only the fourth ("d") leads to a likely caption. Three beams never keep it."""
+    vocab = Vocabulary(["a", "b", "c", "d"])
+    table = {
+        (): {"a": 0.3, "b": 0.25, "c": 0.24, "d": 0.21},
+        **{(w,): {"<end>": 0.2} for w in "abc"},
+        ("d",): {"<end>": 1.0},
+    }
+    assert beam_search(PrefixTree(vocab, table), torch.zeros(1, 1), vocab).captions == ["a"]
+    assert beam_search(PrefixTree(vocab, table), torch.zeros(1, 1), vocab, beam=4).captions == ["d"]
+    decoder, vocab, features = setup
+    with torch.no_grad():
+        decoder.linear.bias[vocab.end_id] = -1e4  # never ends: every caption runs to max_len
+    assert {len(ids) for ids in beam_search(decoder, features[:2], vocab).ids} == {20}

@@ -290,8 +290,8 @@ def test_load_run_maps_the_checkpoint_to_the_requested_device(tmp_path, monkeypa
     real_build = training.build_model
     monkeypatch.setattr(torch, "load", recording_load)
     monkeypatch.setattr(training, "build_model", lambda *a, **k: built.append(k) or real_build(*a, **k))
-    model, _, _ = load_run(tmp_path / "run", device="cpu")
-    assert locations == [("cpu", True)]  # and never unpickles code, whatever torch's default
+    model, _, _ = load_run(tmp_path / "run", device=torch.device("cpu"))
+    assert locations == [(torch.device("cpu"), True)]  # the caller's device; never unpickles code
     assert built == [{"weights": "random"}]  # every weight comes from the checkpoint: nothing downloaded
     assert next(model.parameters()).device.type == "cpu"
 
