@@ -335,6 +335,9 @@ def test_load_checkpoint_names_a_missing_file_and_lists_the_keys_it_needs(tmp_pa
     expected = rf"partial\.pt: not a checkpoint of this course \(expected keys {keys}\)"
     with pytest.raises(ValueError, match=expected):
         load_checkpoint(partial)
+    exact = tmp_path / "exact.pt"
+    atomic_save({"model": {}, "vocab": [], "config": {}, "epoch": 1}, exact)  # the needed keys, no more
+    assert load_checkpoint(exact) == {"model": {}, "vocab": [], "config": {}, "epoch": 1}
     listed = tmp_path / "list.pt"
     atomic_save(["model", "vocab", "config", "epoch"], listed)  # the keys, but not a dict
     with pytest.raises(ValueError, match="not a checkpoint of this course"):
