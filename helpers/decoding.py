@@ -34,7 +34,6 @@ def _finish(rows: torch.Tensor, vocab: Vocabulary, max_len: int) -> Decoded:
     return Decoded(ids, [" ".join(vocab.itos[i] for i in words) for words in ids])
 
 
-@torch.no_grad()
 def greedy_naive(
     decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = 20
 ) -> Decoded:
@@ -44,21 +43,21 @@ def greedy_naive(
     the last prediction, so a caption of ``n`` words costs about ``n² / 2`` LSTM steps. Stops when every
     caption has produced ``<end>``, or after ``max_len`` words.
     """
-    batch = features.shape[0]
-    sequence = torch.full((batch, 1), vocab.start_id, dtype=torch.long, device=features.device)
-    ended = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    for _ in range(max_len + 1):
-        lengths = [sequence.shape[1]] * batch
-        logits = decoder(features, sequence, lengths)  # [B, t+2, V]: all positions, again
-        word = logits[:, -1].argmax(dim=-1)
-        sequence = torch.cat([sequence, word.unsqueeze(1)], dim=1)
-        ended |= word == vocab.end_id
-        if ended.all():
-            break
-    return _finish(sequence[:, 1:], vocab, max_len)
+    with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
+        batch = features.shape[0]
+        sequence = torch.full((batch, 1), vocab.start_id, dtype=torch.long, device=features.device)
+        ended = torch.zeros(batch, dtype=torch.bool, device=features.device)
+        for _ in range(max_len + 1):
+            lengths = [sequence.shape[1]] * batch
+            logits = decoder(features, sequence, lengths)  # [B, t+2, V]: all positions, again
+            word = logits[:, -1].argmax(dim=-1)
+            sequence = torch.cat([sequence, word.unsqueeze(1)], dim=1)
+            ended |= word == vocab.end_id
+            if ended.all():
+                break
+        return _finish(sequence[:, 1:], vocab, max_len)
 
 
-@torch.no_grad()
 def greedy(decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = 20) -> Decoded:
     """Greedy decoding with the LSTM state carried from step to step: one LSTM step per word.
 
@@ -66,21 +65,21 @@ def greedy(decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_l
     already had), in about ``n`` steps instead of ``n² / 2``. A caption that never says ``<end>`` stops
     after ``max_len`` words.
     """
-    _, state = decoder.step(features)  # the image is the first input; its prediction is <start>
-    word = torch.full((features.shape[0],), vocab.start_id, dtype=torch.long, device=features.device)
-    ended = torch.zeros_like(word, dtype=torch.bool)
-    words = []
-    for _ in range(max_len + 1):
-        logits, state = decoder.step(decoder.embed(word), state)
-        word = logits.argmax(dim=-1)
-        words.append(word)
-        ended |= word == vocab.end_id
-        if ended.all():
-            break
-    return _finish(torch.stack(words, dim=1), vocab, max_len)
+    with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
+        _, state = decoder.step(features)  # the image is the first input; its prediction is <start>
+        word = torch.full((features.shape[0],), vocab.start_id, dtype=torch.long, device=features.device)
+        ended = torch.zeros_like(word, dtype=torch.bool)
+        words = []
+        for _ in range(max_len + 1):
+            logits, state = decoder.step(decoder.embed(word), state)
+            word = logits.argmax(dim=-1)
+            words.append(word)
+            ended |= word == vocab.end_id
+            if ended.all():
+                break
+        return _finish(torch.stack(words, dim=1), vocab, max_len)
 
 
-@torch.no_grad()
 def beam_search(
     decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, beam: int = 3, max_len: int = 20
 ) -> Decoded:
@@ -91,40 +90,39 @@ def beam_search(
     answer is the finished caption with the best log-probability per token (so long captions are not
     punished for having more words). ``beam=1`` is greedy decoding.
     """
-    batch, vocab_size = features.shape[0], decoder.vocab_size
-    device = features.device
-    _, (h, c) = decoder.step(features)
-    h, c = h.repeat_interleave(beam, dim=1), c.repeat_interleave(beam, dim=1)  # [L, B*k, H]
-    scores = torch.full((batch, beam), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: let only the first one expand at step one
-    tokens = torch.full((batch, beam, 0), vocab.end_id, dtype=torch.long, device=device)
-    lengths = torch.zeros(batch, beam, device=device)
-    ended = torch.zeros(batch, beam, dtype=torch.bool, device=device)
-    word = torch.full((batch * beam,), vocab.start_id, dtype=torch.long, device=device)
-    for _ in range(max_len + 1):
-        logits, (h, c) = decoder.step(decoder.embed(word), (h, c))
-        log_probs = logits.log_softmax(dim=-1).view(batch, beam, vocab_size)
-        # an ended caption may only "continue" with <end> at no cost, so it keeps its score
-        frozen = torch.full_like(log_probs, float("-inf"))
-        frozen[..., vocab.end_id] = 0.0
-        log_probs = torch.where(ended.unsqueeze(-1), frozen, log_probs)
-        candidates = (scores.unsqueeze(-1) + log_probs).view(batch, beam * vocab_size)
-        scores, flat = candidates.topk(beam, dim=-1)  # [B, k]
-        origin, word_bk = flat // vocab_size, flat % vocab_size
-        tokens = torch.cat(
-            [tokens.gather(1, origin.unsqueeze(-1).expand(-1, -1, tokens.shape[2])), word_bk.unsqueeze(-1)],
-            dim=-1,
-        )
-        was_ended = ended.gather(1, origin)
-        lengths = lengths.gather(1, origin) + (~was_ended).float()
-        ended = was_ended | (word_bk == vocab.end_id)
-        rows = (origin + torch.arange(batch, device=device).unsqueeze(1) * beam).view(-1)
-        h, c = h[:, rows], c[:, rows]
-        word = word_bk.view(-1)
-        if ended.all():
-            break
-    # prefer finished captions; among them the best average log-probability per token
-    normalised = scores / lengths.clamp(min=1) + torch.where(ended, 0.0, float("-inf"))
-    normalised = torch.where(ended.any(dim=1, keepdim=True), normalised, scores / lengths.clamp(min=1))
-    best = normalised.argmax(dim=1)
-    return _finish(tokens[torch.arange(batch, device=device), best], vocab, max_len)
+    with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
+        batch, vocab_size = features.shape[0], decoder.vocab_size
+        device = features.device
+        _, (h, c) = decoder.step(features)
+        h, c = h.repeat_interleave(beam, dim=1), c.repeat_interleave(beam, dim=1)  # [L, B*k, H]
+        scores = torch.full((batch, beam), float("-inf"), device=device)
+        scores[:, 0] = 0.0  # all beams start identical: let only the first one expand at step one
+        tokens = torch.full((batch, beam, 0), vocab.end_id, dtype=torch.long, device=device)
+        lengths = torch.zeros(batch, beam, device=device)
+        ended = torch.zeros(batch, beam, dtype=torch.bool, device=device)
+        word = torch.full((batch * beam,), vocab.start_id, dtype=torch.long, device=device)
+        for _ in range(max_len + 1):
+            logits, (h, c) = decoder.step(decoder.embed(word), (h, c))
+            log_probs = logits.log_softmax(dim=-1).view(batch, beam, vocab_size)
+            # an ended caption may only "continue" with <end> at no cost, so it keeps its score
+            frozen = torch.full_like(log_probs, float("-inf"))
+            frozen[..., vocab.end_id] = 0.0
+            log_probs = torch.where(ended.unsqueeze(-1), frozen, log_probs)
+            candidates = (scores.unsqueeze(-1) + log_probs).view(batch, beam * vocab_size)
+            scores, flat = candidates.topk(beam, dim=-1)  # [B, k]
+            origin, word_bk = flat // vocab_size, flat % vocab_size
+            kept = tokens.gather(1, origin.unsqueeze(-1).expand(-1, -1, tokens.shape[2]))
+            tokens = torch.cat([kept, word_bk.unsqueeze(-1)], dim=-1)
+            was_ended = ended.gather(1, origin)
+            lengths = lengths.gather(1, origin) + (~was_ended).float()
+            ended = was_ended | (word_bk == vocab.end_id)
+            rows = (origin + torch.arange(batch, device=device).unsqueeze(1) * beam).view(-1)
+            h, c = h[:, rows], c[:, rows]
+            word = word_bk.view(-1)
+            if ended.all():
+                break
+        # prefer finished captions; among them the best average log-probability per token
+        normalised = scores / lengths.clamp(min=1) + torch.where(ended, 0.0, float("-inf"))
+        normalised = torch.where(ended.any(dim=1, keepdim=True), normalised, scores / lengths.clamp(min=1))
+        best = normalised.argmax(dim=1)
+        return _finish(tokens[torch.arange(batch, device=device), best], vocab, max_len)

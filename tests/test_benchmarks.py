@@ -1,4 +1,7 @@
-"""The benchmark's code paths at toy size, so they cannot rot. No timing assertions: machines vary."""
+"""The benchmark's code paths at toy size, so they cannot rot. No timing assertions: machines vary.
+
+The arithmetic is checked with made-up timings: every ratio must be median(A) / median(B).
+"""
 
 import importlib.util
 import json
@@ -48,7 +51,14 @@ POSITIVE_KEYS = [
     "loss_speedup_packed_vs_prefix",
     "decode_speedup_batched_vs_naive",
     "decode_naive_s",
+    "decode_carried_s",
+    "decode_naive_batched_s",
     "decode_batched_s",
+    "decode_speedup_state_one_by_one",
+    "decode_speedup_batching_naive",
+    "decode_speedup_state_batched",
+    "decode_speedup_batching_carried",
+    "train_cached_extract_cold_s",
     "encoder_img_s_fp32",
     "encoder_img_s_channels_last",
     "flickr_decoder_captions_s",
@@ -185,3 +195,67 @@ def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(
     earlier = tmp_path / "bench.json"
     earlier.write_text(json.dumps({"mode": "quick", "wall_s": 1.0}))
     assert bench.written_by_run(earlier) and not bench.written_by_run(notes)
+
+
+# Each side's made-up repetitions: median 2 × base, mean 7/3 × base, minimum 1 × base, so that a ratio
+# of means, minima or first samples comes out different from the ratio of medians.
+FAKE_BASE = {
+    "textbook": 900.0,
+    "cached": 7.0,
+    "extract": 60.0,
+    "prefix": 50.0,
+    "full": 5.0,
+    "packed": 4.0,
+    "naive": 300.0,
+    "carried": 170.0,
+    "naive_batched": 45.0,
+    "batched": 6.0,
+    "fp32": 11.0,
+    "channels_last": 9.0,
+}
+
+
+def test_every_ratio_is_the_median_of_one_side_over_the_median_of_the_other(bench, shapes, monkeypatch):
+    def fake_compare(sides, repeats, device):
+        for side in sides:
+            side.warmup = side.run = None  # nothing is timed for real
+        samples = {side.name: [FAKE_BASE[side.name] * f for f in (1.0, 4.0, 2.0)] for side in sides}
+        return samples, dict.fromkeys(samples)
+
+    monkeypatch.setattr(bench, "compare", fake_compare)
+    sizes = bench.Sizes(**{**TOY, "repeats": 3})
+    result = bench.run_benchmarks(sizes, shapes, torch.device("cpu"), log=lambda _: None)
+    m = {name: 2.0 * base for name, base in FAKE_BASE.items()}  # the medians
+    amortised = m["cached"] + m["extract"] / sizes.epochs
+    expected = {
+        "train_speedup_cached_vs_textbook": m["textbook"] / m["cached"],
+        "train_speedup_cached_vs_textbook_per_epoch": m["textbook"] / m["cached"],
+        "train_speedup_cached_vs_textbook_amortised": m["textbook"] / amortised,
+        "loss_speedup_full_vs_prefix": m["prefix"] / m["full"],
+        "loss_speedup_packed_vs_prefix": m["prefix"] / m["packed"],
+        "decode_speedup_batched_vs_naive": m["naive"] / m["batched"],
+        "decode_speedup_state_one_by_one": m["naive"] / m["carried"],
+        "decode_speedup_batching_naive": m["naive"] / m["naive_batched"],
+        "decode_speedup_state_batched": m["naive_batched"] / m["batched"],
+        "decode_speedup_batching_carried": m["carried"] / m["batched"],
+    }
+    assert {key for key in result if "_speedup_" in key} == set(expected)  # a new ratio needs a line here
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value), key
+    assert result["train_cached_extract_s"] == m["extract"]
+    assert result["train_cached_amortised_epoch_s"] == pytest.approx(amortised)
+    assert result["train_amortised_over_epochs"] == sizes.epochs
+    assert result["encoder_img_s_fp32"] == pytest.approx(sizes.encoder_batch / m["fp32"])
+    text = bench.table(result)
+    for key in expected:
+        if key != "train_speedup_cached_vs_textbook_per_epoch":  # the headline key's value, printed once
+            assert f"{result[key]:.1f}x" in text, key
+
+
+def test_help_and_readme_say_training_is_compared_at_the_design_size(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    assert "64 px" not in capsys.readouterr().out
+    assert bench.Sizes().image_size == 224
+    how = (RUN.parent / "README.md").read_text().split("## How it measures")[1].split("## The comparisons")[0]
+    assert "training images at the design's 224 px on every device" in how

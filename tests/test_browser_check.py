@@ -5,7 +5,8 @@ on stderr, a figure, the real decoding explorer) and three broken ones: a cell t
 whose model does not exist, and an explorer whose "next word" button does nothing.
 
 These tests drive a real Chromium (``make browser-test`` installs it); without Chromium or playwright
-they are skipped.
+they are skipped, except under ``BROWSER_TESTS_REQUIRED=1`` (``make browser-test`` sets it): then they
+fail.
 """
 
 from __future__ import annotations
@@ -26,16 +27,31 @@ from PIL import Image
 CHECKER = Path(__file__).resolve().parents[1] / "tools" / "browser_check.py"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (make browser-test installs it)"
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None or importlib.util.find_spec("jupyterlab") is None,
-        reason="playwright or jupyterlab is not installed (make browser-test installs them)",
-    ),
-]
+pytestmark = pytest.mark.browser
+
+# make browser-test sets this: there, a missing Chromium or playwright fails the tests instead of
+# skipping them, so that a run that checked nothing cannot look green.
+REQUIRED = os.environ.get("BROWSER_TESTS_REQUIRED") == "1"
+
+
+def missing_browser() -> str | None:
+    """Why these tests cannot run here, or None when they can."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (make browser-test installs it)"
+    if importlib.util.find_spec("playwright") is None or importlib.util.find_spec("jupyterlab") is None:
+        return "playwright or jupyterlab is not installed (make browser-test installs them)"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_available():
+    """Skip without a browser; fail instead under ``BROWSER_TESTS_REQUIRED=1`` (make browser-test)."""
+    reason = missing_browser()
+    if reason and REQUIRED:
+        pytest.fail(f"BROWSER_TESTS_REQUIRED=1 but {reason}", pytrace=False)
+    if reason:
+        pytest.skip(reason)
+
 
 # The real decoding explorer (helpers/widgets.py) on an untrained model and two plain images: the
 # checker reads its parts from the page, so this fails if the explorer's page and the checker disagree.

@@ -95,3 +95,168 @@ def test_beam_search_finds_a_more_probable_caption_than_greedy():
     features = torch.zeros(2, 1)
     assert greedy(toy, features, vocab, max_len=5).captions == ["x z"] * 2  # 0.55 * 0.34 = 0.187
     assert beam_search(toy, features, vocab, beam=2, max_len=5).captions == ["y"] * 2  # 0.45 * 1.0
+
+
+class PrefixTree:
+    """A stand-in decoder whose next-word probabilities depend on the whole caption so far.
+
+    ``table`` maps a prefix (a tuple of words, ``<start>`` left out) to ``{word: probability}``; the
+    probability left over is spread evenly over every other token, so no score is ``-inf``. The hidden
+    state carries the index of the prefix, which is how beam search's reordering of states is checked too.
+    """
+
+    def __init__(self, vocab: Vocabulary, table: dict[tuple[str, ...], dict[str, float]]):
+        self.vocab, self.table, self.vocab_size = vocab, table, len(vocab)
+        self.prefixes: list[tuple[str, ...]] = []
+
+    def _node(self, prefix: tuple[str, ...]) -> float:
+        if prefix not in self.prefixes:
+            self.prefixes.append(prefix)
+        return float(self.prefixes.index(prefix))
+
+    def _log_probs(self, prefix: tuple[str, ...]) -> torch.Tensor:
+        given = {self.vocab.stoi[w]: p for w, p in self.table.get(prefix, {}).items()}
+        rest = (1.0 - sum(given.values())) / (self.vocab_size - len(given))
+        probs = torch.full((self.vocab_size,), rest)
+        for index, p in given.items():
+            probs[index] = p
+        return probs.log()
+
+    def embed(self, word: torch.Tensor) -> torch.Tensor:
+        return word.float().unsqueeze(1)  # [N] → [N, 1]
+
+    def step(self, inputs: torch.Tensor, state=None):
+        """``inputs [N, 1]`` (a word index, or the image), ``state ([1, N, 1], same)`` → logits [N, V]."""
+        if state is None:  # the image: its prediction is never used; the next input is <start>
+            # image i's captions are looked up under ("#i", ...) when the table has such keys
+            tags = [f"#{int(x)}" for x in inputs[:, 0]]
+            nodes = [self._node((tag,) if (tag,) in self.table else ()) for tag in tags]
+        else:
+            nodes = []
+            for row in range(inputs.shape[0]):
+                prefix = self.prefixes[int(state[0][0, row, 0])]
+                word = self.vocab.itos[int(inputs[row, 0])]
+                nodes.append(self._node(prefix if word == "<start>" else prefix + (word,)))
+        hidden = torch.tensor(nodes).view(1, -1, 1)
+        if state is None:
+            return torch.zeros(inputs.shape[0], self.vocab_size), (hidden, hidden)
+        logits = torch.stack([self._log_probs(self.prefixes[int(n)]) for n in nodes])
+        return logits, (hidden, hidden)
+
+
+def test_beam_search_ranks_finished_captions_by_log_probability_per_token():
+    """Total log-probability prefers "a" (0.6 × 0.6 = 0.36 > 0.35 × 0.9 × 0.9 = 0.28), but per token
+    "b c" wins: log(0.36) / 2 = -0.51 < log(0.2835) / 3 = -0.42 (each caption's ``<end>`` counts)."""
+    vocab = Vocabulary(["a", "b", "c"])
+    tree = PrefixTree(
+        vocab,
+        {(): {"a": 0.6, "b": 0.35}, ("a",): {"<end>": 0.6}, ("b",): {"c": 0.9}, ("b", "c"): {"<end>": 0.9}},
+    )
+    features = torch.zeros(2, 1)
+    assert greedy(tree, features, vocab, max_len=5).captions == ["a"] * 2
+    assert beam_search(tree, features, vocab, beam=2, max_len=5).captions == ["b c"] * 2
+
+
+def test_beam_search_prefers_a_finished_caption_to_a_likelier_unfinished_one():
+    """At ``max_len`` the beam holds "b b b" (never ended, log-probability -0.71, -0.24 per token) and
+    "a <end>" (-0.80, -0.40 per token): the finished caption is the answer, although it scores lower."""
+    vocab = Vocabulary(["a", "b"])
+    table = {(): {"a": 0.5, "b": 0.5}, ("a",): {"<end>": 0.9}, ("b",): {"b": 0.99}, ("b", "b"): {"b": 0.99}}
+    tree = PrefixTree(vocab, table)
+    features = torch.zeros(3, 1)
+    assert beam_search(tree, features, vocab, beam=2, max_len=2).captions == ["a"] * 3
+
+
+def test_beam_search_with_no_finished_caption_takes_the_best_per_token():
+    """No caption ends within ``max_len``: the best per-token score wins, cut to ``max_len`` words."""
+    vocab = Vocabulary(["a", "b"])
+    tree = PrefixTree(
+        vocab,
+        {
+            (): {"a": 0.6, "b": 0.4},
+            ("a",): {"a": 0.5, "b": 0.4},
+            ("a", "a"): {"a": 0.9},
+            ("b",): {"b": 0.99},
+            ("b", "b"): {"b": 0.99},
+        },
+    )
+    decoded = beam_search(tree, torch.zeros(1, 1), vocab, beam=2, max_len=2)
+    assert decoded.captions == ["b b"]
+
+
+@pytest.mark.parametrize("decode", [greedy_naive, greedy, beam_search])
+def test_decoding_records_no_gradients(setup, decode):
+    decoder, vocab, features = setup
+    grad_modes = []
+    decoder.lstm.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    decode(decoder, features, vocab, max_len=3)
+    assert grad_modes and not any(grad_modes)
+    assert torch.is_grad_enabled()  # and the caller's mode is back afterwards
+
+
+def test_beam_search_stops_after_max_len_plus_one_steps():
+    """After ``max_len + 1`` steps (here 2) neither "a a" nor "b b" has ended: the better per token, "a a",
+    is the answer (cut to 1 word). One step more would end "b b" and prefer it as finished."""
+    vocab = Vocabulary(["a", "b"])
+    table = {
+        (): {"a": 0.6, "b": 0.4},
+        ("a",): {"a": 0.9},
+        ("b",): {"b": 0.9},
+        ("a", "a"): {"a": 0.9},
+        ("b", "b"): {"<end>": 0.9},
+    }
+    decoded = beam_search(PrefixTree(vocab, table), torch.zeros(1, 1), vocab, beam=2, max_len=1)
+    assert decoded.captions == ["a"]
+
+
+def test_decoding_defaults_are_the_documented_ones():
+    import inspect
+
+    assert inspect.signature(beam_search).parameters["beam"].default == 3
+    for decode in (greedy_naive, greedy, beam_search):
+        assert inspect.signature(decode).parameters["max_len"].default == 20, decode.__name__
+
+
+def test_beam_search_keeps_each_image_with_its_own_states():
+    """Three images in one batch, each with its own probabilities: the answers are "a", "b c" and "c".
+    Beams are reordered every step; mixing up the rows of two images gives one image the other's words."""
+    vocab = Vocabulary(["a", "b", "c"])
+    table = {
+        ("#0",): {"a": 0.7, "b": 0.2},
+        ("#0", "a"): {"<end>": 0.9},
+        ("#0", "b"): {"<end>": 0.9},
+        ("#1",): {"b": 0.7, "a": 0.2},
+        ("#1", "b"): {"c": 0.9},
+        ("#1", "b", "c"): {"<end>": 0.9},
+        ("#1", "a"): {"a": 0.5},
+        ("#2",): {"c": 0.7, "a": 0.2},
+        ("#2", "c"): {"<end>": 0.9},
+        ("#2", "a"): {"<end>": 0.9},
+    }
+    features = torch.tensor([[0.0], [1.0], [2.0]])
+    expected = ["a", "b c", "c"]
+    assert beam_search(PrefixTree(vocab, table), features, vocab, beam=2, max_len=5).captions == expected
+    assert greedy(PrefixTree(vocab, table), features, vocab, max_len=5).captions == expected
+
+
+def test_an_empty_caption_is_scored_per_token_like_any_other():
+    """"<end>" at once: log(0.5) over 1 token = -0.69; "a <end>": log(0.45 × 0.6) / 2 = -0.65 wins."""
+    vocab = Vocabulary(["a", "b"])
+    tree = PrefixTree(vocab, {(): {"<end>": 0.5, "a": 0.45}, ("a",): {"<end>": 0.6}})
+    assert beam_search(tree, torch.zeros(1, 1), vocab, beam=2, max_len=3).captions == ["a"]
+
+
+def test_beam_search_keeps_three_captions_and_twenty_words_by_default(setup):
+    """Four first words; only the fourth ("d") leads to a likely caption. Three beams never keep it."""
+    vocab = Vocabulary(["a", "b", "c", "d"])
+    table = {
+        (): {"a": 0.3, "b": 0.25, "c": 0.24, "d": 0.21},
+        **{(w,): {"<end>": 0.2} for w in "abc"},
+        ("d",): {"<end>": 1.0},
+    }
+    assert beam_search(PrefixTree(vocab, table), torch.zeros(1, 1), vocab).captions == ["a"]
+    assert beam_search(PrefixTree(vocab, table), torch.zeros(1, 1), vocab, beam=4).captions == ["d"]
+    decoder, vocab, features = setup
+    with torch.no_grad():
+        decoder.linear.bias[vocab.end_id] = -1e4  # never ends: every caption runs to max_len
+    assert {len(ids) for ids in beam_search(decoder, features[:2], vocab).ids} == {20}

@@ -431,7 +431,8 @@ def test_zip_member_with_absolute_path_is_refused(tmp_path):
     archive = tmp_path / "abs.zip"
     archive.write_bytes(_zip({str(outside): b"pwned"}))
 
-    with pytest.raises(UnsafeArchiveError, match="abs.zip.*absolute"):
+    expected = r"abs\.zip holds member '.*', which has an absolute or Windows path$"
+    with pytest.raises(UnsafeArchiveError, match=expected):
         safe_extract(archive, tmp_path / "out")
     assert not outside.exists()
     assert not (tmp_path / "out").exists()
@@ -483,6 +484,59 @@ def test_tar_with_link_member_is_refused(tmp_path, kind):
     with pytest.raises(UnsafeArchiveError, match="links.tar.gz.*'images/b.jpg'.*link"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # a.jpg, listed first, was not written either
+
+
+def _archive(kind: str, members: dict[str, bytes]) -> bytes:
+    """A zip or a tar.gz, in memory, holding ``members`` (name → bytes), in that order."""
+    if kind == "zip":
+        return _zip(members)
+    return _tar_gz([tarfile.TarInfo(name) for name in members], members)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_member_climbing_out_of_dest_is_refused_for_both_archive_kinds(tmp_path, kind):
+    archive = tmp_path / f"evil.{kind}"
+    archive.write_bytes(_archive(kind, {"ok.txt": b"fine", "../evil.txt": b"pwned"}))
+    before = _tree(tmp_path)
+
+    with pytest.raises(UnsafeArchiveError, match=rf"evil\.{kind}.*'\.\./evil\.txt'.*outside"):
+        safe_extract(archive, tmp_path / "out")
+    assert _tree(tmp_path) == before  # nothing outside, and not even ok.txt inside
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_sibling_folder_sharing_the_dest_name_prefix_is_outside(tmp_path, kind):
+    # "../out_evil/x" resolves to <tmp>/out_evil/x, whose path *string* starts with "<tmp>/out":
+    # a containment check by string prefix lets it through; a check by path components does not.
+    archive = tmp_path / f"prefix.{kind}"
+    archive.write_bytes(_archive(kind, {"../out_evil/x.txt": b"pwned"}))
+
+    with pytest.raises(UnsafeArchiveError, match=rf"prefix\.{kind}.*'\.\./out_evil/x\.txt'.*outside"):
+        safe_extract(archive, tmp_path / "out")
+    assert _tree(tmp_path) == {f"prefix.{kind}"}
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_dotdot_that_stays_inside_dest_is_extracted(tmp_path, kind):
+    archive = tmp_path / f"inside.{kind}"
+    archive.write_bytes(_archive(kind, {"a/../b.txt": b"kept"}))
+
+    files = safe_extract(archive, tmp_path / "out")
+    assert files == [tmp_path / "out" / "b.txt"]
+    assert files[0].read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("kind", [tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE])
+def test_tar_with_special_file_member_is_refused(tmp_path, kind):
+    special = tarfile.TarInfo("images/device")
+    special.type = kind
+    archive = tmp_path / "special.tar.gz"
+    archive.write_bytes(_tar_gz([tarfile.TarInfo("images/a.jpg"), special], {"images/a.jpg": JPEG}))
+
+    expected = r"^special\.tar\.gz holds member 'images/device', which is a special file$"
+    with pytest.raises(UnsafeArchiveError, match=expected):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_tar_gz_with_regular_files_is_extracted(tmp_path):

@@ -383,6 +383,64 @@ def test_coco_skips_unknown_image_id_missing_file_and_image_without_captions(tmp
     ]
 
 
+def test_coco_repeated_image_id_keeps_the_first_entry_and_says_so(tmp_path: Path):
+    val = coco_json(
+        [(1, "first.jpg"), (1, "second.jpg"), (2, "other.jpg")], [(10, 1, "A cat ."), (11, 2, "A dog .")]
+    )
+    write_coco(tmp_path, None, val, {"val2017": ["first.jpg", "second.jpg", "other.jpg"]})
+
+    table, skipped = read_coco(tmp_path)
+
+    assert table["image"].tolist() == [str(tmp_path / "val2017" / n) for n in ("first.jpg", "other.jpg")]
+    assert table["caption"].tolist() == ["A cat .", "A dog ."]
+    assert skipped == [Skipped("second.jpg", "repeats an earlier image id; the first entry is kept")]
+
+
+def test_coco_without_captions_files_names_both_and_where_it_looked(tmp_path: Path):
+    (tmp_path / "annotations").mkdir()
+    expected = (
+        f"No captions_train2017.json or captions_val2017.json in {tmp_path}/annotations or {tmp_path}."
+    )
+    with pytest.raises(DatasetFormatError) as info:
+        read_coco(tmp_path)
+    assert str(info.value) == expected
+
+
+def test_coco_skips_malformed_image_entries_and_annotations_naming_each_and_reads_the_rest(tmp_path: Path):
+    val = json.dumps(
+        {
+            "images": [
+                "not an object",
+                {"id": "7", "file_name": "s.jpg"},  # an id that is not a number
+                {"id": 8},  # no file name
+                {"id": 9, "file_name": "   "},  # a blank one
+                {"id": 1, "file_name": "a.jpg"},
+            ],
+            "annotations": [
+                "not an object",
+                {"image_id": 1, "id": 20},  # no caption
+                {"image_id": "1", "caption": "A dog ."},  # no annotation id: named by its position
+                {"image_id": 1, "id": 22, "caption": "A cat ."},
+                {"image_id": 1, "id": 23, "caption": "  \n"},
+            ],
+        }
+    )
+    write_coco(tmp_path, None, val, {"val2017": ["a.jpg", "s.jpg"]})
+
+    table, skipped = read_coco(tmp_path)
+
+    assert table["caption"].tolist() == ["A cat ."]
+    entry = "image entry without 'id' and 'file_name'"
+    no_text = "annotation without an 'image_id' and 'caption' text"
+    assert skipped == [
+        *(Skipped(f"captions_val2017.json images[{i}]", entry) for i in range(4)),
+        Skipped("captions_val2017.json annotations[0]", "annotation is not an object"),
+        Skipped("captions_val2017.json annotation 20", no_text),
+        Skipped("captions_val2017.json annotation [2]", no_text),
+        Skipped("captions_val2017.json annotation 23", "empty caption"),
+    ]
+
+
 def test_coco_accepts_json_directly_in_root(tmp_path: Path):
     write_coco(
         tmp_path, coco_json([(1, "a.jpg")], [(1, 1, "A cat .")]), None, {"train2017": ["a.jpg"]}, where=""

@@ -57,7 +57,7 @@ def test_percent_scale_like_the_papers():
 
 
 def test_mismatched_lengths_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^1 reference sets for 2 hypotheses$"):
         corpus_bleu_scores([["a"]], ["a", "b"])
 
 
@@ -120,3 +120,40 @@ def test_human_ceiling_with_the_truth_adds_every_attribute():
 def test_human_ceiling_needs_the_same_number_of_references_per_image():
     with pytest.raises(ValueError, match="same number"):
         human_ceiling([["a b", "c d"], ["a b"]])
+
+
+def test_no_hypothesis_at_all_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match=r"^BLEU needs at least one hypothesis$"):
+        corpus_bleu_scores([], [])
+
+
+def test_corpus_bleu_pools_counts_over_images_and_uses_the_weights_of_each_order():
+    # image 1: "a red circle on the right" vs "a red circle on the left": n-grams 5/6, 4/5, 3/4, 2/3
+    # image 2: "a blue square" vs itself: 3/3, 2/2, 1/1, and no 4-gram, which nltk counts as 0/1 (it
+    # divides by at least 1). Pooled: 8/9, 6/7, 4/5, 2/4; 9 words against 9, so no brevity penalty.
+    # The mean of the per-image BLEU-1 would be (5/6 + 1) / 2 instead.
+    scores = corpus_bleu_scores(
+        [["a red circle on the left"], ["a blue square"]], ["a red circle on the right", "a blue square"]
+    )
+    p1, p2, p3, p4 = 8 / 9, 6 / 7, 4 / 5, 2 / 4
+    assert scores["bleu1"] == pytest.approx(p1)
+    assert scores["bleu2"] == pytest.approx((p1 * p2) ** (1 / 2))
+    assert scores["bleu3"] == pytest.approx((p1 * p2 * p3) ** (1 / 3))
+    assert scores["bleu4"] == pytest.approx((p1 * p2 * p3 * p4) ** (1 / 4))
+    assert scores["bleu1"] != pytest.approx((5 / 6 + 1) / 2)
+
+
+def test_corpus_brevity_penalty_compares_total_lengths():
+    # 6 + 2 hypothesis words against 6 + 3 reference words: BP = exp(1 - 9 / 8) for the corpus, every
+    # 1-gram matches; the mean of per-image scores would be (1 + exp(1 - 3 / 2)) / 2 instead.
+    scores = corpus_bleu_scores(
+        [["a red circle on the left"], ["a blue square"]], ["a red circle on the left", "a blue"]
+    )
+    assert scores["bleu1"] == pytest.approx(math.exp(1 - 9 / 8))
+
+
+def test_brevity_uses_the_reference_closest_in_length():
+    # "a green triangle" (3 words) against references of 6 and 2 words: the closest is 2 words, so the
+    # hypothesis is not short and pays no penalty; 1-grams 3/3.
+    scores = corpus_bleu_scores([["a green triangle at the top", "green triangle"]], ["a green triangle"])
+    assert scores["bleu1"] == pytest.approx(1.0)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import training
 from helpers.shapes import make_shapes
 from helpers.training import (
     CHECKPOINT,
@@ -16,6 +17,7 @@ from helpers.training import (
     fit,
     load_checkpoint,
     load_run,
+    make_optimizer,
     prepare_data,
     training_precision,
     use_bf16,
@@ -58,6 +60,110 @@ def test_batches_cover_every_example_once_and_never_leave_a_batch_of_one():
     assert [len(b) for b in order] == [16, 17]
 
 
+@pytest.mark.parametrize(
+    ("n", "sizes"), [(40, [16, 16, 8]), (17, [17]), (16, [16]), (1, [1]), (2, [2])]
+)
+def test_only_a_last_batch_of_one_joins_the_batch_before_it(n, sizes):
+    order = batches(n, 16, torch.Generator().manual_seed(0))
+    assert [len(b) for b in order] == sizes
+    assert sorted(torch.cat(order).tolist()) == list(range(n))
+
+
+@pytest.mark.parametrize("n", [30, 31, 32, 33])
+@pytest.mark.parametrize("world", [2, 3])
+def test_each_rank_gets_its_own_shard_and_together_they_cover_every_example(n, world):
+    """Every process draws the same shuffle (same seed); rank ``r`` must take its own part of it."""
+    shards = [
+        torch.cat(batches(n, 4, torch.Generator().manual_seed(7), rank, world)).tolist()
+        for rank in range(world)
+    ]
+    per_rank = -(-n // world)  # the shuffle is padded by wrapping around, as DistributedSampler does
+    assert [len(shard) for shard in shards] == [per_rank] * world
+    seen = [i for shard in shards for i in shard]
+    assert set(seen) == set(range(n))  # covering
+    assert len(seen) - len(set(seen)) == per_rank * world - n  # disjoint, but for the wrap-around padding
+    assert len({len(batches(n, 4, torch.Generator().manual_seed(7), r, world)) for r in range(world)}) == 1
+
+
+@pytest.mark.slow
+def test_fit_under_torchrun_draws_the_batches_of_its_own_rank(shapes, tmp_path, monkeypatch):
+    """Rank 1 of 2, simulated in one process: the process group calls become no-ops."""
+    calls = []
+
+    def recording_batches(n, batch_size, generator, rank=0, world=1):
+        calls.append((rank, world))
+        return batches(n, batch_size, generator, rank, world)
+
+    monkeypatch.setattr(training, "distributed_context", lambda device: (1, 2, device))
+    monkeypatch.setattr(training, "DistributedDataParallel", lambda module, **_: module)
+    monkeypatch.setattr(training.dist, "barrier", lambda: None)
+    monkeypatch.setattr(training.dist, "all_reduce", lambda tensor: None)
+    monkeypatch.setattr(training, "batches", recording_batches)
+    fit(shapes, tmp_path / "rank1", TrainConfig(**TINY), device="cpu", cache_dir=tmp_path, log=lambda _: None)
+    assert calls == [(1, 2)]
+    assert not (tmp_path / "rank1").exists()  # only rank 0 writes the run
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("mode", ["cached", "fine-tune"])
+def test_the_optimiser_holds_every_trainable_parameter_once(mode):
+    from helpers.training import build_model
+
+    config = TrainConfig(**{**TINY, "mode": mode, "train_backbone": "last"})
+    model = build_model(config, 12)
+    optimizer, _ = make_optimizer(model, config, steps_per_epoch=3)
+    held = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(held) == sorted(id(p) for p in model.parameters() if p.requires_grad)
+    assert len(held) == len(set(held))
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    backbone = [id(p) for p in model.encoder.backbone.parameters() if p.requires_grad]
+    if mode == "cached":
+        assert backbone == [] and len(lrs) == 1
+    else:  # the backbone's group learns backbone_lr_scale times slower
+        assert backbone and {id(p) for p in optimizer.param_groups[1]["params"]} == set(backbone)
+        assert lrs[1] == pytest.approx(lrs[0] * config.backbone_lr_scale)
+
+
+def test_the_one_cycle_schedule_spans_every_step_and_peaks_at_a_quarter():
+    from helpers.training import build_model
+
+    config = TrainConfig(**{**TINY, "epochs": 2})
+    model = build_model(config, 12)
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=19)
+    assert scheduler.total_steps == (19 + 1) * 2  # one spare step per epoch, never fewer than fit takes
+    lrs = []
+    for _ in range(19 * 2):  # what fit steps: no "stepped too many times" error
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert max(range(len(lrs)), key=lrs.__getitem__) == 8  # peak at step 0.25 × 40 − 1 = 9 (index 8)
+    assert max(lrs) == pytest.approx(config.lr)
+    _, short = make_optimizer(model, config, steps_per_epoch=1)
+    assert short.total_steps == 8  # OneCycleLR needs a few steps to build its two phases
+
+
+@pytest.mark.slow
+def test_training_lowers_the_loss_and_moves_every_trainable_parameter(shapes, tmp_path):
+    from helpers.training import build_model
+    from helpers.utils import seed_everything
+
+    config = TrainConfig(**{**TINY, "epochs": 3, "batch_size": 8, "lr": 2e-2})
+    result = fit(shapes, tmp_path / "run", config, device="cpu", cache_dir=tmp_path, log=lambda _: None)
+    seed_everything(config.seed)  # fit builds its model right after seeding the same way
+    untrained = _trainable(build_model(config, len(result.vocab)))
+    trained = _trainable(result.model)
+    assert set(trained) == set(untrained)
+    assert {name.split(".")[1] for name in trained} >= {"project", "bn", "embed", "lstm", "linear"}
+    unmoved = [name for name in trained if torch.equal(trained[name], untrained[name])]
+    assert unmoved == []
+    losses = result.history["train_loss"].tolist()
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+@pytest.mark.slow
 def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
     run, result = trained
     assert {p.name for p in run.iterdir()} >= {CHECKPOINT, "vocab.json", "config.json", "history.csv"}
@@ -68,6 +174,7 @@ def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
     assert not result.model.training
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_gives_the_same_model(trained):
     run, result = trained
     model, vocab, config = load_run(run)
@@ -76,12 +183,14 @@ def test_checkpoint_round_trip_gives_the_same_model(trained):
         assert torch.equal(value, model.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_plain_data_only(trained):
     run, _ = trained
     state = torch.load(run / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and state["vocab"][:4] == ["<pad>", "<start>", "<end>", "<unk>"]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_completed_epoch(shapes, tmp_path):
     config = TrainConfig(**{**TINY, "epochs": 2})
     straight = fit(shapes, tmp_path / "straight", config, device="cpu", log=lambda _: None)
@@ -130,6 +239,124 @@ def test_feature_cache_key_is_the_same_for_relative_and_absolute_paths(shapes, t
     assert _fingerprint(model, absolute[:2], 32) != _fingerprint(model, absolute, 32)
 
 
+def _saved_run(run_dir: Path, hidden_size: int = 16):
+    """A tiny untrained run written by ``save_run`` (no training): what ``fit`` writes after an epoch."""
+    from helpers.training import build_model, save_run
+    from helpers.vocabulary import Vocabulary
+
+    torch.manual_seed(0)
+    config = TrainConfig(**{**TINY, "hidden_size": hidden_size})
+    vocab = Vocabulary(["a", "red", "circle"])
+    model = build_model(config, len(vocab))
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
+    history = [
+        {"epoch": 1, "train_loss": 2.5, "dev_bleu4": 0.125},
+        {"epoch": 2, "train_loss": 2.0, "dev_bleu4": 0.25},
+    ]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_run(run_dir, model, optimizer, scheduler, 2, vocab, config, history, "random")
+    return model, vocab, config, history
+
+
+def test_save_run_then_load_run_gives_back_every_weight_the_vocabulary_and_the_configuration(tmp_path):
+    import pandas as pd
+
+    from helpers.vocabulary import Vocabulary
+
+    model, vocab, config, history = _saved_run(tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert (state["epoch"], state["weights"], state["history"]) == (2, "random", history)
+    assert state["vocab"] == vocab.itos
+    assert state["config"] == json.loads((tmp_path / "run" / "config.json").read_text())
+    assert set(state) >= {"model", "optimizer", "scheduler"}
+    assert Vocabulary.load(tmp_path / "run" / "vocab.json") == vocab
+    assert pd.read_csv(tmp_path / "run" / "history.csv").to_dict("records") == history
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []  # no temporary file
+
+    loaded, loaded_vocab, loaded_config = load_run(tmp_path / "run")
+    assert (loaded_vocab, loaded_config) == (vocab, config)
+    assert not loaded.training
+    expected = model.state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    assert all(torch.equal(loaded.state_dict()[k], expected[k]) for k in expected)
+
+
+def test_load_run_maps_the_checkpoint_to_the_requested_device(tmp_path, monkeypatch):
+    """A checkpoint saved on a GPU must load on a CPU-only machine: ``torch.load`` gets ``map_location``."""
+    _saved_run(tmp_path / "run")
+    locations = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        locations.append((kwargs.get("map_location"), kwargs.get("weights_only")))
+        return real_load(*args, **kwargs)
+
+    built = []
+    real_build = training.build_model
+    monkeypatch.setattr(torch, "load", recording_load)
+    monkeypatch.setattr(training, "build_model", lambda *a, **k: built.append(k) or real_build(*a, **k))
+    model, _, _ = load_run(tmp_path / "run", device=torch.device("cpu"))
+    assert locations == [(torch.device("cpu"), True)]  # the caller's device; never unpickles code
+    assert built == [{"weights": "random"}]  # every weight comes from the checkpoint: nothing downloaded
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"), [(RuntimeError("first line\nsecond line"), "first line"), (EOFError(), "EOFError")]
+)
+def test_an_unreadable_checkpoint_names_the_first_line_of_its_error(tmp_path, monkeypatch, error, reason):
+    path = tmp_path / CHECKPOINT
+    atomic_save({"epoch": 1}, path)
+
+    def failing_load(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: not a loadable checkpoint ({reason})"
+
+
+def test_load_run_refuses_weights_that_do_not_fit_its_configuration_or_vocabulary(tmp_path):
+    _saved_run(tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    state["config"]["hidden_size"] = 32  # the weights are for 16
+    atomic_save(state, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ValueError, match=r"run: checkpoint does not fit the model its configuration"):
+        load_run(tmp_path / "run")
+    state["config"]["hidden_size"] = 16
+    state["vocab"] = state["vocab"] + ["extra"]
+    atomic_save(state, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ValueError, match=r"run: checkpoint weights are for 7 words, its vocabulary has 8"):
+        load_run(tmp_path / "run")
+
+
+def test_load_checkpoint_names_a_missing_file_and_lists_the_keys_it_needs(tmp_path):
+    with pytest.raises(ValueError, match=r"nothere\.pt: no checkpoint there"):
+        load_checkpoint(tmp_path / "nothere.pt")
+    partial = tmp_path / "partial.pt"
+    atomic_save({"model": {}, "vocab": [], "config": {}}, partial)  # no "epoch"
+    keys = r"\['config', 'epoch', 'model', 'vocab'\]"
+    expected = rf"partial\.pt: not a checkpoint of this course \(expected keys {keys}\)"
+    with pytest.raises(ValueError, match=expected):
+        load_checkpoint(partial)
+    exact = tmp_path / "exact.pt"
+    atomic_save({"model": {}, "vocab": [], "config": {}, "epoch": 1}, exact)  # the needed keys, no more
+    assert load_checkpoint(exact) == {"model": {}, "vocab": [], "config": {}, "epoch": 1}
+    listed = tmp_path / "list.pt"
+    atomic_save(["model", "vocab", "config", "epoch"], listed)  # the keys, but not a dict
+    with pytest.raises(ValueError, match="not a checkpoint of this course"):
+        load_checkpoint(listed)
+
+
+def test_atomic_save_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / CHECKPOINT
+    atomic_save({"epoch": 1}, path)
+    atomic_save({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 2}
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]
+
+
 def test_load_checkpoint_refuses_broken_and_foreign_files(tmp_path):
     truncated = tmp_path / "truncated.pt"
     atomic_save({"model": {}, "vocab": [], "config": {}, "epoch": 1}, truncated)
@@ -146,6 +373,7 @@ def test_load_checkpoint_refuses_broken_and_foreign_files(tmp_path):
         load_checkpoint(pickled)
 
 
+@pytest.mark.slow
 def test_fine_tuning_changes_the_last_block_and_nothing_before_it(shapes, tmp_path):
     torch.manual_seed(0)
     config = TrainConfig(**{**TINY, "mode": "fine-tune", "train_backbone": "last", "batch_size": 32})
@@ -163,6 +391,9 @@ def test_fine_tuning_changes_the_last_block_and_nothing_before_it(shapes, tmp_pa
     trained = result.model.encoder.backbone
     assert torch.equal(untrained.encoder.backbone[4][0].conv1.weight, trained[4][0].conv1.weight)
     assert not torch.equal(untrained.encoder.backbone[7][0].conv1.weight, trained[7][0].conv1.weight)
+    before, after = _trainable(untrained), _trainable(result.model)
+    assert any(name.startswith("encoder.backbone.7.") for name in after)
+    assert [name for name in after if torch.equal(after[name], before[name])] == []  # head, decoder too
 
 
 @pytest.fixture

@@ -445,6 +445,38 @@ def screenshot(page, path: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def check_cells(report: Report, figures: list[int], state: dict, dom: list[dict]) -> list[int] | None:
+    """Fail ``report`` for what the page's cells show wrong; return the code cells that did not run.
+
+    ``figures`` is :func:`stored_figures` of the file, ``state`` what :data:`STATE_JS` read (``cells``:
+    type, prompt, errors) and ``dom`` what :data:`DOM_JS` read, one entry per cell. A cell whose page
+    shows fewer loaded images than the file stores figures fails. ``None`` when the page does not show
+    the file's cells at all (then nothing else can be compared).
+    """
+    if len(state["cells"]) != len(figures):
+        report.fail(None, f"the page shows {len(state['cells'])} cells, the file has {len(figures)}")
+        return None
+    for i, (cell, shown) in enumerate(zip(state["cells"], dom, strict=True)):
+        for error in cell["errors"]:
+            report.fail(i, f"the cell shows an error: {error}")
+        for message in shown["widgetErrors"]:
+            report.fail(i, f"a widget cannot be displayed: {message!r}")
+        if shown["loading"]:
+            report.fail(i, "a widget is still 'Loading widget...' after the kernel went idle")
+        if shown["figures"] < figures[i]:
+            report.fail(
+                i,
+                f"the notebook stores {figures[i]} figure(s) here, the page shows "
+                f"{shown['figures']} ({shown['broken']} image(s) did not load)",
+            )
+    unrun = [
+        i for i, c in enumerate(state["cells"]) if c["type"] == "code" and not re.search(r"\d", c["prompt"])
+    ]
+    if unrun and not any(c["errors"] for c in state["cells"]):  # after an error, unrun cells are expected
+        report.fail(unrun[0], f"Run All Cells did not run this cell nor {len(unrun) - 1} later one(s)")
+    return unrun
+
+
 def check_notebook(
     context, lab: Lab, notebook: Path, rel: str, timeout: float, explorer_required: bool, shots: Path
 ) -> Report:
@@ -485,29 +517,9 @@ def check_notebook(
         print(f"   {ran} of {len(code)} code cells ran, in {time.monotonic() - start:.0f} s")
         dom = wait_for(lambda: (d := page.evaluate(DOM_JS)) and not any(c["loading"] for c in d) and d, 10)
         dom = dom or page.evaluate(DOM_JS)
-        if len(state["cells"]) != len(nb["cells"]):
-            report.fail(None, f"the page shows {len(state['cells'])} cells, the file has {len(nb['cells'])}")
+        unrun = check_cells(report, figures, state, dom)
+        if unrun is None:
             return report
-        for i, (cell, shown) in enumerate(zip(state["cells"], dom, strict=True)):
-            for error in cell["errors"]:
-                report.fail(i, f"the cell shows an error: {error}")
-            for message in shown["widgetErrors"]:
-                report.fail(i, f"a widget cannot be displayed: {message!r}")
-            if shown["loading"]:
-                report.fail(i, "a widget is still 'Loading widget...' after the kernel went idle")
-            if shown["figures"] < figures[i]:
-                report.fail(
-                    i,
-                    f"the notebook stores {figures[i]} figure(s) here, the page shows "
-                    f"{shown['figures']} ({shown['broken']} image(s) did not load)",
-                )
-        unrun = [
-            i
-            for i, c in enumerate(state["cells"])
-            if c["type"] == "code" and not re.search(r"\d", c["prompt"])
-        ]
-        if unrun and not any(c["errors"] for c in state["cells"]):  # after an error, unrun cells are expected
-            report.fail(unrun[0], f"Run All Cells did not run this cell nor {len(unrun) - 1} later one(s)")
         if page.evaluate(EXPLORER_JS, NEXT_WORD):
             check_explorer(page, report)
         elif explorer_required:
