@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -84,8 +83,7 @@ RUN = ROOT / "runs" / "shapes"
 make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print("device:", device)
 if not (RUN / "checkpoint.pt").exists():
     print("No trained run yet: training one (this is what notebook 05 does).")
@@ -129,8 +127,7 @@ print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ f
 # runs `max_len + 1` times so that a caption of exactly `max_len` words can still say `<end>`; one that
 # never does is cut to `max_len` words.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 # (the captions come from the model notebook 05 trained: another CPU's rounding can change a word)
 naive = greedy_naive(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
@@ -151,8 +148,7 @@ for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
 #     word = logits.argmax(dim=-1)
 # ```
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 carried = greedy(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, carried.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
@@ -180,8 +176,7 @@ def seconds(decode, repeats: int = 2) -> float:
 slow = seconds(lambda: greedy_naive(model.decoder, features, vocab, max_len=config.max_decode))
 fast = seconds(lambda: greedy(model.decoder, features, vocab, max_len=config.max_decode))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"greedy_naive (re-reads the caption): {slow * 1000:7.0f} ms for {len(test_images)} images")
 print(f"greedy (carried state):              {fast * 1000:7.0f} ms  ({slow / fast:.1f}× faster)")
 
@@ -207,8 +202,7 @@ assert one_by_one == batched
 single = seconds(lambda: [greedy(model.decoder, f.unsqueeze(0), vocab, config.max_decode) for f in sample])
 batch = seconds(lambda: greedy(model.decoder, sample, vocab, config.max_decode))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"one image at a time: {single * 1000:6.0f} ms for {len(sample)} images")
 print(f"one batch of {len(sample)}:    {batch * 1000:6.0f} ms  ({single / batch:.0f}× faster)")
 
@@ -227,8 +221,7 @@ assert batch < single
 # %%
 beams = {k: beam_search(model.decoder, features, vocab, beam=k, max_len=config.max_decode) for k in (3, 5)}
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for k, decoded in beams.items():
     differ = sum(a != b for a, b in zip(carried.captions, decoded.captions, strict=True))
     print(f"beam {k}: differs from greedy on {differ} of {len(test_images)} images")
@@ -280,8 +273,7 @@ decoders = {
 }
 scores = {name: corpus_bleu_scores(references, captions) for name, captions in decoders.items()}
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 pd.DataFrame({name: as_percent(s) for name, s in scores.items()}).T.rename(columns=str.upper)
 
 # %%
@@ -313,8 +305,7 @@ figure = show_captions(table, n=6, columns=3, references=2, seed=1)
 # most probable next words, `step()` appends the best one (or a word you give it), `caption` is the caption
 # so far. Here is the trace for one test image: at every step, the five most probable words.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 stepper = CaptionStepper(model, vocab, config.image_size, device, max_len=config.max_decode)
 image_path = test_images[0]
 stepper.reset(load_image(image_path))
@@ -336,8 +327,7 @@ assert trace[-1][0] == "<end>" and len(trace) == len(carried.ids[0]) + 1  # ever
 # The same steps with the probabilities of the five best candidates (rounded; the last digit can change
 # from machine to machine, so the tests do not compare this printout):
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for number, (_, top) in enumerate(trace, start=1):
     print(f"step {number:>2}: " + "  ".join(f"{w} {p:.2f}" for w, p in top))
 
@@ -369,8 +359,7 @@ explorer
 # Its buttons can be pressed from code too, which is how `tests/test_widgets.py` checks it. Three presses on
 # a fresh explorer, and what an unreadable upload shows:
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 demo = decoding_explorer(model, vocab, test_images[:1], image_size=config.image_size, device=device)
 for _ in range(3):
     demo.next_button.click()

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -323,8 +322,7 @@ fast = seconds(lambda: train_step(
 slow = seconds(lambda: train_step(lambda: prefix_loss(decoder, features32, captions32, lengths32)))
 torch.set_num_threads(threads)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"sequence_loss: {fast * 1000:7.1f} ms per batch of 32 captions")
 print(f"prefix_loss:   {slow * 1000:7.1f} ms  ({slow / fast:.1f}× slower)")
 

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -91,8 +90,7 @@ device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
 # one on a CPU (small images, cached features, a few epochs) and the full one on a GPU. Everything below
 # reads its numbers from `config`, so this notebook runs unchanged on both.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print("device:", device)
 
 # %%
@@ -160,8 +158,7 @@ print(f"trained (projection + decoder): {sum(p.numel() for p in trainable):>11,}
 # image size, the backbone's weights), and recomputes them otherwise. The first run of the course computes
 # them (a minute or two on a CPU); the message below says which happened.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 train_features = cached_features(model, train_images, config.image_size, device, CACHE)
 dev_features = cached_features(model, dev_images, config.image_size, device, CACHE)
 
@@ -214,8 +211,7 @@ cached = timed_batches(
     cached_batch, lambda pooled, c, n: model.decoder(model.encoder.project_features(pooled), c, n)
 )
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"textbook (images → whole encoder): {textbook * 1000:8.0f} ms per batch of {config.batch_size}")
 print(f"cached features:                   {cached * 1000:8.0f} ms per batch  ({textbook / cached:.0f}× faster)")
 steps = math.ceil(len(captions) / config.batch_size)
@@ -263,8 +259,7 @@ print("logits:  ", tuple(logits.shape), " [B, T+1, V]")
 print(f"an untrained model guesses about evenly among {len(vocab)} words: loss ≈ ln {len(vocab)} "
       f"= {math.log(len(vocab)):.2f}")
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"loss: {loss.item():.3f}")
 
 # %%
@@ -296,8 +291,7 @@ with torch.no_grad():
         batch_lengths,
     )
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"gradient norm before clipping: {norm.item():.2f} (clipped to at most {config.grad_clip})")
 print(f"loss on the same batch: {loss.item():.3f} before the step, {after.item():.3f} after it")
 
@@ -323,8 +317,7 @@ for idx in order[1:HAND_STEPS]:
     losses.append(loss.item())
     rates.append(optimizer.param_groups[0]["lr"])
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for step in range(0, HAND_STEPS, 10):
     print(f"step {step + 1:>3}: loss {losses[step]:.3f}, learning rate {rates[step]:.5f}")
 print(f"step {HAND_STEPS:>3}: loss {losses[-1]:.3f}")
@@ -371,8 +364,7 @@ dev_refs = data.references("dev")
 references = [dev_refs[image] for image in dev_images]
 scores, hypotheses = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"after {HAND_STEPS} steps:", {name: round(value, 3) for name, value in scores.items()})
 for image, caption in list(zip(dev_images, hypotheses, strict=True))[:3]:
     print(f"  {Path(image).name}: {caption!r}")
@@ -397,8 +389,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # This is the long cell (several minutes on a CPU). Its printout holds timings, so the tests do not compare
 # it; the cell after it checks what must hold.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 start = time.perf_counter()
 result = fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
 print(f"fit took {(time.perf_counter() - start) / 60:.1f} min")
@@ -413,8 +404,7 @@ assert (RUN / "checkpoint.pt").is_file() and (RUN / "history.csv").is_file()
 # The history has one row per epoch: the mean training loss, validation BLEU-1…4, the learning rate at the
 # end of the epoch and the seconds it took. It is also saved as `history.csv` in the run folder.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 history.round(4)
 
 # %%
@@ -439,8 +429,7 @@ test_scores, test_table = evaluate_split(
 test_refs = list(test_table["references"])
 print(f"test split: {len(test_table)} images, {sum(map(len, test_refs))} reference captions")
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 percent = as_percent(test_scores)
 for name, value in test_scores.items():
     print(f"{name.upper():6} {value:.3f}   ({percent[name]:.1f} ×100)")
@@ -459,8 +448,7 @@ blind_scores = corpus_bleu_scores(test_refs, [blind_caption] * len(test_table))
 print(f"most common training caption: {blind_caption!r} ({blind_count} of {len(train_captions)})")
 print("image-blind baseline:", {name: round(value, 3) for name, value in blind_scores.items()})
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 pd.DataFrame(
     {"our model (greedy)": as_percent(test_scores), "image-blind baseline": as_percent(blind_scores)}
 ).T.rename(columns=str.upper)

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -384,8 +383,7 @@ for batch in big:
     random_encoder.backbone_features(batch)
 compute_224_seconds = time.perf_counter() - start
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 per_image_64 = compute_seconds / len(sample)
 per_image_224 = compute_224_seconds / 16
 per_image_cached = read_seconds / len(sample)

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -130,8 +129,7 @@ for split in ("train", "dev", "test"):
 # with a row per caption, and the list of what it skipped. Reading 40 000 captions takes well under a
 # second (the time below varies from run to run, so the test does not compare it).
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 start = time.perf_counter()
 data = load_captions(DATA)
 print(f"read {len(data.table)} captions in {time.perf_counter() - start:.2f} s")

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -491,8 +490,7 @@ for label, size in [("shapes (measured)", len(shapes_vocab)), ("a real vocabular
 # measured on this machine's CPU (the fastest of three batches of 4 images), at the course's CPU size
 # (64 px) and at the photograph size (224 px):
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 backbone = EncoderCNN(weights="random").backbone.eval()
 batches = {size: torch.randn(4, 3, size, size) for size in (64, 224)}
 timings = {size: [] for size in batches}
@@ -537,8 +535,7 @@ for device in ("cpu", "cuda"):
 # torch's cache, or the download server answers within seconds), and random weights otherwise, with one
 # sentence saying so. Here, offline, it says so:
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 encoder = EncoderCNN(weights="auto")
 print("weights used here:", encoder.weights)
 
@@ -558,8 +555,7 @@ assert encoder.weights == "imagenet" or imagenet_weights_cached() is None
 # **One GPU** (Colab: *Runtime → Change runtime type → GPU*): the same `train` command as in notebook 05,
 # pointed at the real data. On a GPU it picks 224 px, 15 epochs, batches of 256.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print("CUDA GPUs here:", torch.cuda.device_count())
 
 # %%
