@@ -57,7 +57,7 @@ from helpers.diagrams import architecture_figure, packing_figure
 from helpers.formats import load_captions
 from helpers.models import DecoderRNN, EncoderCNN
 from helpers.shapes import make_shapes
-from helpers.utils import course_root, seed_everything
+from helpers.utils import course_root, course_weights, seed_everything
 from helpers.vocabulary import Vocabulary
 
 seed_everything(0)
@@ -130,12 +130,17 @@ figure.tight_layout()
 # ## 2. The encoder: pixels → one vector per image
 #
 # `EncoderCNN` is ResNet50 without its last layer (`fc`), followed by a projection to the embedding size
-# E = 300. It decides by itself whether ImageNet weights can be had; without internet it says so and uses
-# random weights (the shapes are the same either way; notebook 03 explains what changes).
+# E = 300. Its weights are a choice we make, not one the network makes for us: `course_weights()` gives
+# `"random"` unless the environment variable `COURSE_WEIGHTS` says `"imagenet"`, so every number printed
+# below is the same on every machine. To use ImageNet's weights, run `%env COURSE_WEIGHTS=imagenet` before
+# this cell (they download once, about 100 MB): the shapes stay the same, the feature values change
+# (notebook 03 explains what pretrained weights add).
 
 # %%
 E, H = 300, 512
-encoder = EncoderCNN(embed_size=E, weights="auto").eval()
+weights = course_weights()
+print("encoder weights:", weights)
+encoder = EncoderCNN(embed_size=E, weights=weights).eval()
 decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
 
 # %% [markdown]

@@ -61,7 +61,7 @@ from helpers.data import ImageFolderDataset, image_transform, load_image
 from helpers.formats import load_captions
 from helpers.models import EncoderCNN
 from helpers.shapes import COLOURS, SHAPES, make_shapes
-from helpers.utils import course_root, seed_everything
+from helpers.utils import course_root, course_weights, seed_everything
 
 seed_everything(0)
 torch.set_grad_enabled(False)  # nothing is trained here
@@ -157,11 +157,11 @@ for size in (224, 128, 64):
 # its own projection. By default the backbone is **frozen**: its parameters get `requires_grad=False`,
 # so the optimiser never changes them and no gradients are computed for them.
 #
-# It also decides by itself whether ImageNet weights can be had (within seconds): without internet it
-# says so in one sentence and uses random weights.
+# Its weights are the course's explicit choice, `course_weights()`: random unless the environment variable
+# `COURSE_WEIGHTS` says `imagenet` (section 7 says what changes then).
 
 # %%
-encoder = EncoderCNN(embed_size=300, weights="auto")
+encoder = EncoderCNN(embed_size=300, weights=course_weights())
 print("weights used:", encoder.weights)
 print("backbone parts:", [type(m).__name__ for m in encoder.backbone])
 
@@ -271,7 +271,8 @@ finally:
 # The layers, the shapes and everything after the backbone are identical. Trained on 1.3 million photos,
 # the filters respond to edges, textures, parts of objects, and the 2048 pooled features say things like
 # "fur", "wheel", "water": that is what makes captions of real photographs possible, and why you should
-# train with `weights="imagenet"` (the default `"auto"` takes them whenever it can download them).
+# train with them: `%env COURSE_WEIGHTS=imagenet` before running a notebook, `--weights imagenet` on the
+# command line. They download once (about 100 MB), so they need the internet the first time.
 #
 # **What random frozen features still carry.** A random convolution is still a fixed function of the
 # pixels: `conv1`'s random filters mix the colour channels, ReLUs keep how strongly each random pattern

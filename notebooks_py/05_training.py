@@ -77,7 +77,7 @@ from helpers.training import (
     fit,
     prepare_data,
 )
-from helpers.utils import course_root, get_device, seed_everything
+from helpers.utils import course_root, course_weights, get_device, seed_everything
 from helpers.vocabulary import tokenize
 
 seed_everything(0)
@@ -89,6 +89,12 @@ device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
 # The device is chosen automatically. It decides the configuration: `TrainConfig.for_device` gives a small
 # one on a CPU (small images, cached features, a few epochs) and the full one on a GPU. Everything below
 # reads its numbers from `config`, so this notebook runs unchanged on both.
+#
+# One setting we choose explicitly: the encoder's weights. `course_weights()` gives `"random"` unless the
+# environment variable `COURSE_WEIGHTS` says `"imagenet"`, so the run is the same whether or not a machine
+# has the internet. To train on ImageNet features, run `%env COURSE_WEIGHTS=imagenet` before this cell (on
+# Colab, for example; the weights download once, about 100 MB): the losses, scores and captions below then
+# change, and notebook 06 decodes that model.
 
 # %% tags=["nbval-ignore-output"]
 print("device:", device)
@@ -97,7 +103,7 @@ print("device:", device)
 assert device.type in ("cpu", "cuda", "mps")
 
 # %%
-config = TrainConfig.for_device(device)
+config = TrainConfig.for_device(device, weights=course_weights())
 pd.Series(asdict(config), name="value").to_frame()
 
 # %% [markdown]

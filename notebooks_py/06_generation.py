@@ -61,7 +61,7 @@ from helpers.metrics import as_percent, corpus_bleu_scores
 from helpers.plots import show_captions
 from helpers.shapes import make_shapes
 from helpers.training import TrainConfig, cached_features, fit, load_run, prepare_data
-from helpers.utils import course_root, get_device, seed_everything
+from helpers.utils import course_root, course_weights, get_device, seed_everything
 from helpers.vocabulary import tokenize
 from helpers.widgets import CaptionStepper, decoding_explorer
 
@@ -87,11 +87,13 @@ print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT)
 print("device:", device)
 if not (RUN / "checkpoint.pt").exists():
     print("No trained run yet: training one (this is what notebook 05 does).")
-    fit(DATA, run_dir=RUN, config=TrainConfig.for_device(device), device=str(device), cache_dir=CACHE)
+    config = TrainConfig.for_device(device, weights=course_weights())
+    fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
 model, vocab, config = load_run(RUN, device)
 
 # %%
-print(f"vocabulary: {len(vocab)} words | images at {config.image_size} px | hidden size {config.hidden_size}")
+print(f"vocabulary: {len(vocab)} words | images at {config.image_size} px | hidden size {config.hidden_size}"
+      f" | encoder weights: {config.weights}")
 assert not model.training
 
 # %% [markdown]

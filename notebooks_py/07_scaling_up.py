@@ -26,8 +26,8 @@
 # - download Flickr8k and COCO with `python -m helpers data download`, and what its checksums and
 #   resuming protect you from (you watch a real download break off and resume, from a local server);
 # - see what real captions change: many more words, longer and more varied sentences, more training time;
-# - know which encoder weights you got (`EncoderCNN(weights="auto")`) and why real photographs need
-#   ImageNet's;
+# - choose the encoder's weights (`--weights imagenet`; `COURSE_WEIGHTS=imagenet` for the notebooks), and
+#   say why real photographs need ImageNet's;
 # - train on one GPU or several with `torchrun`, resume, fine-tune, and evaluate on Flickr8k's test split;
 # - read published BLEU-4 scores against ours (papers print ×100, our code prints 0–1).
 #
@@ -74,7 +74,7 @@ from helpers.metrics import as_percent
 from helpers.models import EncoderCNN, imagenet_weights_cached
 from helpers.shapes import make_shapes
 from helpers.training import TrainConfig
-from helpers.utils import course_root, seed_everything
+from helpers.utils import course_root, course_weights, seed_everything
 from helpers.vocabulary import Vocabulary, tokenize
 
 seed_everything(0)
@@ -531,17 +531,22 @@ for device in ("cpu", "cuda"):
 #
 # ## 6. ImageNet weights
 #
-# `EncoderCNN(weights="auto")` takes ResNet50's ImageNet weights when it can have them (already in
-# torch's cache, or the download server answers within seconds), and random weights otherwise, with one
-# sentence saying so. Here, offline, it says so:
+# There are two ways to pick the encoder's weights:
+#
+# - `weights="auto"`, the default of `EncoderCNN` and of `python -m helpers train`, takes ResNet50's
+#   ImageNet weights when it can have them (already in torch's cache, or the download server answers
+#   within seconds), and random weights otherwise, with one sentence saying so. Handy in a terminal, but
+#   what it picks depends on the machine and its network.
+# - The notebooks choose explicitly, with `course_weights()`: `"random"` unless the environment variable
+#   `COURSE_WEIGHTS` says `"imagenet"`. So what they show is the same on every machine, and you switch
+#   with one line, `%env COURSE_WEIGHTS=imagenet`, before running a notebook.
+#
+# What the notebooks use, and whether this machine already has the ImageNet file (so that `"auto"`
+# would pick it without a download):
 
 # %% tags=["nbval-ignore-output"]
-encoder = EncoderCNN(weights="auto")
-print("weights used here:", encoder.weights)
-
-# %%
-assert encoder.weights in ("imagenet", "random")
-assert encoder.weights == "imagenet" or imagenet_weights_cached() is None
+print("the notebooks use:", course_weights(), "weights")
+print("ImageNet weights in torch's cache:", imagenet_weights_cached() or "no (auto would try to download them)")
 
 # %% [markdown]
 # Random frozen features were enough for coloured shapes (notebook 03). They are not for photographs:
@@ -662,7 +667,7 @@ print("server stopped; temporary files removed:", not WORK.exists())
 # | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`download`, `safe_extract`) |
 # | the same from a terminal | `python -m helpers data download flickr8k / coco2017 --dest ... [--annotations-only / --val-only]` |
 # | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.formats.load_captions`, `summarize`; `python -m helpers data stats` |
-# | ImageNet or random weights, decided and reported | `helpers.models.EncoderCNN(weights="auto")` |
+# | ImageNet or random weights, chosen and reported | `COURSE_WEIGHTS` (`helpers.utils.course_weights`) in the notebooks; `train --weights` |
 # | settings for CPU or GPU | `helpers.training.TrainConfig.for_device` |
 # | train on one GPU or several, resume, fine-tune | `python -m helpers train` (`--resume`, `--fine-tune`); `torchrun --nproc_per_node N -m helpers train` |
 # | BLEU on the test split, ×100 as papers print it | `python -m helpers evaluate --split test --beam 3`; `helpers.metrics.as_percent` |

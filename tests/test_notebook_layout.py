@@ -37,6 +37,17 @@ def test_no_cell_carries_an_nbval_comment_or_execution_timestamps():
             assert "execution" not in cell["metadata"], (path.name, number)
 
 
+def test_stored_outputs_do_not_depend_on_the_network():
+    """No cell lets the network choose the weights; every notebook that builds an encoder or trains says
+    which weights it uses through ``course_weights()``."""
+    for path in NOTEBOOKS:
+        code = ["".join(cell["source"]) for cell in cells(path) if cell["cell_type"] == "code"]
+        for number, source in enumerate(code):
+            assert 'weights="auto"' not in source, (path.name, number)
+        if any("EncoderCNN(" in source or "TrainConfig.for_device(" in source for source in code):
+            assert any("course_weights()" in source for source in code), path.name
+
+
 def test_plain_nbval_run_gets_the_sanitize_file_and_the_current_environment():
     conftest = root_conftest()
     option = SimpleNamespace(nbval=True, nbval_lax=False, nbval_sanitize_with=None, nbval_kernel_name=None,

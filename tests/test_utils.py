@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from helpers.utils import course_root
+import pytest
+
+from helpers.utils import course_root, course_weights
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,3 +19,37 @@ def test_course_root_outside_a_checkout_is_the_current_folder(tmp_path, monkeypa
     assert course_root() == tmp_path
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert course_root(tmp_path / "deeper") == tmp_path
+
+
+def test_course_weights_are_random_unless_the_environment_asks_for_imagenet(monkeypatch):
+    monkeypatch.delenv("COURSE_WEIGHTS", raising=False)
+    assert course_weights() == "random"
+    monkeypatch.setenv("COURSE_WEIGHTS", "")
+    assert course_weights() == "random"
+    monkeypatch.setenv("COURSE_WEIGHTS", " ImageNet ")
+    assert course_weights() == "imagenet"
+    monkeypatch.setenv("COURSE_WEIGHTS", "random")
+    assert course_weights() == "random"
+
+
+def test_course_weights_never_look_at_torchs_cache_or_the_network(tmp_path, monkeypatch):
+    """"auto" would pick ImageNet here (the weights file is in the cache); the course's choice does not."""
+    from torchvision.models import ResNet50_Weights
+
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / ResNet50_Weights.IMAGENET1K_V2.url.rsplit("/", 1)[-1]).write_bytes(b"present")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("COURSE_WEIGHTS", raising=False)
+    from helpers.models import imagenet_weights_cached
+
+    assert imagenet_weights_cached() is not None
+    assert course_weights() == "random"
+
+
+@pytest.mark.parametrize("value", ["auto", "pretrained", "none"])
+def test_course_weights_refuse_anything_else_naming_the_choices(monkeypatch, value):
+    monkeypatch.setenv("COURSE_WEIGHTS", value)
+    expected = rf"COURSE_WEIGHTS must be one of \('random', 'imagenet'\), got '{value}'"
+    with pytest.raises(ValueError, match=expected):
+        course_weights()
