@@ -168,7 +168,7 @@ print("image 0, first 4 of 2048 values:", [round(v, 1) for v in pooled[0, :4].to
 # %%
 features = encoder.project_features(pooled)
 print("features", tuple(features.shape))
-assert torch.allclose(features, encoder(images), atol=1e-5)  # the same as calling the encoder in one go
+torch.testing.assert_close(features, encoder(images), atol=1e-4, rtol=1e-3)  # the same as calling it in one go
 
 # %% [markdown]
 # ## 3. The decoder, one step at a time
@@ -258,12 +258,12 @@ print("logits", tuple(logits.shape), "  = [B, T+1, V], V =", V)
 
 # %%
 model_logits, (model_h, model_c) = decoder(features, captions, lengths, return_state=True)
-print("logits equal:", torch.allclose(logits, model_logits), " state equal:",
-      torch.allclose(h, model_h) and torch.allclose(c, model_c))
+print("logits equal:", torch.allclose(logits, model_logits, atol=1e-4, rtol=1e-3), " state equal:",
+      torch.allclose(h, model_h, atol=1e-4, rtol=1e-3) and torch.allclose(c, model_c, atol=1e-4, rtol=1e-3))
 
 # %%
-assert torch.allclose(logits, model_logits, atol=1e-6)
-assert torch.allclose(h, model_h, atol=1e-6) and torch.allclose(c, model_c, atol=1e-6)
+torch.testing.assert_close(logits, model_logits, atol=1e-4, rtol=1e-3)
+torch.testing.assert_close((h, c), (model_h, model_c), atol=1e-4, rtol=1e-3)
 
 # %% [markdown]
 # ## 5. Every shape in one table

@@ -326,9 +326,6 @@ torch.set_num_threads(threads)
 print(f"sequence_loss: {fast * 1000:7.1f} ms per batch of 32 captions")
 print(f"prefix_loss:   {slow * 1000:7.1f} ms  ({slow / fast:.1f}× slower)")
 
-# %%
-assert fast < slow
-
 # %% [markdown]
 # Same loss, same gradients, several times cheaper: training scores every position at once. `prefix_loss`
 # stays in `helpers/models.py` as the readable statement of what we train for, and the tests check that the
