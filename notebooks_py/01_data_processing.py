@@ -127,14 +127,12 @@ for split in ("train", "dev", "test"):
 # `helpers.formats.load_captions(root)` looks at the file names to detect the format (Flickr8k, Kaggle's
 # Flickr8k, COCO or Karpathy's splits), reads it, and returns three things: the format's name, one table
 # with a row per caption, and the list of what it skipped. Reading 40 000 captions takes well under a
-# second (the time below varies from run to run, so the test does not compare it).
+# second.
 
 # %% tags=["nbval-ignore-output"]
 start = time.perf_counter()
 data = load_captions(DATA)
 print(f"read {len(data.table)} captions in {time.perf_counter() - start:.2f} s")
-
-# %%
 assert data.format == "flickr8k" and len(data.table) == 40_000 and data.skipped == []
 
 # %% [markdown]
@@ -160,7 +158,7 @@ summary = summarize(data)
 #
 # Real files have quirks: the official Flickr8k token file contains rows for `name.jpg.1` (duplicates of
 # real images), downloads lose images, lines get mangled. A reader must neither crash on them nor drop
-# them silently. Here is a tiny copy of our dataset with three such faults: one image file missing, one
+# them silently. Here is a tiny copy of our dataset with four such faults: one image file missing, one
 # line repeated, one stray `.jpg.1` row and a line without a tab.
 
 # %%

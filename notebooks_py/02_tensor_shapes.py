@@ -260,8 +260,6 @@ print("logits", tuple(logits.shape), "  = [B, T+1, V], V =", V)
 model_logits, (model_h, model_c) = decoder(features, captions, lengths, return_state=True)
 print("logits equal:", torch.allclose(logits, model_logits, atol=1e-4, rtol=1e-3), " state equal:",
       torch.allclose(h, model_h, atol=1e-4, rtol=1e-3) and torch.allclose(c, model_c, atol=1e-4, rtol=1e-3))
-
-# %%
 torch.testing.assert_close(logits, model_logits, atol=1e-4, rtol=1e-3)
 torch.testing.assert_close((h, c), (model_h, model_c), atol=1e-4, rtol=1e-3)
 

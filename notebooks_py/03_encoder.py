@@ -393,8 +393,6 @@ print(f"backbone at 224 px: {1 / per_image_224:8.0f} images/s")
 print(f"cached features:    {1 / per_image_cached:8.0f} images/s  ({per_image_64 / per_image_cached:,.0f}× faster than 64 px)")
 print(f"one epoch of 30 000 captions: {30_000 * per_image_64 / 60:.1f} min at 64 px, "
       f"{30_000 * per_image_224 / 60:.1f} min at 224 px, {30_000 * per_image_cached:.2f} s from the cache")
-
-# %%
 assert torch.equal(from_disk, cached) and len(read_batches) == 4
 
 # %% [markdown]

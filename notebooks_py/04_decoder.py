@@ -251,8 +251,6 @@ pd.DataFrame({
 loss_per_prefix = prefix_loss(decoder, features, captions, lengths)
 print("prefix_loss:  ", round(loss_per_prefix.item(), 4))
 print("sequence_loss:", round(loss_all_at_once.item(), 4))
-
-# %%
 assert torch.allclose(loss_per_prefix, loss_all_at_once, atol=1e-5)
 
 # %% [markdown]

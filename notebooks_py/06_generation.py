@@ -130,7 +130,6 @@ print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ f
 # never does is cut to `max_len` words.
 
 # %% tags=["nbval-ignore-output"]
-# (the captions come from the model notebook 05 trained: another CPU's rounding can change a word)
 naive = greedy_naive(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
@@ -156,10 +155,9 @@ for image, caption in list(zip(test_images, carried.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
 same = sum(a == b for a, b in zip(naive.captions, carried.captions, strict=True))
 print(f"identical captions: {same} of {len(test_images)}")
-
-# %%
 # The same arithmetic in another order: on a GPU a near tie between two words can rarely fall the other way.
 assert same >= 0.99 * len(test_images), same
+
 
 # %% [markdown]
 # Same captions. How much faster? We decode the whole test split both ways, twice each, and keep the
@@ -244,8 +242,6 @@ else:
     print(f"  beam 5: {beams[5].captions[first]}")
     for reference in test_refs[test_images[first]]:
         print(f"  reference: {reference}")
-
-# %%
 assert all(len(decoded.captions) == len(test_images) for decoded in beams.values())
 
 # %% [markdown]
@@ -273,8 +269,6 @@ scores = {name: corpus_bleu_scores(references, captions) for name, captions in d
 
 # %% tags=["nbval-ignore-output"]
 pd.DataFrame({name: as_percent(s) for name, s in scores.items()}).T.rename(columns=str.upper)
-
-# %%
 assert all(scores[name]["bleu4"] >= 0.45 for name in ("greedy", "beam 3", "beam 5")), scores
 assert all(scores[name]["bleu4"] > 2 * scores["image-blind baseline"]["bleu4"] for name in ("greedy", "beam 3", "beam 5"))
 
@@ -316,7 +310,7 @@ for number, (word, _) in enumerate(trace, start=1):
     print(f"step {number:>2}: {word}")
 print("caption:", stepper.caption)
 
-# %%
+# %% jupyter={"source_hidden": true} tags=["check"]
 # greedy() on the features of this one image, computed the same way as the stepper's
 with torch.no_grad():
     own = greedy(model.decoder, model.encoder(stepper.transform(load_image(image_path)).unsqueeze(0).to(device)),
@@ -325,14 +319,11 @@ assert stepper.caption == own.captions[0]
 assert trace[-1][0] == "<end>" and len(trace) == len(carried.ids[0]) + 1  # every word, then <end>
 
 # %% [markdown]
-# The same steps with the probabilities of the five best candidates (rounded; the last digit can change
-# from machine to machine, so the tests do not compare this printout):
+# The same steps with the probabilities of the five best candidates (rounded to two digits):
 
 # %% tags=["nbval-ignore-output"]
 for number, (_, top) in enumerate(trace, start=1):
     print(f"step {number:>2}: " + "  ".join(f"{w} {p:.2f}" for w, p in top))
-
-# %%
 assert all(word == top[0][0] for word, top in trace)  # greedy: always the most probable word
 assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
 
@@ -357,8 +348,8 @@ explorer = decoding_explorer(
 explorer
 
 # %% [markdown]
-# Its buttons can be pressed from code too, which is how `tests/test_widgets.py` checks it. Three presses on
-# a fresh explorer, and what an unreadable upload shows:
+# Its buttons can be pressed from code too. Three presses on a fresh explorer, and what an unreadable upload
+# shows:
 
 # %% tags=["nbval-ignore-output"]
 demo = decoding_explorer(model, vocab, test_images[:1], image_size=config.image_size, device=device)
@@ -367,8 +358,6 @@ for _ in range(3):
 print("after three presses:", repr(demo.stepper.caption))
 demo.show_bytes("holiday.jpg", b"this is not a picture")
 print("after an unreadable upload:", demo.error)
-
-# %%
 assert demo.stepper.caption == " ".join(stepper.caption.split()[:3])
 assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 

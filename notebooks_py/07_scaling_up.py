@@ -88,8 +88,8 @@ make_shapes(DATA)
 print("offline dataset:", DATA.relative_to(ROOT))
 
 # %% [markdown]
-# Two switches decide what really happens. Both are off, so the notebook runs anywhere in seconds and its
-# stored outputs stay checkable; the cells they guard print the command they would run instead.
+# Two switches decide what really happens. Both are off, so the notebook runs anywhere in seconds, offline;
+# the cells they guard print the command they would run instead.
 # On Colab with a GPU runtime, set both to `True` and run the notebook from the top.
 
 # %%
@@ -510,7 +510,7 @@ for size, seconds in seconds_per_image.items():
 
 # %% [markdown]
 # (Those numbers vary from machine to machine: the stored ones come from a shared 2-core machine that
-# was busy with other work, so yours may well be smaller; the test only checks that 224 px costs more.)
+# was busy with other work, so yours may well be smaller.)
 # A GPU does this pass in a small fraction of the time, and then the decoder epochs are quick as well.
 # `TrainConfig.for_device` picks the settings accordingly:
 
