@@ -317,6 +317,7 @@ figure = architecture_figure(embed_size=E, hidden_size=H)
 #    `DecoderRNN` must change with it?
 # 3. Build a `DecoderRNN` with `num_layers=2`. Which shapes in the table change? (Only one does.)
 # 4. Call `pack_padded_sequence` with `lengths` (without `+ 1`). Compare `packed.batch_sizes`: which token
-#    of every caption does the LSTM now never see?
+#    of every caption does the LSTM now never read? Why does no prediction need it? (Notebook 04 checks
+#    that the loss stays the same.)
 # 5. Put `images` through `encoder.backbone` at 128 × 128 pixels (`image_transform(128)`). Which shapes
 #    change? (Notebook 03 explains the answer.)

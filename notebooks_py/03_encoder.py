@@ -85,7 +85,7 @@ print(len(paths), "training images;", Path(paths[0]).name, "→", captions_of.il
 # ## 1. ResNet50, layer by layer
 #
 # torchvision's `resnet50` has ten top-level parts. We build it **without** weights here (the weights
-# are the topic of section 6; the architecture is the same either way), push one 224 × 224 image through
+# are the topic of section 7; the architecture is the same either way), push one 224 × 224 image through
 # the parts one at a time, and record each output shape and parameter count.
 
 # %%
@@ -140,7 +140,8 @@ print("the same as a mean over height and width:", torch.allclose(pooled.flatten
 #
 # `avgpool` is an `AdaptiveAvgPool2d((1, 1))`: it is told the size of its **output**, and averages over
 # whatever grid it receives. So smaller images give a smaller `layer4` grid but the same 2048 features.
-# Our shapes images are 128 px on disk; the course trains on a CPU at 64 px (about 12× faster than 224).
+# Our shapes images are 128 px on disk; the course trains on a CPU at 64 px (section 8 measures how much
+# faster than 224 px that is).
 
 # %%
 for size in (224, 128, 64):

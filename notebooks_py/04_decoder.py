@@ -24,7 +24,7 @@
 #
 # **You will learn to**
 # 1. explain why the image feature is the LSTM's first input, and why every length grows by one;
-# 2. show what packing prevents: outputs on padding, and a wrong final state for short captions;
+# 2. show what packing does (no work and no outputs on padding), and that packing by `lengths` is enough;
 # 3. read the LSTM's hidden and cell states `[num_layers, B, H]`, with one and with two layers;
 # 4. compute the loss both ways, show that they are equal, and measure what each one costs.
 #
@@ -155,9 +155,9 @@ print("caption 1, positions 6-14, without packing: all zero?", bool((padded_out[
 print("caption 1, positions 6-14, with packing:    all zero?", bool((hiddens[1, 6:] == 0).all()))
 
 # %% [markdown]
-# **The final state** is where it really matters. Packed, `h` holds each caption's state after its **own**
-# last token (`<end>`). Unpacked, it is the state after the last column of the block: for every caption but
-# the longest, after a run of `<pad>`s. Generation continues from exactly such a state, so it must be right.
+# **The final state** differs too. Packed, `h` holds each caption's state after its **own** last token
+# (`<end>`). Unpacked, it is the state after the last column of the block: for every caption but the
+# longest, after a run of `<pad>`s.
 
 # %%
 last = lengths  # position of the last real step (n tokens + image → index n)
@@ -168,7 +168,10 @@ for row in range(B):
           f"unpacked h == it: {torch.allclose(padded_h[0, row], after_end[row], atol=1e-5)}")
 
 # %% [markdown]
-# Only caption 0, the longest (no padding), gets the right final state without packing.
+# Only caption 0, the longest (no padding), ends in the state after its `<end>` without packing. For this
+# model that state is never used: training scores only the outputs at real positions (section 6), and
+# generation (notebook 06) starts from the image and stops at `<end>`. What packing buys here is work: the
+# LSTM skips the padding (the step counts above), and no padded output can slip into the loss.
 #
 # ## 4. The LSTM's states: `h` and `c`, `[num_layers, B, H]`
 #
@@ -343,18 +346,33 @@ print(f"rows the H → V layer scores: forward {B} × {T + 1} = {B * (T + 1)}, p
 assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
 
 # %% [markdown]
-# The same number again (and the same gradients: `tests/test_models.py` checks them). With the shapes' 40 or
+# The same number again (and the same gradients). With the shapes' 40 or
 # so words the saving is small; with Flickr8k's 8,000 words the loss's forward and backward (batch 128)
 # took 1.6× less time on this course's 2-core CPU, and on a GPU it is part of what brings a Flickr8k-sized
 # epoch under one second (`benchmarks/README.md`).
+#
+# **Packing by `lengths` is enough.** The output at the last packed step, the one that reads `<end>`, is
+# never scored: nothing comes after `<end>`. So the LSTM need not read `<end>` at all. Packing by `lengths`
+# instead of `lengths + 1` (as the design and most tutorials do) feeds the image and every token but
+# `<end>`: `n` steps for the `n` predictions, the same loss, one step less per caption.
+
+# %%
+packed_n = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+hiddens_n, _ = pad_packed_sequence(decoder.lstm(packed_n)[0], batch_first=True, total_length=T + 1)
+loss_n = sequence_loss(decoder.linear(hiddens_n), captions, lengths)
+print("LSTM steps, packed by lengths + 1:", packed.data.shape[0], "| by lengths:", packed_n.data.shape[0])
+print("sequence_loss, packed by lengths + 1:", round(loss_all_at_once.item(), 4), "| by lengths:", round(loss_n.item(), 4))
+assert torch.allclose(loss_n, loss_all_at_once, atol=1e-5)
+
+# %% [markdown]
 #
 # ## Recap
 #
 # - `DecoderRNN` (in `helpers/models.py`): `captions [B, T]` → `Embedding` `[B, T, 300]` → image feature
 #   first `[B, T+1, 300]` → packed by `lengths + 1` → `LSTM` → unpacked `[B, T+1, H]` → `Linear` →
 #   `logits [B, T+1, V]`; position `t` predicts token `t`, the last position is not scored.
-# - Packing keeps `<pad>` out of the LSTM: no outputs on padding, and `h, c` are each caption's state after
-#   its own `<end>`. Without it, every caption but the longest ends in the wrong state.
+# - Packing keeps `<pad>` out of the LSTM: no work and no outputs on padding. Packing by `lengths` (the
+#   LSTM never reads `<end>`) gives the same loss with one step less per caption.
 # - The states `h` and `c` are `[num_layers, B, H]`; the output sequence is the top layer's `h`.
 # - `sequence_loss` (every position at once, padding masked) equals `prefix_loss` (one example per prefix, the
 #   design's formulation), with the same gradients, at a fraction of the LSTM steps. Both live in
@@ -362,8 +380,8 @@ assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
 #
 # ## Exercises
 #
-# 1. Replace `lengths + 1` by `lengths` when packing. Which token of each caption does the LSTM now never
-#    read, and which prediction can no longer be made?
+# 1. Pack by `lengths` in section 3 as well. Which outputs of `hiddens` disappear, and why is none of them
+#    scored by the loss? How many LSTM steps does it save on a batch of 128 training captions?
 # 2. Make the decoder with `num_layers=3`. What are the shapes of `h`, `c` and the logits?
 # 3. Compute the loss over **all** positions of the padded block (no mask, `<pad>` as the target past the
 #    end). Is it larger or smaller than `sequence_loss`, and what would training learn from it?

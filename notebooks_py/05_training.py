@@ -75,6 +75,7 @@ from helpers.training import (
     evaluate_bleu,
     evaluate_split,
     fit,
+    make_optimizer,
     prepare_data,
 )
 from helpers.utils import course_root, course_weights, get_device, seed_everything
@@ -279,8 +280,9 @@ scheduler = torch.optim.lr_scheduler.OneCycleLR(
 optimizer.zero_grad(set_to_none=True)
 loss.backward()
 norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+first_rate = optimizer.param_groups[0]["lr"]  # the learning rate this step uses
 optimizer.step()
-scheduler.step()
+scheduler.step()  # sets the rate of the next step
 
 with torch.no_grad():
     after = sequence_loss(
@@ -298,7 +300,7 @@ assert after.item() < loss.item()
 # That is the whole step. Repeated over the next batches, it is a training loop:
 
 # %%
-losses, rates = [loss.item()], [optimizer.param_groups[0]["lr"]]
+losses, rates = [loss.item()], [first_rate]
 for idx in order[1:HAND_STEPS]:
     batch_lengths = lengths[idx]
     batch_captions = captions[idx, : int(batch_lengths.max())].to(device)
@@ -308,10 +310,10 @@ for idx in order[1:HAND_STEPS]:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+    losses.append(loss.item())
+    rates.append(optimizer.param_groups[0]["lr"])  # the rate of this step, before the schedule moves on
     optimizer.step()
     scheduler.step()
-    losses.append(loss.item())
-    rates.append(optimizer.param_groups[0]["lr"])
 
 # %% tags=["nbval-ignore-output"]
 for step in range(0, HAND_STEPS, 10):
@@ -324,12 +326,15 @@ assert len(losses) == HAND_STEPS and sum(losses[-5:]) / 5 < losses[0] - 1.0
 #
 # `OneCycleLR` starts low, climbs to the peak `config.lr` over the first quarter of training (warm-up: the
 # first gradients are large and noisy), then decays smoothly to almost zero (big steps to get close, small
-# steps to settle). `fit` builds it over all the steps of all epochs; here it is as `fit` will run it (from a
-# stand-in optimiser: only the learning rates matter).
+# steps to settle). `fit` builds it with `make_optimizer`, over all the steps of all epochs plus one spare
+# step per epoch, so the rate ends a little above its minimum rather than at it. Here it is as `fit` will
+# run it (stepped through a stand-in optimiser: only the learning rates matter).
 
 # %%
 steps_per_epoch = len(order)
-total_steps = (math.ceil(len(captions) / config.batch_size) + 1) * config.epochs  # as fit counts them
+_, fit_schedule = make_optimizer(model, config, steps_per_epoch)  # the optimiser and schedule fit builds
+total_steps = fit_schedule.total_steps
+print(f"{steps_per_epoch} steps per epoch × {config.epochs} epochs; the schedule is built for {total_steps}")
 stand_in = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=config.lr)
 schedule = torch.optim.lr_scheduler.OneCycleLR(stand_in, max_lr=config.lr, total_steps=total_steps,
                                                pct_start=0.25)
