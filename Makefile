@@ -26,7 +26,7 @@ NBVAL := --nbval
 export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
-.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets help
+.PHONY: course test unit nbval browser-test install data lab lint sync notebook assets publish help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -100,6 +100,11 @@ notebook: install data ## execute one notebook in place: make notebook NB=notebo
 
 assets: install ## regenerate the diagrams under assets/
 	$(BIN)/python -m helpers diagrams
+
+# The public address (GitHub owner/name and the tag learners install) lives in pyproject's [tool.course];
+# this rewrites it (REPO=, REF=, both optional) and, from it, every notebook's Colab badge and setup cell.
+publish: install ## set the public address: make publish REPO=you/fork REF=v0.2.0, then commit and tag
+	$(BIN)/python tools/publish.py $(if $(REPO),--repo "$(REPO)") $(if $(REF),--ref "$(REF)")
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
