@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/05_training.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/05_training.ipynb)
 #
 # # 05 · Training: the loop in the open, then for real
 #
@@ -39,17 +39,21 @@
 # run adds about 2 minutes, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
 # full configuration (224-pixel images, more epochs) by itself, and it still takes only minutes.
 
-# %%
-import subprocess
+# %% tags=["colab-setup"]
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
+# %%
 import math
 import time
 from collections import Counter

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/06_generation.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/06_generation.ipynb)
 #
 # # 06 · Generation: from an image to a caption, one word at a time
 #
@@ -36,17 +36,21 @@
 # **Run time:** 1 to 2 minutes on a 2-core CPU when notebook 05 has run (plus notebook 05's training time
 # otherwise). **GPU:** not needed: decoding is small work, and timings here are made on the CPU.
 
-# %%
-import subprocess
+# %% tags=["colab-setup"]
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
+# %%
 import time
 from collections import Counter
 from pathlib import Path

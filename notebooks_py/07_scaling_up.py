@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/07_scaling_up.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/07_scaling_up.ipynb)
 #
 # # 07 · Scaling up: Flickr8k, COCO, ImageNet weights and several GPUs
 #
@@ -40,16 +40,23 @@
 # notebook shows no timings or scores of ours on them; the README's "How fast, and how well" has the
 # course's GPU figures on the offline dataset (one H200).
 
+# %% tags=["colab-setup"]
+import sys
+
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
+
 # %%
 import subprocess
 import sys
-
-if "google.colab" in sys.modules:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
 
 import io
 import json
