@@ -49,20 +49,11 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
     output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
 # %%
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from helpers.data import CaptionDataset, collate_captions, denormalize, image_transform
-from helpers.diagrams import architecture_figure, packing_figure
-from helpers.formats import load_captions
-from helpers.models import DecoderRNN, EncoderCNN
 from helpers.shapes import make_shapes
-from helpers.utils import course_root, course_weights, seed_everything
-from helpers.vocabulary import Vocabulary
+from helpers.utils import course_root, seed_everything
 
 seed_everything(0)
 torch.set_grad_enabled(False)  # we only look at tensors here: no gradients needed
@@ -79,6 +70,9 @@ DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (noteb
 # the training captions, exactly as training will.
 
 # %%
+from helpers.formats import load_captions
+from helpers.vocabulary import Vocabulary
+
 table = load_captions(DATA).table
 train = table[table.split == "train"].reset_index(drop=True)
 vocab = Vocabulary.build(train.caption)
@@ -90,6 +84,8 @@ print(vocab.itos[:12])
 # length: the model must cope with any order.
 
 # %%
+from pathlib import Path
+
 rows = [0, 56, 16, 35]
 batch_table = train.loc[rows, ["image", "caption"]].reset_index(drop=True)
 for i, (image, caption) in enumerate(zip(batch_table.image, batch_table.caption)):
@@ -100,6 +96,8 @@ for i, (image, caption) in enumerate(zip(batch_table.image, batch_table.caption)
 # images and pads the captions with `<pad>` (id 0) to the longest one.
 
 # %%
+from helpers.data import CaptionDataset, collate_captions, image_transform
+
 dataset = CaptionDataset(batch_table.image, batch_table.caption, vocab, image_transform(224))
 images, captions, lengths = collate_captions([dataset[i] for i in range(len(dataset))])
 B, T = captions.shape
@@ -123,6 +121,10 @@ for row in range(B):
     print(lengths[row].item(), " ".join(vocab.decode(captions[row], strip_special=False)))
 
 # %%
+import matplotlib.pyplot as plt
+
+from helpers.data import denormalize
+
 figure, axes = plt.subplots(1, B, figsize=(3 * B, 3.4))
 for i, (ax, image) in enumerate(zip(axes, images)):
     ax.imshow(denormalize(image).permute(1, 2, 0))
@@ -141,6 +143,9 @@ figure.tight_layout()
 # (notebook 03 explains what pretrained weights add).
 
 # %%
+from helpers.models import DecoderRNN, EncoderCNN
+from helpers.utils import course_weights
+
 E, H = 300, 512
 weights = course_weights()
 print("encoder weights:", weights)
@@ -206,6 +211,8 @@ print("inputs               ", tuple(inputs.shape), "  = [B, T+1, E]")
 # (`enforce_sorted=False` lets it sort for us, and remember how to undo it).
 
 # %%
+from torch.nn.utils.rnn import pack_padded_sequence
+
 packed = pack_padded_sequence(inputs, lengths + 1, batch_first=True, enforce_sorted=False)
 print("packed.data          ", tuple(packed.data.shape), "  = [sum(lengths + 1), E]")
 print("sum(lengths + 1)     ", int((lengths + 1).sum()))
@@ -223,6 +230,8 @@ print("packed.sorted_indices", packed.sorted_indices.tolist())
 # small numbers are the rows of `packed.data`.
 
 # %%
+from helpers.diagrams import packing_figure
+
 figure = packing_figure(captions, lengths, vocab)
 
 # %% [markdown]
@@ -240,6 +249,8 @@ print("h", tuple(h.shape), " c", tuple(c.shape), "  = [num_layers, B, H]")
 # Positions after a caption's end are filled with zeros.
 
 # %%
+from torch.nn.utils.rnn import pad_packed_sequence
+
 hiddens, out_lengths = pad_packed_sequence(packed_out, batch_first=True, total_length=T + 1)
 print("hiddens", tuple(hiddens.shape), "  = [B, T+1, H]")
 print("lengths it returns", out_lengths.tolist())
@@ -298,6 +309,8 @@ pd.DataFrame(
 # `helpers.diagrams.save_all()`):
 
 # %%
+from helpers.diagrams import architecture_figure
+
 figure = architecture_figure(embed_size=E, hidden_size=H)
 
 # %% [markdown]

@@ -50,22 +50,11 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
     output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
 # %%
-import tempfile
-import time
-from pathlib import Path
-
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
-from torchvision.models import resnet50
 
-from helpers.data import ImageFolderDataset, image_transform, load_image
-from helpers.formats import load_captions
-from helpers.models import EncoderCNN
-from helpers.shapes import COLOURS, SHAPES, make_shapes
-from helpers.utils import course_root, course_weights, seed_everything
+from helpers.shapes import make_shapes
+from helpers.utils import course_root, seed_everything
 
 seed_everything(0)
 torch.set_grad_enabled(False)  # nothing is trained here
@@ -79,6 +68,10 @@ DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (noteb
 # A few training images to look at (their file paths, one per image):
 
 # %%
+from pathlib import Path
+
+from helpers.formats import load_captions
+
 table = load_captions(DATA).table
 train = table[table.split == "train"]
 captions_of = train.groupby("image", sort=False).caption.agg(list)  # image path → its five captions
@@ -93,6 +86,10 @@ print(len(paths), "training images;", Path(paths[0]).name, "→", captions_of.il
 # the parts one at a time, and record each output shape and parameter count.
 
 # %%
+from torchvision.models import resnet50
+
+from helpers.data import image_transform, load_image
+
 resnet = resnet50(weights=None).eval()
 image = image_transform(224)(load_image(paths[0])).unsqueeze(0)  # [1, 3, 224, 224]
 
@@ -129,6 +126,8 @@ print(f"without fc: {total - fc:,}")
 # with 2048 numbers. The average pool keeps the 2048 "what" numbers and averages away the "where":
 
 # %%
+from torch import nn
+
 stem_to_layer4 = nn.Sequential(*list(resnet.children())[:-2])  # conv1 … layer4
 maps = stem_to_layer4(image)
 pooled = resnet.avgpool(maps)
@@ -166,6 +165,9 @@ for size in (224, 128, 64):
 # `COURSE_WEIGHTS` says `imagenet` (section 7 says what changes then).
 
 # %%
+from helpers.models import EncoderCNN
+from helpers.utils import course_weights
+
 encoder = EncoderCNN(embed_size=300, weights=course_weights())
 print("weights used:", encoder.weights)
 print("backbone parts:", [type(m).__name__ for m in encoder.backbone])
@@ -290,6 +292,12 @@ finally:
 # First we compute the features once, and keep them (this is the cache of section 8):
 
 # %%
+import time
+
+from torch.utils.data import DataLoader
+
+from helpers.data import ImageFolderDataset
+
 random_encoder = EncoderCNN(embed_size=300, weights="random").eval()
 sample = paths[:128]
 loader = DataLoader(ImageFolderDataset(sample, image_transform(64)), batch_size=32)
@@ -304,6 +312,8 @@ print("cached features", tuple(cached.shape))
 # shape's colour and kind.
 
 # %%
+from helpers.shapes import COLOURS, SHAPES
+
 def label(caption: str, words) -> str:
     return next(w for w in caption.split() if w in words)
 
@@ -322,6 +332,8 @@ labels.head(3)
 # subtracting that background's own average.
 
 # %%
+import torch.nn.functional as F
+
 def similarities(features: torch.Tensor) -> torch.Tensor:
     unit = F.normalize(features - features.mean(0), dim=1)
     return unit @ unit.T  # [N, N]
@@ -374,6 +386,8 @@ pd.DataFrame(rows, columns=["do they share the", "among", "similarity if same", 
 # 224 px), against reading the same features back from a file.
 
 # %%
+import tempfile
+
 cache_dir = tempfile.TemporaryDirectory()
 cache_file = Path(cache_dir.name) / "features.pt"
 torch.save(cached, cache_file)

@@ -47,19 +47,11 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
     output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
 # %%
-import math
-import time
-
 import pandas as pd
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from helpers.data import pad_captions
-from helpers.formats import load_captions
-from helpers.models import DecoderRNN, packed_loss, prefix_batch, prefix_loss, sequence_loss, target_mask
 from helpers.shapes import make_shapes
 from helpers.utils import course_root, seed_everything
-from helpers.vocabulary import Vocabulary
 
 seed_everything(0)
 torch.set_grad_enabled(False)  # switched on only where we compare gradients
@@ -75,6 +67,10 @@ DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (noteb
 # non-negative like the encoder's ReLU output, so that this notebook is quick and its numbers exact.
 
 # %%
+from helpers.data import pad_captions
+from helpers.formats import load_captions
+from helpers.vocabulary import Vocabulary
+
 table = load_captions(DATA).table
 train = table[table.split == "train"].reset_index(drop=True)
 vocab = Vocabulary.build(train.caption)
@@ -93,6 +89,8 @@ for row in range(B):
 # `nn.Embedding(V, 300)` is a table of V rows; a token id picks its row. `[B, T] → [B, T, 300]`.
 
 # %%
+from helpers.models import DecoderRNN
+
 decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
 embeddings = decoder.embed(captions)
 print("embedding table", tuple(decoder.embed.weight.shape), "→ embeddings", tuple(embeddings.shape))
@@ -135,6 +133,8 @@ pd.DataFrame({"position": range(n + 1), "reads": read, "predicts": predict}).set
 # `lengths + 1`, then unpacked.
 
 # %%
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
 padded_out, (padded_h, padded_c) = decoder.lstm(inputs)  # reads the padding too
 
 packed = pack_padded_sequence(inputs, lengths + 1, batch_first=True, enforce_sorted=False)
@@ -147,6 +147,8 @@ print("with packing:    output", tuple(hiddens.shape), "| LSTM steps:", packed.d
 # **On real positions** both agree: padding comes *after* a caption, and an LSTM only looks back.
 
 # %%
+from helpers.models import target_mask
+
 real = target_mask(lengths + 1, T + 1)  # [B, T+1]: True on the n + 1 real steps of each caption
 print("same outputs on real positions:", torch.allclose(padded_out[real], hiddens[real], atol=1e-5))
 
@@ -233,6 +235,10 @@ print(mask.int())
 print("scored predictions:", int(mask.sum()), "= sum(lengths) =", int(lengths.sum()))
 
 # %%
+import math
+
+from helpers.models import sequence_loss
+
 loss_all_at_once = sequence_loss(logits, captions, lengths)
 print("sequence_loss:", round(loss_all_at_once.item(), 4), f"(log V = {math.log(V):.4f}: an untrained model "
       "guesses about uniformly)")
@@ -243,6 +249,8 @@ print("sequence_loss:", round(loss_all_at_once.item(), 4), f"(log V = {math.log(
 # them; here are the ones of caption 1:
 
 # %%
+from helpers.models import prefix_batch
+
 f1, prefixes, cuts, next_words = prefix_batch(features[1:2], captions[1:2], lengths[1:2])
 pd.DataFrame({
     "k": cuts.tolist(),
@@ -255,6 +263,8 @@ pd.DataFrame({
 # scores it against the next word. Over the whole batch:
 
 # %%
+from helpers.models import prefix_loss
+
 loss_per_prefix = prefix_loss(decoder, features, captions, lengths)
 print("prefix_loss:  ", round(loss_per_prefix.item(), 4))
 print("sequence_loss:", round(loss_all_at_once.item(), 4))
@@ -300,6 +310,8 @@ print("check:", sum(n * (n + 1) // 2 for n in lengths.tolist()), "= sum of n(n+1
 # both (forward and backward, as in training) on 32 captions:
 
 # %%
+import time
+
 captions32, lengths32 = pad_captions([torch.tensor(vocab.encode(c)) for c in train.caption[:32]])
 features32 = torch.randn(32, E)  # stand-ins: the cost does not depend on the feature values
 
@@ -343,6 +355,8 @@ print(f"prefix_loss:   {slow * 1000:7.1f} ms  ({slow / fast:.1f}× slower)")
 # `<end>` has no target and is ignored):
 
 # %%
+from helpers.models import packed_loss
+
 loss_packed = packed_loss(decoder, features, captions, lengths)
 print("packed_loss:  ", round(loss_packed.item(), 4))
 print("sequence_loss:", round(loss_all_at_once.item(), 4))

@@ -54,36 +54,7 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
     output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
 # %%
-import math
-import time
-from collections import Counter
-from dataclasses import asdict
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import pandas as pd
-import torch
-from torch.utils.data import DataLoader
-
-from helpers.data import CaptionDataset, collate_captions, image_transform
-from helpers.metrics import as_percent, corpus_bleu_scores
-from helpers.models import sequence_loss
-from helpers.plots import plot_history, plot_lr_schedule, show_captions
-from helpers.shapes import make_shapes
-from helpers.training import (
-    TrainConfig,
-    batches,
-    build_model,
-    cached_features,
-    encode_captions,
-    evaluate_bleu,
-    evaluate_split,
-    fit,
-    make_optimizer,
-    prepare_data,
-)
-from helpers.utils import course_root, course_weights, get_device, seed_everything
-from helpers.vocabulary import tokenize
+from helpers.utils import get_device, seed_everything
 
 seed_everything(0)
 device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
@@ -105,6 +76,13 @@ device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
 print("device:", device)
 
 # %%
+from dataclasses import asdict
+
+import pandas as pd
+
+from helpers.training import TrainConfig
+from helpers.utils import course_weights
+
 config = TrainConfig.for_device(device, weights=course_weights())
 pd.Series(asdict(config), name="value").to_frame()
 
@@ -115,6 +93,9 @@ pd.Series(asdict(config), name="value").to_frame()
 # by one).
 
 # %%
+from helpers.shapes import make_shapes
+from helpers.utils import course_root
+
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 CACHE = DATA / ".cache"  # where the backbone's features are stored between runs
@@ -123,6 +104,8 @@ make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
 # %%
+from helpers.training import prepare_data
+
 data = prepare_data(DATA, config.min_freq)
 vocab = data.vocab
 train_images = data.images("train")
@@ -135,6 +118,8 @@ print(f"vocabulary: {len(vocab)} words | train: {len(train_images)} images | dev
 # turns the training captions into one padded tensor, with the index of each row's image.
 
 # %%
+from helpers.training import encode_captions
+
 image_index, captions, lengths = encode_captions(data.split("train"), train_images, vocab, config.max_words)
 print("image_index:", tuple(image_index.shape), image_index[:7].tolist())
 print("captions:   ", tuple(captions.shape), "(padded with <pad> = 0)")
@@ -148,6 +133,8 @@ print("lengths:    ", tuple(lengths.shape), lengths[:7].tolist())
 # ones `fit` will use, and the feature cache below can be shared with it.
 
 # %%
+from helpers.training import build_model
+
 seed_everything(config.seed)
 model = build_model(config, len(vocab)).to(device)
 trainable = [p for p in model.parameters() if p.requires_grad]
@@ -167,6 +154,8 @@ print(f"trained (projection + decoder): {sum(p.numel() for p in trainable):>11,}
 # them (a minute or two on a CPU); the message below says which happened.
 
 # %% tags=["nbval-ignore-output"]
+from helpers.training import cached_features
+
 train_features = cached_features(model, train_images, config.image_size, device, CACHE)
 dev_features = cached_features(model, dev_images, config.image_size, device, CACHE)
 
@@ -183,6 +172,15 @@ assert train_features.shape == (len(train_images), 2048) and dev_features.shape 
 # - **cached**: look up the stored features, run the projection and the decoder.
 
 # %%
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from helpers.data import CaptionDataset, collate_captions, image_transform
+from helpers.models import sequence_loss
+from helpers.training import batches
+
 train_table = data.split("train")
 textbook_loader = DataLoader(
     CaptionDataset(train_table["image"], train_table["caption"], vocab, image_transform(config.image_size),
@@ -220,6 +218,8 @@ cached = timed_batches(
 )
 
 # %% tags=["nbval-ignore-output"]
+import math
+
 print(f"textbook (images → whole encoder): {textbook * 1000:8.0f} ms per batch of {config.batch_size}")
 print(f"cached features:                   {cached * 1000:8.0f} ms per batch  ({textbook / cached:.0f}× faster)")
 steps = math.ceil(len(captions) / config.batch_size)
@@ -335,6 +335,9 @@ assert len(losses) == HAND_STEPS and sum(losses[-5:]) / 5 < losses[0] - 1.0
 # run it (stepped through a stand-in optimiser: only the learning rates matter).
 
 # %%
+from helpers.plots import plot_lr_schedule
+from helpers.training import make_optimizer
+
 steps_per_epoch = len(order)
 _, fit_schedule = make_optimizer(model, config, steps_per_epoch)  # the optimiser and schedule fit builds
 total_steps = fit_schedule.total_steps
@@ -363,11 +366,15 @@ print(f"first step {full_rates[0]:.3g}, last step {full_rates[-1]:.3g}")
 # ×100). `evaluate_bleu` does both.
 
 # %%
+from helpers.training import evaluate_bleu
+
 dev_refs = data.references("dev")
 references = [dev_refs[image] for image in dev_images]
 scores, hypotheses = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
 
 # %% tags=["nbval-ignore-output"]
+from pathlib import Path
+
 print(f"after {HAND_STEPS} steps:", {name: round(value, 3) for name, value in scores.items()})
 for image, caption in list(zip(dev_images, hypotheses, strict=True))[:3]:
     print(f"  {Path(image).name}: {caption!r}")
@@ -390,6 +397,8 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # This is the long cell (several minutes on a CPU).
 
 # %% tags=["nbval-ignore-output"]
+from helpers.training import fit
+
 start = time.perf_counter()
 result = fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
 print(f"fit took {(time.perf_counter() - start) / 60:.1f} min")
@@ -409,6 +418,8 @@ history = result.history
 history.round(4)
 
 # %%
+from helpers.plots import plot_history
+
 figure = plot_history(history)
 
 # %% [markdown]
@@ -423,6 +434,8 @@ figure = plot_history(history)
 # a BLEU-4 of 19.5 on Flickr8k photos, i.e. 0.195).
 
 # %%
+from helpers.training import evaluate_split
+
 model = result.model
 test_scores, test_table = evaluate_split(
     model, vocab, config, data, "test", device=device, cache_dir=CACHE, log=lambda _: None
@@ -431,6 +444,8 @@ test_refs = list(test_table["references"])
 print(f"test split: {len(test_table)} images, {sum(map(len, test_refs))} reference captions")
 
 # %% tags=["nbval-ignore-output"]
+from helpers.metrics import as_percent
+
 percent = as_percent(test_scores)
 for name, value in test_scores.items():
     print(f"{name.upper():6} {value:.3f}   ({percent[name]:.1f} ×100)")
@@ -441,6 +456,11 @@ assert test_scores["bleu4"] >= 0.45, test_scores  # measured 0.55-0.63 with rand
 # always answers with the most common training caption:
 
 # %%
+from collections import Counter
+
+from helpers.metrics import corpus_bleu_scores
+from helpers.vocabulary import tokenize
+
 train_captions = [" ".join(tokenize(caption)) for caption in train_table["caption"]]
 blind_caption, blind_count = Counter(train_captions).most_common(1)[0]
 blind_scores = corpus_bleu_scores(test_refs, [blind_caption] * len(test_table))
@@ -468,6 +488,8 @@ assert blind_scores["bleu4"] < 0.5 * test_scores["bleu4"], (blind_scores, test_s
 # the captions right; ImageNet weights (downloaded on Colab) give the frozen encoder much more to work with.
 
 # %%
+from helpers.plots import show_captions
+
 figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 
 # %% [markdown]

@@ -51,23 +51,7 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
     output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
 # %%
-import time
-from collections import Counter
-from pathlib import Path
-
-import pandas as pd
-import torch
-from IPython.display import display
-
-from helpers.data import load_image
-from helpers.decoding import beam_search, greedy, greedy_naive
-from helpers.metrics import as_percent, corpus_bleu_scores
-from helpers.plots import show_captions
-from helpers.shapes import make_shapes
-from helpers.training import TrainConfig, cached_features, fit, load_run, prepare_data
-from helpers.utils import course_root, course_weights, get_device, seed_everything
-from helpers.vocabulary import tokenize
-from helpers.widgets import CaptionStepper, decoding_explorer
+from helpers.utils import get_device, seed_everything
 
 seed_everything(0)
 device = get_device()
@@ -80,6 +64,9 @@ device = get_device()
 # one now with the same `fit` and the same configuration, so the result is the same model either way.
 
 # %%
+from helpers.shapes import make_shapes
+from helpers.utils import course_root
+
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 CACHE = DATA / ".cache"
@@ -88,6 +75,9 @@ make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
 # %% tags=["nbval-ignore-output"]
+from helpers.training import TrainConfig, fit, load_run
+from helpers.utils import course_weights
+
 print("device:", device)
 if not (RUN / "checkpoint.pt").exists():
     print("No trained run yet: training one (this is what notebook 05 does).")
@@ -105,6 +95,10 @@ assert not model.training
 # below costs only the projection and the LSTM.
 
 # %%
+import torch
+
+from helpers.training import cached_features, prepare_data
+
 data = prepare_data(DATA, config.min_freq, log=lambda _: None)
 test_images = data.images("test")
 test_refs = data.references("test")
@@ -134,6 +128,10 @@ print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ f
 # never does is cut to `max_len` words.
 
 # %% tags=["nbval-ignore-output"]
+from pathlib import Path
+
+from helpers.decoding import greedy_naive
+
 naive = greedy_naive(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
@@ -154,6 +152,8 @@ for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
 # ```
 
 # %% tags=["nbval-ignore-output"]
+from helpers.decoding import greedy
+
 carried = greedy(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, carried.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
@@ -162,12 +162,13 @@ print(f"identical captions: {same} of {len(test_images)}")
 # The same arithmetic in another order: on a GPU a near tie between two words can rarely fall the other way.
 assert same >= 0.99 * len(test_images), same
 
-
 # %% [markdown]
 # Same captions. How much faster? We decode the whole test split both ways, twice each, and keep the
 # faster run of each (the one least disturbed by whatever else the machine does).
 
 # %%
+import time
+
 def seconds(decode, repeats: int = 2) -> float:
     """The fastest of ``repeats`` runs of ``decode()``."""
     times = []
@@ -219,9 +220,13 @@ print(f"one batch of {len(sample)}:    {batch * 1000:6.0f} ms  ({single / batch:
 # words. With `k = 1` it is greedy decoding.
 
 # %%
+from helpers.decoding import beam_search
+
 beams = {k: beam_search(model.decoder, features, vocab, beam=k, max_len=config.max_decode) for k in (3, 5)}
 
 # %% tags=["nbval-ignore-output"]
+from helpers.vocabulary import tokenize
+
 for k, decoded in beams.items():
     differ = sum(a != b for a, b in zip(carried.captions, decoded.captions, strict=True))
     print(f"beam {k}: differs from greedy on {differ} of {len(test_images)} images")
@@ -261,6 +266,10 @@ assert all(len(decoded.captions) == len(test_images) for decoded in beams.values
 # baseline of notebook 05: the most common training caption, given for every image.
 
 # %%
+from collections import Counter
+
+from helpers.metrics import corpus_bleu_scores
+
 train_captions = [" ".join(tokenize(caption)) for caption in data.split("train")["caption"]]
 blind_caption = Counter(train_captions).most_common(1)[0][0]
 decoders = {
@@ -272,6 +281,10 @@ decoders = {
 scores = {name: corpus_bleu_scores(references, captions) for name, captions in decoders.items()}
 
 # %% tags=["nbval-ignore-output"]
+import pandas as pd
+
+from helpers.metrics import as_percent
+
 pd.DataFrame({name: as_percent(s) for name, s in scores.items()}).T.rename(columns=str.upper)
 assert all(scores[name]["bleu4"] >= 0.45 for name in ("greedy", "beam 3", "beam 5")), scores
 assert all(scores[name]["bleu4"] > 2 * scores["image-blind baseline"]["bleu4"] for name in ("greedy", "beam 3", "beam 5"))
@@ -287,6 +300,8 @@ assert all(scores[name]["bleu4"] > 2 * scores["image-blind baseline"]["bleu4"] f
 # Six test images, with the greedy and beam-3 captions and two of the five references.
 
 # %%
+from helpers.plots import show_captions
+
 table = pd.DataFrame(
     {"image": test_images, "generated": carried.captions, "beam 3": beams[3].captions, "references": references}
 )
@@ -301,6 +316,9 @@ figure = show_captions(table, n=6, columns=3, references=2, seed=1)
 # so far. Here is the trace for one test image: at every step, the five most probable words.
 
 # %% tags=["nbval-ignore-output"]
+from helpers.data import load_image
+from helpers.widgets import CaptionStepper
+
 stepper = CaptionStepper(model, vocab, config.image_size, device, max_len=config.max_decode)
 image_path = test_images[0]
 stepper.reset(load_image(image_path))
@@ -346,6 +364,8 @@ assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
 # line of text.)
 
 # %%
+from helpers.widgets import decoding_explorer
+
 explorer = decoding_explorer(
     model, vocab, test_images[:30], image_size=config.image_size, device=device, max_len=config.max_decode
 )
@@ -366,6 +386,12 @@ assert demo.stepper.caption == " ".join(stepper.caption.split()[:3])
 assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 
 # %% [markdown]
+# The upload button sends the file through the notebook's connection to its kernel, which suits an ordinary
+# photograph of a few megabytes; a much larger file may never arrive (on Colab too). Then copy the file into
+# the session instead, with Colab's *Files* panel or by mounting Google Drive
+# (`from google.colab import drive; drive.mount("/content/drive")`), and show it by path:
+# `explorer.show_bytes(path.name, path.read_bytes())`.
+#
 # Try it: upload a photograph. The model has only ever seen coloured shapes on plain backgrounds, and its
 # few dozen words are all it can say — it will describe your photo as shapes. A captioner knows only the world
 # of its training data.

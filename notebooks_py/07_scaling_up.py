@@ -55,34 +55,10 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
     output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
 # %%
-import subprocess
-import sys
-
-import io
-import json
-import os
-import re
-import shlex
-import shutil
-import tempfile
-import threading
-import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-
 import pandas as pd
-import torch
-from PIL import Image
 
-from helpers.download import DATASETS, ChecksumError, DownloadError, coco_selection, fetch_dataset
-from helpers.formats import load_captions, summarize
-from helpers.metrics import as_percent
-from helpers.models import EncoderCNN, imagenet_weights_cached
 from helpers.shapes import make_shapes
-from helpers.training import TrainConfig
-from helpers.utils import course_root, course_weights, seed_everything
-from helpers.vocabulary import Vocabulary, tokenize
+from helpers.utils import course_root, seed_everything
 
 seed_everything(0)
 pd.set_option("display.width", 110)
@@ -100,6 +76,13 @@ print("offline dataset:", DATA.relative_to(ROOT))
 # On Colab with a GPU runtime, set both to `True` and run the notebook from the top.
 
 # %%
+import os
+import shlex
+import subprocess
+import sys
+
+import torch
+
 RUN_DOWNLOADS = False  # True: really download Flickr8k (about 1 GB) into data/flickr8k; needs the internet
 RUN_TRAINING = False  # True: really train and evaluate on Flickr8k; needs a CUDA GPU and the download
 
@@ -135,6 +118,8 @@ def shell(command: str, run: bool, why_not: str) -> None:
 # the captions (and other annotations), the 5 000 validation images, and the 118 287 training images.
 
 # %%
+from helpers.download import DATASETS
+
 rows = []
 for dataset, archives in DATASETS.items():
     for archive in archives:
@@ -153,6 +138,8 @@ print(pd.DataFrame(rows).to_string(index=False))
 # the 5 000 validation images). They map to `coco_selection`:
 
 # %%
+from helpers.download import coco_selection
+
 for flags in ({"annotations_only": True}, {"val_only": True}, {}):
     print(f"{str(flags):30} → {sorted(coco_selection(**flags))}")
 
@@ -201,6 +188,13 @@ shell("python -m helpers data download coco2017 --dest data/coco", False, "optio
 # `Flicker8k_Dataset/` (sic) and, as zips made on a Mac do, `__MACOSX/` clutter.
 
 # %%
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
 WORK = Path(tempfile.mkdtemp(prefix="scaling_up_"))  # removed at the end of the notebook
 MIRROR = WORK / "mirror"  # what the local server serves
 MIRROR.mkdir()
@@ -284,6 +278,9 @@ print("\n".join(line.replace("\t", "  <TAB>  ") for line in token_lines[:3]))
 # the system picks (port 0), and writes down every request it gets.
 
 # %%
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 DROP_ONCE: set[str] = set()
 REQUESTS: list[tuple[str, str | None]] = []
 
@@ -327,6 +324,10 @@ print("mirror serving:", sorted(p.name for p in MIRROR.iterdir()))
 # (`checksum=False`: these are not the official files). The images zip breaks off halfway:
 
 # %%
+import re
+
+from helpers.download import DownloadError, fetch_dataset
+
 FLICKR8K_COPY = WORK / "flickr8k"
 DROP_ONCE.add("Flickr8k_Dataset.zip")
 try:
@@ -364,6 +365,8 @@ for path in sorted(FLICKR8K_COPY.rglob("*")):
 # and no `__MACOSX/`. This is exactly what `load_captions` expects:
 
 # %%
+from helpers.formats import load_captions
+
 flickr = load_captions(FLICKR8K_COPY)
 print("format:", flickr.format)
 print(flickr.table.assign(image=flickr.table["image"].map(lambda p: Path(p).name)).head(6).to_string())
@@ -375,6 +378,8 @@ print("skipped:", flickr.skipped)
 # refuses it, because our file is not the official one. The file is deleted, nothing is unpacked:
 
 # %%
+from helpers.download import ChecksumError
+
 CHECKED = WORK / "flickr8k_checked"
 try:
     fetch_dataset("flickr8k", CHECKED, base_url=MIRROR_URL, only={"Flickr8k_text.zip"}, progress=False)
@@ -394,6 +399,10 @@ print("left in", CHECKED.name + ":", sorted(p.relative_to(CHECKED).as_posix() fo
 # files are like that), and read it with the same `load_captions`.
 
 # %%
+import json
+
+from helpers.formats import summarize
+
 COCO_COPY = WORK / "coco"
 coco_images = {
     "train2017": {9: ("000000000009.jpg", [
@@ -445,6 +454,8 @@ print(json.dumps(content["annotations"][0]))
 # the **distinct words in the first 15 captions** of each, and the length of the sentences.
 
 # %%
+from helpers.vocabulary import tokenize
+
 shapes = load_captions(DATA)
 
 
@@ -479,6 +490,9 @@ print(comparison.to_string())
 #   words. Its size is `hidden_size × V + V`:
 
 # %%
+from helpers.training import TrainConfig
+from helpers.vocabulary import Vocabulary
+
 shapes_vocab = Vocabulary.build(shapes.table.loc[shapes.table["split"] == "train", "caption"])
 hidden = TrainConfig().hidden_size
 for label, size in [("shapes (measured)", len(shapes_vocab)), ("a real vocabulary of 5 000 words", 5000)]:
@@ -498,6 +512,10 @@ for label, size in [("shapes (measured)", len(shapes_vocab)), ("a real vocabular
 # (64 px) and at the photograph size (224 px):
 
 # %% tags=["nbval-ignore-output"]
+import time
+
+from helpers.models import EncoderCNN
+
 backbone = EncoderCNN(weights="random").backbone.eval()
 batches = {size: torch.randn(4, 3, size, size) for size in (64, 224)}
 timings = {size: [] for size in batches}
@@ -549,6 +567,9 @@ for device in ("cpu", "cuda"):
 # would pick it without a download):
 
 # %% tags=["nbval-ignore-output"]
+from helpers.models import imagenet_weights_cached
+from helpers.utils import course_weights
+
 print("the notebooks use:", course_weights(), "weights")
 print("ImageNet weights in torch's cache:", imagenet_weights_cached() or "no (auto would try to download them)")
 
@@ -624,6 +645,8 @@ shell("python -m helpers evaluate --run runs/flickr8k --data data/flickr8k --spl
 # a hundred, or to despair over a score of 0.2:
 
 # %%
+from helpers.metrics import as_percent
+
 print(as_percent({"bleu1": 0.62, "bleu4": 0.195}))
 
 # %% [markdown]
@@ -657,6 +680,8 @@ print("\nthe same on our 0–1 scale:\n" + (reference / 100).to_string(na_rep="�
 # Finally, stop the local server and remove the temporary folder.
 
 # %%
+import shutil
+
 server.shutdown()
 server.server_close()
 shutil.rmtree(WORK)
