@@ -1,4 +1,5 @@
-"""Figures the notebooks show: example images with their captions, caption lengths, the image pipeline.
+"""Figures the notebooks show: example images with their captions, caption lengths, the image pipeline,
+training curves and confusion matrices.
 
 Every function returns a matplotlib ``Figure`` and draws nothing else, so a notebook shows it and a
 test inspects it.
@@ -10,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -173,4 +175,32 @@ def show_captions(
     for ax, path, title in zip(axes.flat, chosen["image"], titles, strict=False):
         ax.imshow(load_image(path))
         ax.set_title(title, fontsize=8, loc="left")
+    return figure
+
+
+def plot_confusion(matrix: pd.DataFrame, title: str = "What the model says for each true shape") -> Figure:
+    """A confusion matrix as a heat map: each row (a true value) shaded by its shares, cells labelled
+    with the counts.
+
+    In: rows the true values, columns what was said, counts as values, as
+    :func:`helpers.attributes.attribute_confusion` returns (its last column, ``"(not said)"``, is drawn
+    like the others). Each row is shaded by its own total, so a rare value reads as clearly as a common
+    one; a perfect model lights the diagonal only.
+    """
+    if matrix.empty:
+        raise ValueError("plot_confusion: the matrix is empty")
+    counts = matrix.to_numpy(dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = counts / np.where(totals == 0, 1, totals)
+    figure, ax = plt.subplots(figsize=(1.1 * counts.shape[1] + 2, 0.8 * counts.shape[0] + 1.5))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if shares[row, column] > 0.6 else "black"
+        ax.text(column, row, f"{int(count)}", ha="center", va="center", color=colour, fontsize=9)
+    ax.set_xticks(range(counts.shape[1]), [str(c) for c in matrix.columns], rotation=30, ha="right")
+    ax.set_yticks(range(counts.shape[0]), [str(i) for i in matrix.index])
+    ax.set_xlabel("what the caption says")
+    ax.set_ylabel("truth")
+    ax.set_title(title)
+    figure.tight_layout()
     return figure

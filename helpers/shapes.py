@@ -11,6 +11,10 @@ The result is written in the Flickr8k text layout, so the course reads it with t
     root/Flicker8k_Dataset/scene_000000.jpg ...
     root/Flickr8k.token.txt                  scene_000000.jpg#0<TAB>a large red circle ...
     root/Flickr_8k.trainImages.txt           (and devImages, testImages)
+    root/scenes.jsonl                        {"image": "scene_000000.jpg", "background": "grey", ...}
+
+``scenes.jsonl`` is not part of Flickr8k: it holds the truth about each scene (background, layout and
+every shape's kind, colour, size and centre), so :mod:`helpers.attributes` can check what a caption says.
 
 Everything is deterministic from ``seed``: scene ``i`` depends only on ``(seed, i)``.
 """
@@ -51,6 +55,7 @@ SPLIT_FILES = {
 }
 IMAGE_DIR = "Flicker8k_Dataset"  # spelled as in the real Flickr8k archive
 TOKEN_FILE = "Flickr8k.token.txt"
+TRUTH_FILE = "scenes.jsonl"  # what each image really shows, one JSON object per line
 MARKER = ".complete.json"
 
 
@@ -76,6 +81,22 @@ class Scene:
     background: str
     layout: str
     shapes: tuple[Shape, ...]
+
+
+def scene_record(scene: Scene, image: str) -> dict:
+    """One line of ``scenes.jsonl``: the image's file name and everything in its scene.
+
+    ``{"image": "scene_000000.jpg", "background": "grey", "layout": "horizontal", "shapes": [{"kind":
+    "circle", "colour": "red", "size": "large", "x": 31.2, "y": 66.0}, ...]}`` (centres in pixels,
+    rounded to 0.1).
+    """
+    shapes = [{**asdict(shape), "x": round(shape.x, 1), "y": round(shape.y, 1)} for shape in scene.shapes]
+    return {"image": image, "background": scene.background, "layout": scene.layout, "shapes": shapes}
+
+
+def scene_from_record(record: dict) -> Scene:
+    """The inverse of :func:`scene_record` (the file name is dropped)."""
+    return Scene(record["background"], record["layout"], tuple(Shape(**shape) for shape in record["shapes"]))
 
 
 def random_scene(rng: np.random.Generator, image_size: int = IMAGE_SIZE) -> Scene:
@@ -190,7 +211,7 @@ class ShapesConfig:
     images: int = 8000
     seed: int = 0
     image_size: int = IMAGE_SIZE
-    version: int = 2
+    version: int = 3  # 3: scenes.jsonl is written too (images and captions are those of version 2)
 
 
 def split_sizes(images: int) -> dict[str, int]:
@@ -219,7 +240,7 @@ def make_shapes(root: Path | str, images: int = 8000, seed: int = 0, *, force: b
     staging = Path(tempfile.mkdtemp(prefix=f"{root.name}.partial-", dir=root.parent))
     (staging / IMAGE_DIR).mkdir()
 
-    names, lines = [], []
+    names, lines, truth = [], [], []
     for i in range(images):
         rng = np.random.default_rng([seed, i])
         scene = random_scene(rng)
@@ -227,7 +248,9 @@ def make_shapes(root: Path | str, images: int = 8000, seed: int = 0, *, force: b
         render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
         names.append(name)
         lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
+        truth.append(json.dumps(scene_record(scene, name)))
     (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
+    (staging / TRUTH_FILE).write_text("\n".join(truth) + "\n")
 
     start = 0
     for split, count in split_sizes(images).items():

@@ -12,6 +12,7 @@ from helpers.data import image_transform
 from helpers.diagrams import DIAGRAMS, data_flow_figure
 from helpers.plots import (
     caption_length_histogram,
+    plot_confusion,
     plot_history,
     plot_lr_schedule,
     show_captions,
@@ -139,3 +140,24 @@ def test_show_captions_titles_each_image_with_the_model_extra_columns_and_refere
     assert len(figure.axes) == 4 and all(ax.images for ax in figure.axes)
     with pytest.raises(ValueError, match="asked for 5 images"):
         show_captions(table, n=5)
+
+
+def test_plot_confusion_shades_each_row_by_its_shares_and_labels_the_counts():
+    matrix = pd.DataFrame(
+        [[8, 2, 0, 0], [1, 1, 0, 0], [0, 0, 0, 4]],
+        index=pd.Index(["circle", "square", "triangle"], name="true"),
+        columns=pd.Index(["circle", "square", "triangle", "(not said)"], name="said"),
+    )
+    figure = plot_confusion(matrix, title="kinds")
+    (ax,) = figure.axes
+    shown = ax.images[0].get_array()
+    assert shown.shape == (3, 4)
+    assert shown[0, 0] == pytest.approx(0.8) and shown[1, 0] == pytest.approx(0.5)  # per row, not overall
+    assert shown[2, 3] == pytest.approx(1.0)
+    assert [t.get_text() for t in ax.texts] == ["8", "2", "0", "0", "1", "1", "0", "0", "0", "0", "0", "4"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["circle", "square", "triangle"]
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "(not said)"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("what the caption says", "truth")
+    assert ax.get_title() == "kinds"
+    with pytest.raises(ValueError, match="empty"):
+        plot_confusion(pd.DataFrame())

@@ -1,0 +1,288 @@
+"""Tests for helpers.attributes: reading captions in every annotator's style and scoring them."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from helpers.attributes import (
+    ATTRIBUTES,
+    NOT_SAID,
+    Mention,
+    attribute_accuracy,
+    attribute_confusion,
+    attribute_report,
+    attribute_table,
+    find_scenes,
+    parse_caption,
+    read_scenes,
+    scenes_for,
+    score_caption,
+)
+from helpers.shapes import (
+    BACKGROUNDS,
+    COLOURS,
+    SHAPES,
+    TRUTH_FILE,
+    Scene,
+    Shape,
+    captions_for,
+    make_shapes,
+    random_scene,
+)
+from helpers.vocabulary import tokenize
+
+RELATION_WORDS = {"left", "right", "above", "below", "top", "bottom", "middle", "centre", "own"}
+
+
+def scenes_of_every_layout(n: int = 60) -> list[Scene]:
+    """Scenes from the generator itself, at least a few of each layout."""
+    rng = np.random.default_rng(7)
+    scenes = [random_scene(rng) for _ in range(n)]
+    assert {s.layout for s in scenes} == {"single", "horizontal", "vertical"}
+    return scenes
+
+
+def reference_cases() -> list[tuple[Scene, int, str]]:
+    """Every annotator's caption of every scene: ``(scene, annotator, caption)``."""
+    return [(s, k, c) for s in scenes_of_every_layout() for k, c in enumerate(captions_for(s))]
+
+
+def right(score: dict[str, tuple[int, int]]) -> bool:
+    return all(correct == judged for correct, judged in score.values())
+
+
+def S(kind: str, colour: str, size: str = "large", x: float = 64, y: float = 64) -> Shape:
+    return Shape(kind, colour, size, x, y)
+
+
+RED_LEFT_OF_BLUE = Scene(
+    "grey", "horizontal", (S("circle", "red", "small", 32), S("square", "blue", "large", 96))
+)
+
+
+# --- the generator's own phrasings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("annotator", range(5))
+def test_every_reference_caption_reads_back_as_its_scene(annotator):
+    for scene, k, caption in reference_cases():
+        if k != annotator:
+            continue
+        facts = parse_caption(caption)
+        words = set(tokenize(caption))
+        assert [(m.kind, m.colour) for m in facts.shapes] == [(s.kind, s.colour) for s in scene.shapes], (
+            caption
+        )
+        assert facts.count == len(scene.shapes)
+        for mention, shape in zip(facts.shapes, scene.shapes, strict=True):
+            assert mention.size in (None, shape.size), caption
+            assert (mention.size is not None) == bool(words & {"small", "large", "little", "big"}), caption
+        assert facts.background == (scene.background if "background" in words else None), caption
+        assert facts.layout == (scene.layout if words & RELATION_WORDS else None), caption
+
+
+def test_every_reference_caption_scores_one_on_everything_it_mentions():
+    for scene, _, caption in reference_cases():
+        score = score_caption(caption, scene)
+        assert right(score), (caption, score)
+        assert score["colour"][1] == score["kind"][1] == len(scene.shapes)
+        assert score["count"] == score["all"] == (1, 1)
+
+
+def _changed(scene: Scene, attribute: str) -> Scene | None:
+    """The scene with one attribute changed, or None where that change does not apply."""
+    first = scene.shapes[0]
+    if attribute == "colour":
+        unused = next(c for c in COLOURS if c not in {s.colour for s in scene.shapes})
+        return replace(scene, shapes=(replace(first, colour=unused), *scene.shapes[1:]))
+    if attribute == "kind":
+        other = SHAPES[(SHAPES.index(first.kind) + 1) % len(SHAPES)]
+        return replace(scene, shapes=(replace(first, kind=other), *scene.shapes[1:]))
+    if attribute == "size":
+        flipped = replace(first, size={"small": "large", "large": "small"}[first.size])
+        return replace(scene, shapes=(flipped, *scene.shapes[1:]))
+    if attribute == "background":
+        return replace(scene, background=next(b for b in BACKGROUNDS if b != scene.background))
+    if attribute == "relation" and scene.layout != "single":
+        turned = {"horizontal": "vertical", "vertical": "horizontal"}[scene.layout]
+        return replace(scene, layout=turned)
+    if attribute == "order" and scene.layout != "single":
+        return replace(scene, shapes=scene.shapes[::-1])  # the same two shapes, the other way round
+    return None
+
+
+@pytest.mark.parametrize("attribute", ["colour", "kind", "size", "background", "relation", "order"])
+def test_a_reference_caption_is_wrong_about_what_it_mentions_once_the_scene_changes(attribute):
+    """Change one thing in the scene: exactly the captions that mention it lose a point, on that attribute."""
+    checked = 0
+    for scene, _, caption in reference_cases():
+        changed = _changed(scene, attribute)
+        if changed is None:
+            continue
+        words = set(tokenize(caption))
+        score = score_caption(caption, changed)
+        scored_as = "relation" if attribute == "order" else attribute
+        mentions = {
+            "colour": True,
+            "kind": True,
+            "size": bool(words & {"small", "large", "little", "big"}),
+            "background": "background" in words,
+            "relation": bool(words & RELATION_WORDS),
+        }[scored_as]
+        correct, judged = score[scored_as]
+        assert (correct < judged) == mentions, (caption, attribute, score)
+        assert (score["all"] == (0, 1)) == mentions, (caption, attribute, score)
+        if attribute == "order":  # shapes are matched in any order: only the relation can be wrong
+            assert score["colour"][0] == score["kind"][0] == 2
+        checked += int(mentions)
+    assert checked > 20
+
+
+# --- omissions and inventions ---------------------------------------------------------------------------
+
+
+def test_shapes_are_matched_in_any_order():
+    score = score_caption("a large blue square and a small red circle", RED_LEFT_OF_BLUE)
+    assert right(score) and score["colour"] == (2, 2) and score["size"] == (2, 2)
+
+
+def test_the_relation_must_be_the_right_way_round():
+    assert score_caption("a red circle to the left of a blue square", RED_LEFT_OF_BLUE)["relation"] == (1, 1)
+    assert score_caption("a blue square to the right of a red circle", RED_LEFT_OF_BLUE)["relation"] == (1, 1)
+    wrong = score_caption("a blue square to the left of a red circle", RED_LEFT_OF_BLUE)
+    assert wrong["relation"] == (0, 1) and wrong["object"] == (2, 2) and wrong["all"] == (0, 1)
+    assert score_caption("a red circle above a blue square", RED_LEFT_OF_BLUE)["relation"] == (0, 1)
+    tagged = "two shapes : a blue square on the right and a red circle on the left"
+    assert score_caption(tagged, RED_LEFT_OF_BLUE)["relation"] == (1, 1)
+
+
+def test_a_shape_left_out_counts_as_a_wrong_colour_and_kind_and_a_wrong_count():
+    score = score_caption("a red circle .", RED_LEFT_OF_BLUE)
+    assert score["count"] == (0, 1)
+    assert score["colour"] == score["kind"] == score["object"] == (1, 2)
+    assert score["all"] == (0, 1)
+    assert score["size"] == score["background"] == score["relation"] == (0, 0)  # not said, not judged
+
+
+def test_an_invented_shape_counts_as_a_wrong_colour_and_kind():
+    alone = Scene("white", "single", (S("triangle", "green", "small"),))
+    score = score_caption("a small green triangle above a large green circle", alone)
+    assert score["count"] == (0, 1)
+    assert score["colour"] == score["kind"] == (1, 2)
+    assert score["size"] == (1, 2)  # the invented shape's size is judged, and wrong
+    assert score["relation"] == (0, 1)  # "above" for a shape on its own
+    assert score["all"] == (0, 1)
+
+
+def test_a_colour_without_a_shape_word_is_a_shape_of_unknown_kind():
+    facts = parse_caption("a red and a blue square")
+    assert facts.shapes == (Mention(None, "red", None), Mention("square", "blue", None))
+    score = score_caption("a red and a blue square", RED_LEFT_OF_BLUE)
+    assert score["colour"] == (2, 2) and score["kind"] == (1, 2) and score["all"] == (0, 1)
+
+
+def test_a_shape_without_a_colour_has_a_wrong_colour():
+    score = score_caption("a circle to the left of a blue square", RED_LEFT_OF_BLUE)
+    assert score["colour"] == (1, 2) and score["kind"] == (2, 2) and score["relation"] == (1, 1)
+
+
+def test_a_wrong_background_and_a_background_colour_on_a_shape():
+    score = score_caption("a grey circle and a blue square on a white background", RED_LEFT_OF_BLUE)
+    assert score["background"] == (0, 1)
+    assert score["colour"] == (1, 2)
+    assert parse_caption("a red circle on a red background").background == "red"
+    assert parse_caption("a red circle on a red background").shapes == (Mention("circle", "red", None),)
+
+
+def test_an_empty_caption_gets_nothing_right():
+    score = score_caption("", RED_LEFT_OF_BLUE)
+    assert score["count"] == (0, 1) and score["colour"] == (0, 2) and score["all"] == (0, 1)
+
+
+def test_the_number_word_decides_the_count():
+    assert parse_caption("two shapes : a red circle on the left").count == 2
+    assert parse_caption("one red circle on its own .").count == 1
+    assert parse_caption("a red circle and a red circle and a blue square").count == 3
+
+
+# --- tables over many captions ----------------------------------------------------------------------------
+
+
+def test_accuracy_pools_counts_over_images_rather_than_averaging_per_image():
+    single = Scene("white", "single", (S("circle", "red"),))
+    captions = ["a red circle .", "a blue square and a green triangle ."]
+    scenes = [single, RED_LEFT_OF_BLUE]
+    accuracy = attribute_accuracy(captions, scenes)
+    assert list(accuracy) == list(ATTRIBUTES)
+    # the blue square is matched to the scene's (second) blue square, the green triangle to the red circle
+    assert accuracy["colour"] == accuracy["kind"] == pytest.approx(2 / 3)  # a mean per image: 0.75
+    assert accuracy["count"] == 1.0 and accuracy["all"] == 0.5
+    assert math.isnan(accuracy["background"])
+
+    report = attribute_report(captions, scenes)
+    assert report.loc["kind", "correct"] == 2 and report.loc["kind", "judged"] == 3
+    assert report.loc["size", "stated"] == 0.0 and report.loc["count", "stated"] == 1.0
+    table = attribute_table(captions, scenes)
+    assert table["all"].tolist() == [1, 0] and table["colour_judged"].tolist() == [1, 2]
+
+
+def test_confusion_counts_each_true_shape_by_what_was_said():
+    scenes = [RED_LEFT_OF_BLUE, Scene("white", "single", (S("triangle", "green"),))]
+    captions = ["a red circle to the left of a blue circle", "a green ."]
+    kinds = attribute_confusion(captions, scenes, "kind")
+    assert kinds.index.tolist() == list(SHAPES)
+    assert kinds.columns.tolist() == [*SHAPES, NOT_SAID]
+    assert kinds.loc["circle", "circle"] == 1 and kinds.loc["square", "circle"] == 1
+    assert kinds.loc["triangle", NOT_SAID] == 1 and int(kinds.to_numpy().sum()) == 3
+    colours = attribute_confusion(
+        ["a grey circle ."], [Scene("white", "single", (S("circle", "red"),))], "colour"
+    )
+    assert colours.loc["red", "grey"] == 1 and colours.columns[-1] == NOT_SAID
+    with pytest.raises(ValueError, match="attribute must be"):
+        attribute_confusion(captions, scenes, "background")
+
+
+def test_captions_and_scenes_must_pair_up():
+    with pytest.raises(ValueError, match="2 captions for 1 scenes"):
+        attribute_accuracy(["a", "b"], [RED_LEFT_OF_BLUE])
+
+
+# --- the truth file ---------------------------------------------------------------------------------------
+
+
+def test_make_shapes_writes_the_truth_of_every_scene(tmp_path):
+    root = make_shapes(tmp_path / "s", images=9, seed=4)
+    assert find_scenes(root) == root / TRUTH_FILE
+    scenes = read_scenes(root)
+    assert sorted(scenes) == [f"scene_{i:06d}.jpg" for i in range(9)]
+    for i in range(9):
+        drawn = random_scene(np.random.default_rng([4, i]))
+        stored = scenes[f"scene_{i:06d}.jpg"]
+        assert (stored.background, stored.layout) == (drawn.background, drawn.layout)
+        assert [(s.kind, s.colour, s.size) for s in stored.shapes] == [
+            (s.kind, s.colour, s.size) for s in drawn.shapes
+        ]
+        centres = [c for s in drawn.shapes for c in (s.x, s.y)]
+        assert [c for s in stored.shapes for c in (s.x, s.y)] == pytest.approx(centres, abs=0.05)
+
+
+def test_truth_is_absent_from_a_dataset_that_has_none_and_a_bad_line_is_named(tmp_path):
+    assert find_scenes(tmp_path) is None
+    with pytest.raises(ValueError, match="no truth file"):
+        read_scenes(tmp_path)
+    good = {"image": "a.jpg", "background": "grey", "layout": "single", "shapes": []}
+    (tmp_path / TRUTH_FILE).write_text(json.dumps(good) + "\n" + '{"image": "b.jpg"}\n')
+    with pytest.raises(ValueError, match=rf"{TRUTH_FILE}, line 2: not a scene"):
+        read_scenes(tmp_path)
+
+
+def test_scenes_for_looks_images_up_by_file_name():
+    scenes = {"scene_000001.jpg": RED_LEFT_OF_BLUE}
+    assert scenes_for(["/x/y/scene_000001.jpg"], scenes) == [RED_LEFT_OF_BLUE]
+    with pytest.raises(ValueError, match="scene_000002.jpg: no scene"):
+        scenes_for(["scene_000002.jpg"], scenes)
