@@ -67,3 +67,15 @@ def test_the_unit_tests_and_explicit_options_are_left_alone():
                              nbval_kernel_name="py3", nbval_current_env=False)
     conftest.pytest_configure(SimpleNamespace(option=chosen))
     assert chosen.nbval_sanitize_with == "mine.cfg" and not chosen.nbval_current_env
+
+
+def test_a_quiet_start_and_a_gpu_for_the_notebooks_that_train():
+    for path in NOTEBOOKS:
+        notebook = json.loads(path.read_text())
+        code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+        assert len("".join(code[0]["source"]).splitlines()) <= 12, path.name
+        assert "colab-setup" in code[0]["metadata"].get("tags", []), path.name
+        trains = path.name.startswith(("05_", "07_"))
+        assert (notebook["metadata"].get("accelerator") == "GPU") == trains, path.name
+        if trains:
+            assert notebook["metadata"]["colab"]["gpuType"] == "T4", path.name
