@@ -125,6 +125,18 @@ def top_words_html(top: Sequence[tuple[str, float]]) -> str:
     return f"<table><tr><th>next word</th><th>p</th><th></th></tr>{rows}</table>"
 
 
+def uploaded_files(value: dict | Sequence[dict]) -> list[tuple[str, bytes]]:
+    """A ``FileUpload.value`` as ``[(file name, content bytes)]``, in ipywidgets 7's format or 8's.
+
+    - ipywidgets 8.x: a tuple of ``{"name", "type", "size", "content": memoryview, "last_modified"}``;
+    - ipywidgets 7.x (Colab's): a dict ``name → {"metadata": {"name", "type", "size", "lastModified"},
+      "content": bytes}``.
+    """
+    if isinstance(value, dict):
+        return [(entry["metadata"].get("name", key), bytes(entry["content"])) for key, entry in value.items()]
+    return [(entry["name"], bytes(entry["content"])) for entry in value]
+
+
 def _png(image: Image.Image, size: int = 192) -> bytes:
     """The image scaled to ``size`` pixels on its long side, as PNG bytes for a widgets.Image."""
     scale = size / max(image.size)
@@ -220,10 +232,15 @@ class DecodingExplorer:
         self.show_file(change["new"])
 
     def _on_upload(self, change) -> None:
-        files = change["new"]
-        if files:  # ipywidgets 8: a tuple of {"name", "content", ...}
-            self.show_bytes(files[0]["name"], files[0]["content"])
-            self.upload.value = ()  # so that uploading the same file again is seen as a change
+        files = uploaded_files(change["new"])
+        if files:
+            self.show_bytes(*files[0])
+            # Cleared, so that uploading the same file again is seen as a change. ipywidgets 7's value is
+            # read-only (the frontend's counter sets it), hence set_trait there.
+            if isinstance(change["new"], dict):
+                self.upload.set_trait("value", {})
+            else:
+                self.upload.value = ()
 
     def _on_next(self, _button=None) -> None:
         if self.stepper.image is None:  # the first image could not be read: nothing to step through
@@ -238,7 +255,18 @@ class DecodingExplorer:
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         """Show the widgets; the plain-text form (what GitHub and nbval see) is one stable line."""
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        widget = self.widget
+        if hasattr(widget, "_repr_mimebundle_"):  # ipywidgets 8
+            bundle = widget._repr_mimebundle_(**kwargs)
+        else:  # ipywidgets 7 (Colab's) shows a widget through _ipython_display_, with this same view
+            bundle = {
+                "application/vnd.jupyter.widget-view+json": {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "model_id": widget.model_id,
+                }
+            }
+            widget._handle_displayed()  # what _ipython_display_ does after showing (no arguments)
         bundle["text/plain"] = (
             "DecodingExplorer: pick an image or upload one, then press 'next word' "
             "(the widgets need a running notebook)"

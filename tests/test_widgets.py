@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
+import ipywidgets as widgets
 import pytest
 import torch
 from PIL import Image
@@ -12,7 +14,13 @@ from helpers.data import image_transform
 from helpers.decoding import greedy
 from helpers.models import Captioner
 from helpers.vocabulary import END, Vocabulary
-from helpers.widgets import CaptionStepper, DecodingExplorer, decoding_explorer, top_words_html
+from helpers.widgets import (
+    CaptionStepper,
+    DecodingExplorer,
+    decoding_explorer,
+    top_words_html,
+    uploaded_files,
+)
 
 WORDS = ["a", "red", "blue", "circle", "square", "on", "the", "left"]
 SIZE = 32  # pixels: the smallest ResNet50 input that still pools to [2048, 1, 1] comfortably
@@ -55,6 +63,32 @@ def uploaded(name: str, content: bytes) -> dict:
         "content": memoryview(content),
         "last_modified": datetime(2024, 1, 1, tzinfo=timezone.utc),
     }
+
+
+def uploaded_7(name: str, content: bytes) -> dict:
+    """The same file as ipywidgets 7's FileUpload (Colab's) holds it in ``.value``: name → entry."""
+    metadata = {"name": name, "type": "image/png", "size": len(content), "lastModified": 1704067200000}
+    return {name: {"metadata": metadata, "content": content}}
+
+
+def deliver(upload: widgets.FileUpload, name: str, content: bytes) -> None:
+    """Upload one file as the browser does, for the ipywidgets that is installed."""
+    if widgets.__version__.startswith("7."):
+        # the frontend sends the file's metadata and bytes, then bumps _counter; value follows from that
+        upload.metadata = [uploaded_7(name, content)[name]["metadata"]]
+        upload.data = [content]
+        upload._counter += 1
+    else:
+        upload.value = (uploaded(name, content),)
+
+
+def test_uploaded_files_reads_ipywidgets_7_and_8_values():
+    png = b"\x89PNG..."
+    assert uploaded_files((uploaded("a.png", png),)) == [("a.png", png)]
+    assert uploaded_files(uploaded_7("b.png", png)) == [("b.png", png)]
+    assert uploaded_files(()) == [] and uploaded_files({}) == []
+    two = (uploaded("a.png", b"1"), uploaded("c.png", b"2"))
+    assert uploaded_files(two) == [("a.png", b"1"), ("c.png", b"2")]
 
 
 def test_stepper_gives_the_same_caption_as_greedy_decoding(model_and_vocab, images):
@@ -211,23 +245,33 @@ def test_explorer_picker_changes_the_image_and_starts_a_new_caption(model_and_vo
 def test_explorer_upload_shows_a_readable_image_and_explains_an_unreadable_one(model_and_vocab, images):
     model, vocab = model_and_vocab
     explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
-    explorer.upload.value = (uploaded("notes.jpg", b"hello"),)
+    deliver(explorer.upload, "notes.jpg", b"hello")
     assert explorer.error == "Cannot use notes.jpg: cannot read image (not an image file PIL recognises)"
     assert "Cannot use notes.jpg" in explorer.message.value
     assert "red.png" in explorer.caption_html.value  # the previous image stays
 
-    explorer.upload.value = (uploaded("mine.png", images[1].read_bytes()),)
+    deliver(explorer.upload, "mine.png", images[1].read_bytes())
     assert explorer.message.value == "" and explorer.error == ""
-    assert explorer.upload.value == ()  # cleared, so the same file can be uploaded again
+    assert len(explorer.upload.value) == 0  # cleared, so the same file can be uploaded again
     assert "mine.png" in explorer.caption_html.value and explorer.stepper.caption == ""
     assert explorer.stepper.image.getpixel((0, 0)) == (0, 0, 255)
 
+    explorer.picker.value = str(images[1])
+    explorer.picker.value = str(images[0])
+    deliver(explorer.upload, "mine.png", images[1].read_bytes())  # the same file again is seen
+    assert "mine.png" in explorer.caption_html.value
+    assert explorer.stepper.image.getpixel((0, 0)) == (0, 0, 255)
 
-def test_explorer_shows_a_short_stable_text_form(model_and_vocab, images):
+
+def test_explorer_shows_a_short_stable_text_form(model_and_vocab, images, caplog):
     model, vocab = model_and_vocab
-    bundle = decoding_explorer(model, vocab, images, image_size=SIZE)._repr_mimebundle_()
+    explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
+    bundle = explorer._repr_mimebundle_(include=None, exclude=None)  # as IPython calls it
+    # outside IPython, ipywidgets logs (does not raise) what a display callback raised
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert bundle["text/plain"].startswith("DecodingExplorer:")
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    view = bundle["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == explorer.widget.model_id and view["version_major"] == 2
 
 
 def test_explorer_needs_images(model_and_vocab):
