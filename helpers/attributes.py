@@ -112,7 +112,7 @@ def parse_caption(caption: str) -> CaptionFacts:
     phrase decides the arrangement.
     """
     tokens = tokenize(caption)
-    mentions: list[tuple[int, Mention]] = []  # (token position, shape)
+    shapes: list[Mention] = []
     colour = size = None
     background = count = layout = None
     first_is_first = True
@@ -128,11 +128,11 @@ def parse_caption(caption: str) -> CaptionFacts:
             colour = word
             continue
         if word in SHAPES:
-            mentions.append((i, Mention(word, colour, size)))
+            shapes.append(Mention(word, colour, size))
             colour = size = None
             continue
         if colour or size:  # "a red ." : a shape without its kind
-            mentions.append((i, Mention(None, colour, size)))
+            shapes.append(Mention(None, colour, size))
             colour = size = None
         if word in NUMBER_WORDS and count is None:
             count = NUMBER_WORDS[word]
@@ -144,13 +144,12 @@ def parse_caption(caption: str) -> CaptionFacts:
             else:
                 if any(_starts(tokens, i, phrase) for phrase in _ALONE):
                     layout = "single"
-        if word in _SIDES and i >= 2 and tokens[i - 2 : i] == ["on", "the"] and mentions:
-            sides.append((len(mentions) - 1, _SIDES[word][1]))
+        if word in _SIDES and i >= 2 and tokens[i - 2 : i] == ["on", "the"] and shapes:
+            sides.append((len(shapes) - 1, _SIDES[word][1]))
             if layout is None:
                 layout = _SIDES[word][0]
     if colour or size:
-        mentions.append((len(tokens), Mention(None, colour, size)))
-    shapes = [m for _, m in mentions]
+        shapes.append(Mention(None, colour, size))
     if sides and len(shapes) == 2 and layout in ("horizontal", "vertical"):
         # "two shapes : a red circle on the right and a blue square on the left"
         first_side = dict(sides).get(0, 1 - dict(sides).get(1, 1))

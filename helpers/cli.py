@@ -267,6 +267,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, help="LSTM hidden size")
     parser.add_argument("--weights", choices=["auto", "imagenet", "random"], help="encoder weights")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes")
+    parser.add_argument("--seed", type=int, help="random seed of the weights and the shuffles (default: 0)")
 
 
 @command("train", help="train the captioning model on a dataset", arguments=_train_arguments)
@@ -284,6 +285,7 @@ def train_command(args: argparse.Namespace) -> int:
             "hidden_size": args.hidden_size,
             "weights": args.weights,
             "num_workers": args.workers,
+            "seed": args.seed,
         }.items()
         if value is not None
     }
@@ -341,11 +343,38 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score the best image-blind caption (chosen on dev) and the human references",
+    )
 
 
-@command("evaluate", help="BLEU-1…4 of a trained run on a split", arguments=_evaluate_arguments)
+def _no_nan(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN (an attribute no caption stated) → None, which JSON can hold."""
+    return {name: None if value != value else value for name, value in values.items()}
+
+
+def _format_attributes(accuracy: dict[str, float], report=None) -> list[str]:
+    """Lines "name  accuracy" ("—" if never stated), with "(correct of judged)" from ``report``."""
+    lines = []
+    for name, value in accuracy.items():
+        shown = "   —  " if value != value else f"{value:.4f}"
+        counted = ""
+        if report is not None and report.loc[name, "judged"]:
+            counted = f"  ({report.loc[name, 'correct']} of {report.loc[name, 'judged']})"
+        lines.append(f"    {name:10} {shown}{counted}")
+    return lines
+
+
+@command(
+    "evaluate",
+    help="BLEU-1…4 of a trained run on a split, and each attribute's accuracy where the dataset has truth",
+    arguments=_evaluate_arguments,
+)
 def evaluate_command(args: argparse.Namespace) -> int:
-    from helpers.metrics import as_percent
+    from helpers.attributes import attribute_accuracy, attribute_report, find_scenes, read_scenes, scenes_for
+    from helpers.metrics import as_percent, best_blind_caption, corpus_bleu_scores, human_ceiling
     from helpers.training import evaluate_split, load_run, prepare_data
     from helpers.utils import get_device
 
@@ -356,15 +385,46 @@ def evaluate_command(args: argparse.Namespace) -> int:
     scores, table = evaluate_split(
         model, vocab, config, data, args.split, args.beam, device, cache_dir=args.data / ".cache", log=quiet
     )
-    if args.json:
-        print(json.dumps({"split": args.split, "beam": args.beam, "images": len(table), **scores}))
-    else:
-        percent = as_percent(scores)
-        print(
-            f"{args.split} split, {len(table)} images, {'greedy' if args.beam == 1 else f'beam {args.beam}'}:"
+    truth = find_scenes(args.data)  # the shapes set has it; Flickr8k and COCO do not
+    scenes = scenes_for(table["image"], read_scenes(truth)) if truth else None
+    result: dict[str, Any] = {"split": args.split, "beam": args.beam, "images": len(table), **scores}
+    if scenes is not None:
+        result["attributes"] = attribute_accuracy(table["generated"], scenes)
+    if args.baselines:
+        references = table["references"].tolist()
+        blind, _ = best_blind_caption(
+            data.split("train")["caption"].tolist(), list(data.references("dev").values())
         )
-        for name, value in scores.items():
-            print(f"  {name.upper():6} {value:.4f}  ({percent[name]:.1f} ×100)")
+        result["blind"] = {"caption": blind, **corpus_bleu_scores(references, [blind] * len(table))}
+        human = human_ceiling(references, scenes).loc["mean"].to_dict()
+        result["human"] = {name: human.pop(name) for name in scores}  # BLEU; what is left: attributes
+        if scenes is not None:
+            result["blind"]["attributes"] = attribute_accuracy([blind] * len(table), scenes)
+            result["human"]["attributes"] = human
+    if args.json:
+        for part in (result, result.get("blind", {}), result.get("human", {})):
+            if "attributes" in part:
+                part["attributes"] = _no_nan(part["attributes"])
+        print(json.dumps(result))
+        return EXIT_OK
+    percent = as_percent(scores)
+    print(f"{args.split} split, {len(table)} images, {'greedy' if args.beam == 1 else f'beam {args.beam}'}:")
+    for name, value in scores.items():
+        print(f"  {name.upper():6} {value:.4f}  ({percent[name]:.1f} ×100)")
+    if scenes is not None:
+        print("  attributes (share right of those the captions state; see helpers.attributes):")
+        report = attribute_report(table["generated"], scenes)
+        print("\n".join(_format_attributes(result["attributes"], report)))
+    if args.baselines:
+        blind, human = result["blind"], result["human"]
+        print(f"  best image-blind caption (chosen on dev): {blind['caption']!r}")
+        print(f"    BLEU-4 {blind['bleu4']:.4f}")
+        if "attributes" in blind:
+            print("\n".join(_format_attributes(blind["attributes"])))
+        print("  human references, each against the others (mean over the annotators):")
+        print(f"    BLEU-4 {human['bleu4']:.4f}")
+        if "attributes" in human:
+            print("\n".join(_format_attributes(human["attributes"])))
     return EXIT_OK
 
 

@@ -1,14 +1,18 @@
 """The model commands end to end: train, caption, evaluate, and training under torchrun."""
 
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from PIL import Image
 
-from helpers.shapes import IMAGE_DIR, make_shapes
+from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
+from helpers.shapes import IMAGE_DIR, TRUTH_FILE, make_shapes
+from helpers.training import evaluate_split, load_run, prepare_data
 
 TINY_FLAGS = [
     "--device",
@@ -101,6 +105,82 @@ def test_evaluate_prints_bleu_as_json(run_dir, shapes):
     scores = json.loads(done.stdout)
     assert scores["split"] == "test" and scores["images"] == 3
     assert all(0 <= scores[k] <= 1 for k in ("bleu1", "bleu2", "bleu3", "bleu4"))
+
+
+def test_evaluate_json_has_each_attributes_accuracy_as_the_scorer_computes_it(run_dir, shapes):
+    done = run(
+        "-m", "helpers", "evaluate", "--run", str(run_dir), "--data", str(shapes), "--json", "--device", "cpu"
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)["attributes"]
+    assert list(printed) == list(ATTRIBUTES)
+    model, vocab, config = load_run(run_dir)
+    data = prepare_data(shapes, log=lambda _: None)
+    _, table = evaluate_split(
+        model, vocab, config, data, "test", cache_dir=shapes / ".cache", log=lambda _: None
+    )
+    expected = attribute_accuracy(table["generated"], scenes_for(table["image"], read_scenes(shapes)))
+    for name in ATTRIBUTES:
+        if math.isnan(expected[name]):
+            assert printed[name] is None  # NaN is not JSON
+        else:
+            assert printed[name] == pytest.approx(expected[name])
+
+
+def test_evaluate_text_lists_the_attributes_and_with_baselines_the_floor_and_ceiling(run_dir, shapes):
+    done = run(
+        "-m",
+        "helpers",
+        "evaluate",
+        "--run",
+        str(run_dir),
+        "--data",
+        str(shapes),
+        "--device",
+        "cpu",
+        "--baselines",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = lines.index("  attributes (share right of those the captions state; see helpers.attributes):")
+    assert [line.split()[0] for line in lines[start + 1 : start + 1 + len(ATTRIBUTES)]] == list(ATTRIBUTES)
+    assert any(line.startswith("  best image-blind caption (chosen on dev): '") for line in lines)
+    assert "  human references, each against the others (mean over the annotators):" in lines
+    humans = json.loads(
+        run(
+            "-m",
+            "helpers",
+            "evaluate",
+            "--run",
+            str(run_dir),
+            "--data",
+            str(shapes),
+            "--device",
+            "cpu",
+            "--baselines",
+            "--json",
+        ).stdout
+    )["human"]
+    assert humans["attributes"]["colour"] == humans["attributes"]["all"] == 1.0  # references are right
+    assert 0 < humans["bleu1"] <= 1
+
+
+def test_evaluate_says_nothing_about_attributes_without_a_truth_file(run_dir, shapes, tmp_path):
+    flickr_like = tmp_path / "flickr_like"
+    shutil.copytree(shapes, flickr_like, ignore=shutil.ignore_patterns(TRUTH_FILE, ".cache"))
+    args = ["-m", "helpers", "evaluate", "--run", str(run_dir), "--data", str(flickr_like), "--device", "cpu"]
+    as_json = run(*args, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert "attributes" not in json.loads(as_json.stdout)
+    as_text = run(*args)
+    assert as_text.returncode == 0 and "BLEU4" in as_text.stdout and "attributes" not in as_text.stdout
+
+
+def test_train_seed_is_stored_in_the_run(shapes, tmp_path):
+    out = tmp_path / "seeded"
+    done = run("-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *TINY_FLAGS, "--seed", "5")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["seed"] == 5
 
 
 def test_a_missing_run_is_one_clear_line(tmp_path, shapes):
