@@ -27,7 +27,8 @@
 #   while one is much faster;
 # - decode a batch of images at once, and say why it is faster than one image at a time;
 # - explain beam search and find an image where it changes the caption;
-# - compare decoders by BLEU-1…4 on the test split, next to an image-blind baseline;
+# - compare decoders on the test split by BLEU-4 and by every attribute's accuracy, between the best
+#   image-blind caption and the humans;
 # - look inside one decoding: the top-5 next words and their probabilities at every step.
 #
 # **Prerequisites:** notebook 04 (the decoder, `step`) and notebook 05 (training; its run folder
@@ -296,11 +297,18 @@ print(f"best image-blind caption: {blind_caption!r}")
 floor = scores.loc["best image-blind caption", "bleu4"]
 for name in ("greedy", "beam 3", "beam 5"):
     assert scores.loc[name, "bleu4"] >= max(0.45, floor + 0.1), scores
-    assert scores.loc[name, "count"] >= 0.5 and scores.loc[name, "colour"] >= 0.5, scores
+    assert scores.loc[name, "count"] >= 0.95 and scores.loc[name, "colour"] >= 0.70, scores
 scores.round(3)
 
 # %% [markdown]
-# NARRATIVE-PLACEHOLDER-06
+# Beam search raises BLEU-4 (here from 0.63 with greedy to 0.70 with beam 3 and 0.72 with beam 5), and a
+# few of the facts a little: sizes, the relation, the background. It cannot raise what the features do not
+# carry: the **kind** stays near chance with every decoder (notebook 05, section 9, traces it to the frozen
+# random ResNet50). Part of beam search's BLEU gain is style: ranking finished captions by log-probability
+# *per word* favours the annotators' longer templates ("there is a …", "two shapes: …"), and BLEU's brevity
+# penalty favours long captions too. The blind caption shows how much BLEU rewards phrasing alone: its
+# BLEU-4 is above the humans' agreement with each other, while it gets almost no image entirely right
+# (**all**). Look at the captions, not only at the scores:
 #
 # ## 7. What the captions look like
 #
@@ -359,7 +367,8 @@ assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
 # %% [markdown]
 # Look where the model hesitates. Some choices are open by nature: the first word ("a", "one", "there" begin
 # different annotators' sentences), or "on" against "in". Others are about the image: with a frozen random
-# encoder and 64-pixel images, the model can be unsure of a size or a shape. Where the grammar decides
+# encoder and 64-pixel images, the model can be unsure of a size, and the shape is often close to a tie
+# (notebook 05 measured that it mostly guesses the kind). Where the grammar decides
 # (the word after "on", the word after the colour of the background), it is close to 1.
 #
 # ## 9. The explorer
