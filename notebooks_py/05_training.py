@@ -560,10 +560,13 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 # | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `evaluate_bleu`, `helpers.metrics.corpus_bleu_scores` |
 # | the whole loop, with checkpoints in a run folder | `fit` → `FitResult(model, vocab, config, history, data)` |
 # | a trained model on a split | `evaluate_split` (and `load_run` to read a run folder back) |
+# | the floor and the ceiling: the best image-blind caption, the humans | `helpers.metrics.best_blind_caption`, `human_ceiling` |
+# | what a caption gets right, fact by fact; where it goes wrong | `helpers.attributes.attribute_accuracy`, `attribute_confusion`; `helpers.plots.plot_confusion` |
 # | the figures | `helpers.plots.plot_lr_schedule`, `plot_history`, `show_captions` |
 #
 # From a terminal: `python -m helpers train --data data/shapes --out runs/shapes` trains the same way, and
-# `python -m helpers evaluate --run runs/shapes --data data/shapes` prints the test scores.
+# `python -m helpers evaluate --run runs/shapes --data data/shapes --baselines` prints the test scores, every
+# attribute's accuracy, the blind caption and the humans.
 #
 # ## Exercises
 #

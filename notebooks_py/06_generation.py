@@ -421,7 +421,8 @@ assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 # | greedy with the carried LSTM state, one `decoder.step` per word | `helpers.decoding.greedy` |
 # | beam search, best log-probability per word | `helpers.decoding.beam_search` |
 # | captions for cached features, in batches; BLEU on a split | `helpers.training.decode_features`, `evaluate_split` |
-# | BLEU-1…4 (0–1) and ×100 | `helpers.metrics.corpus_bleu_scores`, `as_percent` |
+# | BLEU-1…4 (0–1); the blind floor and the human ceiling | `helpers.metrics.corpus_bleu_scores`, `best_blind_caption`, `human_ceiling` |
+# | every attribute's accuracy against the scene's truth | `helpers.attributes.attribute_accuracy` |
 # | one word at a time, with the top-k next words | `helpers.widgets.CaptionStepper` |
 # | the explorer | `helpers.widgets.decoding_explorer` (`DecodingExplorer`) |
 #
