@@ -434,7 +434,7 @@ figure = plot_history(history)
 # ways: 0–1, as nltk and our code compute it, and ×100, as papers print it. Do not set these numbers
 # beside published Flickr8k or COCO scores: our five annotators write from a few templates with a few
 # dozen words, so long n-grams match far more easily than in people's free descriptions of photographs.
-# A score means something only next to a floor and a ceiling measured on the same captions (section 9).
+# A score means something only next to a floor and a ceiling measured on the same captions (below).
 
 # %%
 from helpers.training import evaluate_split
