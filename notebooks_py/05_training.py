@@ -533,8 +533,8 @@ figure = plot_confusion(attribute_confusion(greedy_captions, test_scenes, "kind"
 #
 # This is notebook 03's finding at work. A frozen ResNet50 with random weights measures how much of which
 # colour and brightness a picture holds, not outlines (section 7 there: the shape kind hardly shows in
-# the features). The projection and the LSTM learn what is in the features, and there is no circle in
-# them. That is what pretrained weights buy: ImageNet's filters respond to edges and corners
+# the features). The projection and the LSTM can only learn what is in the features, and there is little
+# about outlines in them. That is what pretrained weights buy: ImageNet's filters respond to edges and corners
 # (`%env COURSE_WEIGHTS=imagenet`, then run this notebook again). Training the backbone is the other way:
 # measured on one H200 GPU with the same random start, training the whole ResNet50 too (`--fine-tune
 # all`, 128 px) reached test BLEU-4 1.00 in under 3 minutes, while the frozen GPU configuration (224 px,
