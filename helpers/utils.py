@@ -1,5 +1,5 @@
-"""Small conveniences every notebook uses: seeding, the device, the course folder, Colab, progress bars, and
-running a command with its output shown as it comes."""
+"""Small conveniences every notebook uses: seeding, the device, the course folder, the encoder's weights,
+Colab, progress bars, and running a command with its output shown as it comes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,26 @@ def course_root(start: Path | str | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
             return folder
     return Path.cwd()
+
+
+COURSE_WEIGHT_CHOICES = ("random", "imagenet")
+
+
+def course_weights() -> str:
+    """The ResNet50 weights the notebooks build their encoder with: ``"random"`` or ``"imagenet"``.
+
+    Read from the environment variable ``COURSE_WEIGHTS`` (``"random"`` when it is unset or empty), never
+    guessed from the network: the same setting gives the same stored outputs on every machine, with or
+    without internet, whatever torch's cache holds. ``%env COURSE_WEIGHTS=imagenet`` in a notebook (before
+    the cell that calls this) switches to ImageNet's weights, which need the internet once (about 100 MB).
+    Any other value raises a ``ValueError`` that names the allowed ones.
+    """
+    value = os.environ.get("COURSE_WEIGHTS", "").strip().lower() or "random"
+    if value not in COURSE_WEIGHT_CHOICES:
+        raise ValueError(
+            f"COURSE_WEIGHTS must be one of {COURSE_WEIGHT_CHOICES}, got {os.environ['COURSE_WEIGHTS']!r}"
+        )
+    return value
 
 
 def in_colab() -> bool:

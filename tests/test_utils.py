@@ -1,7 +1,9 @@
 import sys
 from pathlib import Path
 
-from helpers.utils import course_root
+import pytest
+
+from helpers.utils import course_root, course_weights
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,3 +54,37 @@ def test_stream_command_shows_each_line_as_it_happens_and_keeps_split_characters
     assert code == 7  # the child's own exit code, after its output
     assert output == "epoch 1\n" + "x" + "é" * 5000 + "\n"
     assert len(seen) > 2  # it came in pieces, not at the end
+
+
+def test_course_weights_are_random_unless_the_environment_asks_for_imagenet(monkeypatch):
+    monkeypatch.delenv("COURSE_WEIGHTS", raising=False)
+    assert course_weights() == "random"
+    monkeypatch.setenv("COURSE_WEIGHTS", "")
+    assert course_weights() == "random"
+    monkeypatch.setenv("COURSE_WEIGHTS", " ImageNet ")
+    assert course_weights() == "imagenet"
+    monkeypatch.setenv("COURSE_WEIGHTS", "random")
+    assert course_weights() == "random"
+
+
+def test_course_weights_never_look_at_torchs_cache_or_the_network(tmp_path, monkeypatch):
+    """"auto" would pick ImageNet here (the weights file is in the cache); the course's choice does not."""
+    from torchvision.models import ResNet50_Weights
+
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / ResNet50_Weights.IMAGENET1K_V2.url.rsplit("/", 1)[-1]).write_bytes(b"present")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("COURSE_WEIGHTS", raising=False)
+    from helpers.models import imagenet_weights_cached
+
+    assert imagenet_weights_cached() is not None
+    assert course_weights() == "random"
+
+
+@pytest.mark.parametrize("value", ["auto", "pretrained", "none"])
+def test_course_weights_refuse_anything_else_naming_the_choices(monkeypatch, value):
+    monkeypatch.setenv("COURSE_WEIGHTS", value)
+    expected = rf"COURSE_WEIGHTS must be one of \('random', 'imagenet'\), got '{value}'"
+    with pytest.raises(ValueError, match=expected):
+        course_weights()

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -14,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/04_decoder.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/04_decoder.ipynb)
 #
 # # 04 · The decoder: an LSTM that reads the image, then the caption
 #
@@ -25,7 +24,7 @@
 #
 # **You will learn to**
 # 1. explain why the image feature is the LSTM's first input, and why every length grows by one;
-# 2. show what packing prevents: outputs on padding, and a wrong final state for short captions;
+# 2. show what packing does (no work and no outputs on padding), and that packing by `lengths` is enough;
 # 3. read the LSTM's hidden and cell states `[num_layers, B, H]`, with one and with two layers;
 # 4. compute the loss both ways, show that they are equal, and measure what each one costs.
 #
@@ -33,30 +32,26 @@
 #
 # **Run time:** about 15 seconds on a 2-core laptop CPU. A GPU is not needed: the batches are small.
 
-# %%
-import subprocess
+# %% tags=["colab-setup"]
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
-import math
-import time
-
+# %%
 import pandas as pd
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from helpers.data import pad_captions
-from helpers.formats import load_captions
-from helpers.models import DecoderRNN, packed_loss, prefix_batch, prefix_loss, sequence_loss, target_mask
 from helpers.shapes import make_shapes
 from helpers.utils import course_root, seed_everything
-from helpers.vocabulary import Vocabulary
 
 seed_everything(0)
 torch.set_grad_enabled(False)  # switched on only where we compare gradients
@@ -72,6 +67,10 @@ DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (noteb
 # non-negative like the encoder's ReLU output, so that this notebook is quick and its numbers exact.
 
 # %%
+from helpers.data import pad_captions
+from helpers.formats import load_captions
+from helpers.vocabulary import Vocabulary
+
 table = load_captions(DATA).table
 train = table[table.split == "train"].reset_index(drop=True)
 vocab = Vocabulary.build(train.caption)
@@ -90,6 +89,8 @@ for row in range(B):
 # `nn.Embedding(V, 300)` is a table of V rows; a token id picks its row. `[B, T] → [B, T, 300]`.
 
 # %%
+from helpers.models import DecoderRNN
+
 decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
 embeddings = decoder.embed(captions)
 print("embedding table", tuple(decoder.embed.weight.shape), "→ embeddings", tuple(embeddings.shape))
@@ -132,6 +133,8 @@ pd.DataFrame({"position": range(n + 1), "reads": read, "predicts": predict}).set
 # `lengths + 1`, then unpacked.
 
 # %%
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
 padded_out, (padded_h, padded_c) = decoder.lstm(inputs)  # reads the padding too
 
 packed = pack_padded_sequence(inputs, lengths + 1, batch_first=True, enforce_sorted=False)
@@ -144,6 +147,8 @@ print("with packing:    output", tuple(hiddens.shape), "| LSTM steps:", packed.d
 # **On real positions** both agree: padding comes *after* a caption, and an LSTM only looks back.
 
 # %%
+from helpers.models import target_mask
+
 real = target_mask(lengths + 1, T + 1)  # [B, T+1]: True on the n + 1 real steps of each caption
 print("same outputs on real positions:", torch.allclose(padded_out[real], hiddens[real], atol=1e-5))
 
@@ -156,9 +161,9 @@ print("caption 1, positions 6-14, without packing: all zero?", bool((padded_out[
 print("caption 1, positions 6-14, with packing:    all zero?", bool((hiddens[1, 6:] == 0).all()))
 
 # %% [markdown]
-# **The final state** is where it really matters. Packed, `h` holds each caption's state after its **own**
-# last token (`<end>`). Unpacked, it is the state after the last column of the block: for every caption but
-# the longest, after a run of `<pad>`s. Generation continues from exactly such a state, so it must be right.
+# **The final state** differs too. Packed, `h` holds each caption's state after its **own** last token
+# (`<end>`). Unpacked, it is the state after the last column of the block: for every caption but the
+# longest, after a run of `<pad>`s.
 
 # %%
 last = lengths  # position of the last real step (n tokens + image → index n)
@@ -169,7 +174,10 @@ for row in range(B):
           f"unpacked h == it: {torch.allclose(padded_h[0, row], after_end[row], atol=1e-5)}")
 
 # %% [markdown]
-# Only caption 0, the longest (no padding), gets the right final state without packing.
+# Only caption 0, the longest (no padding), ends in the state after its `<end>` without packing. For this
+# model that state is never used: training scores only the outputs at real positions (section 6), and
+# generation (notebook 06) starts from the image and stops at `<end>`. What packing buys here is work: the
+# LSTM skips the padding (the step counts above), and no padded output can slip into the loss.
 #
 # ## 4. The LSTM's states: `h` and `c`, `[num_layers, B, H]`
 #
@@ -227,6 +235,10 @@ print(mask.int())
 print("scored predictions:", int(mask.sum()), "= sum(lengths) =", int(lengths.sum()))
 
 # %%
+import math
+
+from helpers.models import sequence_loss
+
 loss_all_at_once = sequence_loss(logits, captions, lengths)
 print("sequence_loss:", round(loss_all_at_once.item(), 4), f"(log V = {math.log(V):.4f}: an untrained model "
       "guesses about uniformly)")
@@ -237,6 +249,8 @@ print("sequence_loss:", round(loss_all_at_once.item(), 4), f"(log V = {math.log(
 # them; here are the ones of caption 1:
 
 # %%
+from helpers.models import prefix_batch
+
 f1, prefixes, cuts, next_words = prefix_batch(features[1:2], captions[1:2], lengths[1:2])
 pd.DataFrame({
     "k": cuts.tolist(),
@@ -249,11 +263,11 @@ pd.DataFrame({
 # scores it against the next word. Over the whole batch:
 
 # %%
+from helpers.models import prefix_loss
+
 loss_per_prefix = prefix_loss(decoder, features, captions, lengths)
 print("prefix_loss:  ", round(loss_per_prefix.item(), 4))
 print("sequence_loss:", round(loss_all_at_once.item(), 4))
-
-# %%
 assert torch.allclose(loss_per_prefix, loss_all_at_once, atol=1e-5)
 
 # %% [markdown]
@@ -296,6 +310,8 @@ print("check:", sum(n * (n + 1) // 2 for n in lengths.tolist()), "= sum of n(n+1
 # both (forward and backward, as in training) on 32 captions:
 
 # %%
+import time
+
 captions32, lengths32 = pad_captions([torch.tensor(vocab.encode(c)) for c in train.caption[:32]])
 features32 = torch.randn(32, E)  # stand-ins: the cost does not depend on the feature values
 
@@ -323,13 +339,9 @@ fast = seconds(lambda: train_step(
 slow = seconds(lambda: train_step(lambda: prefix_loss(decoder, features32, captions32, lengths32)))
 torch.set_num_threads(threads)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"sequence_loss: {fast * 1000:7.1f} ms per batch of 32 captions")
 print(f"prefix_loss:   {slow * 1000:7.1f} ms  ({slow / fast:.1f}× slower)")
-
-# %%
-assert fast < slow
 
 # %% [markdown]
 # Same loss, same gradients, several times cheaper: training scores every position at once. `prefix_loss`
@@ -343,6 +355,8 @@ assert fast < slow
 # `<end>` has no target and is ignored):
 
 # %%
+from helpers.models import packed_loss
+
 loss_packed = packed_loss(decoder, features, captions, lengths)
 print("packed_loss:  ", round(loss_packed.item(), 4))
 print("sequence_loss:", round(loss_all_at_once.item(), 4))
@@ -350,18 +364,33 @@ print(f"rows the H → V layer scores: forward {B} × {T + 1} = {B * (T + 1)}, p
 assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
 
 # %% [markdown]
-# The same number again (and the same gradients: `tests/test_models.py` checks them). With the shapes' 40 or
+# The same number again (and the same gradients). With the shapes' 40 or
 # so words the saving is small; with Flickr8k's 8,000 words the loss's forward and backward (batch 128)
 # took 1.6× less time on this course's 2-core CPU, and on a GPU it is part of what brings a Flickr8k-sized
 # epoch under one second (`benchmarks/README.md`).
+#
+# **Packing by `lengths` is enough.** The output at the last packed step, the one that reads `<end>`, is
+# never scored: nothing comes after `<end>`. So the LSTM need not read `<end>` at all. Packing by `lengths`
+# instead of `lengths + 1` (as the design and most tutorials do) feeds the image and every token but
+# `<end>`: `n` steps for the `n` predictions, the same loss, one step less per caption.
+
+# %%
+packed_n = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+hiddens_n, _ = pad_packed_sequence(decoder.lstm(packed_n)[0], batch_first=True, total_length=T + 1)
+loss_n = sequence_loss(decoder.linear(hiddens_n), captions, lengths)
+print("LSTM steps, packed by lengths + 1:", packed.data.shape[0], "| by lengths:", packed_n.data.shape[0])
+print("sequence_loss, packed by lengths + 1:", round(loss_all_at_once.item(), 4), "| by lengths:", round(loss_n.item(), 4))
+assert torch.allclose(loss_n, loss_all_at_once, atol=1e-5)
+
+# %% [markdown]
 #
 # ## Recap
 #
 # - `DecoderRNN` (in `helpers/models.py`): `captions [B, T]` → `Embedding` `[B, T, 300]` → image feature
 #   first `[B, T+1, 300]` → packed by `lengths + 1` → `LSTM` → unpacked `[B, T+1, H]` → `Linear` →
 #   `logits [B, T+1, V]`; position `t` predicts token `t`, the last position is not scored.
-# - Packing keeps `<pad>` out of the LSTM: no outputs on padding, and `h, c` are each caption's state after
-#   its own `<end>`. Without it, every caption but the longest ends in the wrong state.
+# - Packing keeps `<pad>` out of the LSTM: no work and no outputs on padding. Packing by `lengths` (the
+#   LSTM never reads `<end>`) gives the same loss with one step less per caption.
 # - The states `h` and `c` are `[num_layers, B, H]`; the output sequence is the top layer's `h`.
 # - `sequence_loss` (every position at once, padding masked) equals `prefix_loss` (one example per prefix, the
 #   design's formulation), with the same gradients, at a fraction of the LSTM steps. Both live in
@@ -369,8 +398,8 @@ assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
 #
 # ## Exercises
 #
-# 1. Replace `lengths + 1` by `lengths` when packing. Which token of each caption does the LSTM now never
-#    read, and which prediction can no longer be made?
+# 1. Pack by `lengths` in section 3 as well. Which outputs of `hiddens` disappear, and why is none of them
+#    scored by the loss? How many LSTM steps does it save on a batch of 128 training captions?
 # 2. Make the decoder with `num_layers=3`. What are the shapes of `h`, `c` and the logits?
 # 3. Compute the loss over **all** positions of the padded block (no mask, `<pad>` as the target past the
 #    end). Is it larger or smaller than `sequence_loss`, and what would training learn from it?

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -14,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/06_generation.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/06_generation.ipynb)
 #
 # # 06 · Generation: from an image to a caption, one word at a time
 #
@@ -28,7 +27,8 @@
 #   while one is much faster;
 # - decode a batch of images at once, and say why it is faster than one image at a time;
 # - explain beam search and find an image where it changes the caption;
-# - compare decoders by BLEU-1…4 on the test split, next to an image-blind baseline;
+# - compare decoders on the test split by BLEU-4 and by every attribute's accuracy, between the best
+#   image-blind caption and the humans;
 # - look inside one decoding: the top-5 next words and their probabilities at every step.
 #
 # **Prerequisites:** notebook 04 (the decoder, `step`) and notebook 05 (training; its run folder
@@ -37,34 +37,22 @@
 # **Run time:** 1 to 2 minutes on a 2-core CPU when notebook 05 has run (plus notebook 05's training time
 # otherwise). **GPU:** not needed: decoding is small work, and timings here are made on the CPU.
 
-# %%
-import subprocess
+# %% tags=["colab-setup"]
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
-import time
-from collections import Counter
-from pathlib import Path
-
-import pandas as pd
-import torch
-from IPython.display import display
-
-from helpers.data import load_image
-from helpers.decoding import beam_search, greedy, greedy_naive
-from helpers.metrics import as_percent, corpus_bleu_scores
-from helpers.plots import show_captions
-from helpers.shapes import make_shapes
-from helpers.training import TrainConfig, cached_features, fit, load_run, prepare_data
-from helpers.utils import course_root, get_device, seed_everything
-from helpers.vocabulary import tokenize
-from helpers.widgets import CaptionStepper, decoding_explorer
+# %%
+from helpers.utils import get_device, seed_everything
 
 seed_everything(0)
 device = get_device()
@@ -77,6 +65,9 @@ device = get_device()
 # one now with the same `fit` and the same configuration, so the result is the same model either way.
 
 # %%
+from helpers.shapes import make_shapes
+from helpers.utils import course_root
+
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 CACHE = DATA / ".cache"
@@ -84,16 +75,20 @@ RUN = ROOT / "runs" / "shapes"
 make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.training import TrainConfig, fit, load_run
+from helpers.utils import course_weights
+
 print("device:", device)
 if not (RUN / "checkpoint.pt").exists():
     print("No trained run yet: training one (this is what notebook 05 does).")
-    fit(DATA, run_dir=RUN, config=TrainConfig.for_device(device), device=str(device), cache_dir=CACHE)
+    config = TrainConfig.for_device(device, weights=course_weights())
+    fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
 model, vocab, config = load_run(RUN, device)
 
 # %%
-print(f"vocabulary: {len(vocab)} words | images at {config.image_size} px | hidden size {config.hidden_size}")
+print(f"vocabulary: {len(vocab)} words | images at {config.image_size} px | hidden size {config.hidden_size}"
+      f" | encoder weights: {config.weights}")
 assert not model.training
 
 # %% [markdown]
@@ -101,6 +96,10 @@ assert not model.training
 # below costs only the projection and the LSTM.
 
 # %%
+import torch
+
+from helpers.training import cached_features, prepare_data
+
 data = prepare_data(DATA, config.min_freq, log=lambda _: None)
 test_images = data.images("test")
 test_refs = data.references("test")
@@ -129,9 +128,11 @@ print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ f
 # runs `max_len + 1` times so that a caption of exactly `max_len` words can still say `<end>`; one that
 # never does is cut to `max_len` words.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
-# (the captions come from the model notebook 05 trained: another CPU's rounding can change a word)
+# %% tags=["nbval-ignore-output"]
+from pathlib import Path
+
+from helpers.decoding import greedy_naive
+
 naive = greedy_naive(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
@@ -151,22 +152,24 @@ for image, caption in list(zip(test_images, naive.captions, strict=True))[:4]:
 #     word = logits.argmax(dim=-1)
 # ```
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.decoding import greedy
+
 carried = greedy(model.decoder, features, vocab, max_len=config.max_decode)
 for image, caption in list(zip(test_images, carried.captions, strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
 same = sum(a == b for a, b in zip(naive.captions, carried.captions, strict=True))
 print(f"identical captions: {same} of {len(test_images)}")
-
-# %%
-assert naive.captions == carried.captions and naive.ids == carried.ids
+# The same arithmetic in another order: on a GPU a near tie between two words can rarely fall the other way.
+assert same >= 0.99 * len(test_images), same
 
 # %% [markdown]
 # Same captions. How much faster? We decode the whole test split both ways, twice each, and keep the
 # faster run of each (the one least disturbed by whatever else the machine does).
 
 # %%
+import time
+
 def seconds(decode, repeats: int = 2) -> float:
     """The fastest of ``repeats`` runs of ``decode()``."""
     times = []
@@ -180,13 +183,9 @@ def seconds(decode, repeats: int = 2) -> float:
 slow = seconds(lambda: greedy_naive(model.decoder, features, vocab, max_len=config.max_decode))
 fast = seconds(lambda: greedy(model.decoder, features, vocab, max_len=config.max_decode))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"greedy_naive (re-reads the caption): {slow * 1000:7.0f} ms for {len(test_images)} images")
 print(f"greedy (carried state):              {fast * 1000:7.0f} ms  ({slow / fast:.1f}× faster)")
-
-# %%
-assert fast < slow
 
 # %% [markdown]
 # ## 4. Batched decoding
@@ -200,20 +199,17 @@ assert fast < slow
 sample = features[:100]
 one_by_one = [greedy(model.decoder, f.unsqueeze(0), vocab, config.max_decode).captions[0] for f in sample]
 batched = greedy(model.decoder, sample, vocab, config.max_decode).captions
-print("identical:", one_by_one == batched)
+identical = sum(a == b for a, b in zip(one_by_one, batched, strict=True))
+print(f"identical: {identical} of {len(sample)}")
 
 # %%
-assert one_by_one == batched
+assert identical >= 0.98 * len(sample), identical
 single = seconds(lambda: [greedy(model.decoder, f.unsqueeze(0), vocab, config.max_decode) for f in sample])
 batch = seconds(lambda: greedy(model.decoder, sample, vocab, config.max_decode))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"one image at a time: {single * 1000:6.0f} ms for {len(sample)} images")
 print(f"one batch of {len(sample)}:    {batch * 1000:6.0f} ms  ({single / batch:.0f}× faster)")
-
-# %%
-assert batch < single
 
 # %% [markdown]
 # ## 5. Beam search
@@ -225,10 +221,13 @@ assert batch < single
 # words. With `k = 1` it is greedy decoding.
 
 # %%
+from helpers.decoding import beam_search
+
 beams = {k: beam_search(model.decoder, features, vocab, beam=k, max_len=config.max_decode) for k in (3, 5)}
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.vocabulary import tokenize
+
 for k, decoded in beams.items():
     differ = sum(a != b for a, b in zip(carried.captions, decoded.captions, strict=True))
     print(f"beam {k}: differs from greedy on {differ} of {len(test_images)} images")
@@ -253,8 +252,6 @@ else:
     print(f"  beam 5: {beams[5].captions[first]}")
     for reference in test_refs[test_images[first]]:
         print(f"  reference: {reference}")
-
-# %%
 assert all(len(decoded.captions) == len(test_images) for decoded in beams.values())
 
 # %% [markdown]
@@ -264,42 +261,62 @@ assert all(len(decoded.captions) == len(test_images) for decoded in beams.values
 # greedy takes the narrow winner and cannot go back, beam search keeps the alternatives and picks the
 # caption that is most probable *as a whole*.
 #
-# ## 6. Scores on the test split
+# ## 6. Scores on the test split: words and facts
 #
-# BLEU-1…4 (×100, as papers print them) of each decoder on every test image, next to the image-blind
-# baseline of notebook 05: the most common training caption, given for every image.
+# Each decoder on every test image, scored two ways (notebook 05, sections 8–9): BLEU-4 against the five
+# references, and the accuracy of every attribute a caption states, checked against the scene's truth. Two
+# rows frame them: the floor, the best image-blind caption (one caption for every image, chosen on dev),
+# and the ceiling, the humans (each annotator scored against the other four).
 
 # %%
-train_captions = [" ".join(tokenize(caption)) for caption in data.split("train")["caption"]]
-blind_caption = Counter(train_captions).most_common(1)[0][0]
+import pandas as pd
+
+from helpers.attributes import attribute_accuracy, read_scenes, scenes_for
+from helpers.metrics import best_blind_caption, corpus_bleu_scores, human_ceiling
+
+dev_refs = data.references("dev")
+blind_caption, _ = best_blind_caption(
+    list(data.split("train")["caption"]), [dev_refs[image] for image in data.images("dev")]
+)
+test_scenes = scenes_for(test_images, read_scenes(DATA))
 decoders = {
     "greedy": carried.captions,
     "beam 3": beams[3].captions,
     "beam 5": beams[5].captions,
-    "image-blind baseline": [blind_caption] * len(test_images),
+    "best image-blind caption": [blind_caption] * len(test_images),
 }
-scores = {name: corpus_bleu_scores(references, captions) for name, captions in decoders.items()}
+rows = {
+    name: {**corpus_bleu_scores(references, captions), **attribute_accuracy(captions, test_scenes)}
+    for name, captions in decoders.items()
+}
+rows["humans (each against the other four)"] = human_ceiling(references, test_scenes).loc["mean"].to_dict()
+scores = pd.DataFrame(rows).T.drop(columns=["bleu1", "bleu2", "bleu3"])
+print(f"best image-blind caption: {blind_caption!r}")
 
-# %%
-# NBVAL_IGNORE_OUTPUT
-pd.DataFrame({name: as_percent(s) for name, s in scores.items()}).T.rename(columns=str.upper)
-
-# %%
-assert scores["greedy"]["bleu4"] >= 0.60, scores
-assert scores["beam 3"]["bleu4"] > scores["greedy"]["bleu4"], scores
-assert all(scores[name]["bleu4"] > 2 * scores["image-blind baseline"]["bleu4"] for name in ("greedy", "beam 3", "beam 5"))
+# %% tags=["nbval-ignore-output"]
+floor = scores.loc["best image-blind caption", "bleu4"]
+for name in ("greedy", "beam 3", "beam 5"):
+    assert scores.loc[name, "bleu4"] >= max(0.45, floor + 0.1), scores
+    assert scores.loc[name, "count"] >= 0.95 and scores.loc[name, "colour"] >= 0.70, scores
+scores.round(3)
 
 # %% [markdown]
-# Beam search scores clearly higher than greedy here, and all decoders far above the blind baseline. Part
-# of beam search's gain is style: ranking finished captions by log-probability *per word* favours the
-# annotators' longer templates ("there is a …", "two shapes: …"), and BLEU's brevity penalty favours long
-# captions too. Look at the captions, not only at the score:
+# Beam search raises BLEU-4 (here from 0.63 with greedy to 0.70 with beam 3 and 0.72 with beam 5), and a
+# few of the facts a little: sizes, the relation, the background. It cannot raise what the features do not
+# carry: the **kind** stays near chance with every decoder (notebook 05, section 9, traces it to the frozen
+# random ResNet50). Part of beam search's BLEU gain is style: ranking finished captions by log-probability
+# *per word* favours the annotators' longer templates ("there is a …", "two shapes: …"), and BLEU's brevity
+# penalty favours long captions too. The blind caption shows how much BLEU rewards phrasing alone: its
+# BLEU-4 is above the humans' agreement with each other, while it gets almost no image entirely right
+# (**all**). Look at the captions, not only at the scores:
 #
 # ## 7. What the captions look like
 #
 # Six test images, with the greedy and beam-3 captions and two of the five references.
 
 # %%
+from helpers.plots import show_captions
+
 table = pd.DataFrame(
     {"image": test_images, "generated": carried.captions, "beam 3": beams[3].captions, "references": references}
 )
@@ -313,8 +330,10 @@ figure = show_captions(table, n=6, columns=3, references=2, seed=1)
 # most probable next words, `step()` appends the best one (or a word you give it), `caption` is the caption
 # so far. Here is the trace for one test image: at every step, the five most probable words.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.data import load_image
+from helpers.widgets import CaptionStepper
+
 stepper = CaptionStepper(model, vocab, config.image_size, device, max_len=config.max_decode)
 image_path = test_images[0]
 stepper.reset(load_image(image_path))
@@ -328,27 +347,28 @@ for number, (word, _) in enumerate(trace, start=1):
     print(f"step {number:>2}: {word}")
 print("caption:", stepper.caption)
 
-# %%
-assert stepper.caption == carried.captions[0]
+# %% jupyter={"source_hidden": true} tags=["check"]
+# greedy() on the features of this one image, computed the same way as the stepper's
+with torch.no_grad():
+    own = greedy(model.decoder, model.encoder(stepper.transform(load_image(image_path)).unsqueeze(0).to(device)),
+                 vocab, config.max_decode)
+assert stepper.caption == own.captions[0]
 assert trace[-1][0] == "<end>" and len(trace) == len(carried.ids[0]) + 1  # every word, then <end>
 
 # %% [markdown]
-# The same steps with the probabilities of the five best candidates (rounded; the last digit can change
-# from machine to machine, so the tests do not compare this printout):
+# The same steps with the probabilities of the five best candidates (rounded to two digits):
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for number, (_, top) in enumerate(trace, start=1):
     print(f"step {number:>2}: " + "  ".join(f"{w} {p:.2f}" for w, p in top))
-
-# %%
 assert all(word == top[0][0] for word, top in trace)  # greedy: always the most probable word
 assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
 
 # %% [markdown]
 # Look where the model hesitates. Some choices are open by nature: the first word ("a", "one", "there" begin
 # different annotators' sentences), or "on" against "in". Others are about the image: with a frozen random
-# encoder and 64-pixel images, the model can be unsure of a size or a shape. Where the grammar decides
+# encoder and 64-pixel images, the model can be unsure of a size, and the shape is often close to a tie
+# (notebook 05 measured that it mostly guesses the kind). Where the grammar decides
 # (the word after "on", the word after the colour of the background), it is close to 1.
 #
 # ## 9. The explorer
@@ -360,29 +380,34 @@ assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
 # line of text.)
 
 # %%
+from helpers.widgets import decoding_explorer
+
 explorer = decoding_explorer(
     model, vocab, test_images[:30], image_size=config.image_size, device=device, max_len=config.max_decode
 )
 explorer
 
 # %% [markdown]
-# Its buttons can be pressed from code too, which is how `tests/test_widgets.py` checks it. Three presses on
-# a fresh explorer, and what an unreadable upload shows:
+# Its buttons can be pressed from code too. Three presses on a fresh explorer, and what an unreadable upload
+# shows:
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 demo = decoding_explorer(model, vocab, test_images[:1], image_size=config.image_size, device=device)
 for _ in range(3):
     demo.next_button.click()
 print("after three presses:", repr(demo.stepper.caption))
 demo.show_bytes("holiday.jpg", b"this is not a picture")
 print("after an unreadable upload:", demo.error)
-
-# %%
-assert demo.stepper.caption == " ".join(carried.captions[0].split()[:3])
+assert demo.stepper.caption == " ".join(stepper.caption.split()[:3])
 assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 
 # %% [markdown]
+# The upload button sends the file through the notebook's connection to its kernel, which suits an ordinary
+# photograph of a few megabytes; a much larger file may never arrive (on Colab too). Then copy the file into
+# the session instead, with Colab's *Files* panel or by mounting Google Drive
+# (`from google.colab import drive; drive.mount("/content/drive")`), and show it by path:
+# `explorer.show_bytes(path.name, path.read_bytes())`.
+#
 # Try it: upload a photograph. The model has only ever seen coloured shapes on plain backgrounds, and its
 # few dozen words are all it can say — it will describe your photo as shapes. A captioner knows only the world
 # of its training data.
@@ -396,7 +421,8 @@ assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 # | greedy with the carried LSTM state, one `decoder.step` per word | `helpers.decoding.greedy` |
 # | beam search, best log-probability per word | `helpers.decoding.beam_search` |
 # | captions for cached features, in batches; BLEU on a split | `helpers.training.decode_features`, `evaluate_split` |
-# | BLEU-1…4 (0–1) and ×100 | `helpers.metrics.corpus_bleu_scores`, `as_percent` |
+# | BLEU-1…4 (0–1); the blind floor and the human ceiling | `helpers.metrics.corpus_bleu_scores`, `best_blind_caption`, `human_ceiling` |
+# | every attribute's accuracy against the scene's truth | `helpers.attributes.attribute_accuracy` |
 # | one word at a time, with the top-k next words | `helpers.widgets.CaptionStepper` |
 # | the explorer | `helpers.widgets.decoding_explorer` (`DecodingExplorer`) |
 #

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -14,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/01_data_processing.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/01_data_processing.ipynb)
 #
 # # 01 · Data processing: from caption files to tensor batches
 #
@@ -35,42 +34,24 @@
 # **Run time:** about 25 s on a 2-core laptop CPU, plus about 25 s the very first time, to draw the
 # 8 000-image dataset. **GPU:** not needed, nothing here trains.
 
-# %%
-import subprocess
+# %% tags=["colab-setup"]
 import sys
 
-if "google.colab" in sys.modules:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
-import shutil
-import tempfile
-import time
-from collections import Counter
-from pathlib import Path
-
-import matplotlib.pyplot as plt
+# %%
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader
 
-from helpers.data import (
-    CaptionDataset,
-    collate_captions,
-    denormalize,
-    image_transform,
-    load_image,
-    pad_captions,
-)
-from helpers.diagrams import data_flow_figure
-from helpers.formats import load_captions, summarize
-from helpers.plots import caption_length_histogram, show_examples, show_image_pipeline
-from helpers.shapes import make_shapes
-from helpers.utils import course_root, seed_everything
-from helpers.vocabulary import Vocabulary, tokenize
+from helpers.utils import seed_everything
 
 seed_everything(0)
 pd.set_option("display.width", 110)
@@ -89,6 +70,9 @@ pd.set_option("display.max_colwidth", 80)
 # Paths are printed relative to the repository, so they read the same on every machine.
 
 # %%
+from helpers.shapes import make_shapes
+from helpers.utils import course_root
+
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 make_shapes(DATA)
@@ -128,15 +112,16 @@ for split in ("train", "dev", "test"):
 # `helpers.formats.load_captions(root)` looks at the file names to detect the format (Flickr8k, Kaggle's
 # Flickr8k, COCO or Karpathy's splits), reads it, and returns three things: the format's name, one table
 # with a row per caption, and the list of what it skipped. Reading 40 000 captions takes well under a
-# second (the time below varies from run to run, so the test does not compare it).
+# second.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+import time
+
+from helpers.formats import load_captions
+
 start = time.perf_counter()
 data = load_captions(DATA)
 print(f"read {len(data.table)} captions in {time.perf_counter() - start:.2f} s")
-
-# %%
 assert data.format == "flickr8k" and len(data.table) == 40_000 and data.skipped == []
 
 # %% [markdown]
@@ -144,6 +129,8 @@ assert data.format == "flickr8k" and len(data.table) == 40_000 and data.skipped 
 # short we show only the file name.
 
 # %%
+from pathlib import Path
+
 table = data.table
 print("format: ", data.format)
 print("columns:", list(table.columns))
@@ -154,6 +141,8 @@ table.assign(image=table["image"].map(lambda path: Path(path).name)).head(7)
 # `summarize` counts what was kept: images per split, captions per image, words per caption.
 
 # %%
+from helpers.formats import summarize
+
 summary = summarize(data)
 {key: summary[key] for key in ("images", "captions", "splits", "captions_per_image", "caption_words")}
 
@@ -162,10 +151,13 @@ summary = summarize(data)
 #
 # Real files have quirks: the official Flickr8k token file contains rows for `name.jpg.1` (duplicates of
 # real images), downloads lose images, lines get mangled. A reader must neither crash on them nor drop
-# them silently. Here is a tiny copy of our dataset with three such faults: one image file missing, one
+# them silently. Here is a tiny copy of our dataset with four such faults: one image file missing, one
 # line repeated, one stray `.jpg.1` row and a line without a tab.
 
 # %%
+import shutil
+import tempfile
+
 names = (DATA / "Flickr_8k.trainImages.txt").read_text().split()[:3]
 with tempfile.TemporaryDirectory() as folder:
     broken = Path(folder)
@@ -193,6 +185,8 @@ pd.DataFrame(small.skipped)
 # has to learn to cope with.
 
 # %%
+from helpers.plots import show_examples
+
 figure = show_examples(table, n=6, columns=3, captions_per_image=2, seed=0)
 
 # %% [markdown]
@@ -203,10 +197,14 @@ figure = show_examples(table, n=6, columns=3, captions_per_image=2, seed=0)
 # so there a trailing ` .` or a `:` counted as a word; that is why its numbers are a little higher.
 
 # %%
+from helpers.vocabulary import tokenize
+
 lengths = table["caption"].map(tokenize).str.len()
 lengths.describe().round(2)
 
 # %%
+from helpers.plots import caption_length_histogram
+
 figure = caption_length_histogram(lengths, title="Words per caption (all 40 000 captions)")
 
 # %% [markdown]
@@ -217,6 +215,8 @@ figure = caption_length_histogram(lengths, title="Words per caption (all 40 000 
 # know words that only appear in dev or test, just as a deployed model cannot know tomorrow's words.
 
 # %%
+from collections import Counter
+
 train = table[table["split"] == "train"]
 counts = pd.Series(Counter(word for caption in train["caption"] for word in tokenize(caption)))
 counts = counts.sort_index().sort_values(ascending=False, kind="stable")  # ties in alphabetical order
@@ -251,6 +251,8 @@ pd.DataFrame(
 # 0; then the words, most frequent first.
 
 # %%
+from helpers.vocabulary import Vocabulary
+
 vocab = Vocabulary.build(train["caption"], min_freq=1)
 print(vocab)
 print("size:", len(vocab))
@@ -283,6 +285,10 @@ for row in encoded:
     print(len(row), row)
 
 # %%
+import torch
+
+from helpers.data import pad_captions
+
 padded, lengths_batch = pad_captions([torch.tensor(row) for row in encoded])
 print("padded:", tuple(padded.shape), padded.dtype)
 print(padded)
@@ -295,6 +301,8 @@ print("lengths:", lengths_batch)
 # files, and raises a clear `ImageLoadError` for a broken one). Our scenes are 128×128 pixels.
 
 # %%
+from helpers.data import load_image
+
 path = table["image"].iloc[0]
 image = load_image(path)
 print(Path(path).name, "→ PIL image", image.size, image.mode)
@@ -305,6 +313,8 @@ print(Path(path).name, "→ PIL image", image.size, image.mode)
 # deviation, the statistics the pretrained encoder expects. The values are no longer in [0, 1]:
 
 # %%
+from helpers.data import image_transform
+
 transform = image_transform()
 x = transform(image)
 print("shape:", tuple(x.shape), x.dtype)
@@ -316,9 +326,13 @@ print("mean per channel (R, G, B):", [round(v, 3) for v in x.mean(dim=(1, 2)).to
 # undoes the normalisation: we use it whenever we want to look at what the model was given.
 
 # %%
+from helpers.plots import show_image_pipeline
+
 figure = show_image_pipeline(image, x)
 
 # %%
+from helpers.data import denormalize
+
 back = denormalize(x)
 print(f"de-normalised: min {back.min().item():.3f}, max {back.max().item():.3f}")
 
@@ -329,6 +343,10 @@ print(f"de-normalised: min {back.min().item():.3f}, max {back.max().item():.3f}"
 # the captions. Here are the first four training rows: the same image, described by four annotators.
 
 # %%
+from torch.utils.data import DataLoader
+
+from helpers.data import CaptionDataset, collate_captions
+
 rows = train.head(4)
 dataset = CaptionDataset(rows["image"].tolist(), rows["caption"].tolist(), vocab, transform)
 loader = DataLoader(dataset, batch_size=4, shuffle=False, collate_fn=collate_captions)
@@ -350,6 +368,8 @@ for row in captions:
 # always matches the code; `python -m helpers diagrams` regenerates `assets/data_flow.png`.
 
 # %%
+from helpers.diagrams import data_flow_figure
+
 figure = data_flow_figure()
 
 # %% [markdown]
@@ -358,6 +378,9 @@ figure = data_flow_figure()
 # left.
 
 # %%
+import subprocess
+import sys
+
 result = subprocess.run(
     [sys.executable, "-m", "helpers", "data", "stats", "data/shapes"], cwd=ROOT, capture_output=True, text=True
 )

@@ -1,7 +1,6 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -14,72 +13,49 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/main/notebooks/05_training.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/captioning-course/image-captioning-cnn-lstm/blob/v0.1.0/notebooks/05_training.ipynb)
 #
 # # 05 · Training: the loop in the open, then for real
 #
 # Notebooks 03 and 04 built the encoder, the decoder and the loss. Here we train them. First by hand, one
 # step at a time, so that every line of the training loop is visible; then with `helpers.training.fit`,
 # which runs the same loop for several epochs, validates after each one and saves the run. At the end we
-# score the trained model on test images it has never seen, and compare it with a baseline that ignores
-# the image.
+# score the trained model on test images it has never seen: against a caption that ignores the image,
+# against the humans, and fact by fact (which colours and shapes does it get right?).
 #
 # **You will learn to**
 # - explain why we compute the frozen ResNet50's features once and cache them, and measure the speed-up;
 # - write one training step: forward, `sequence_loss`, backward, gradient clipping, an Adam step, and a
 #   one-cycle learning-rate schedule;
 # - validate the way the model is used: greedy decoding without teacher forcing, scored with BLEU;
-# - train with `fit`, read its history, and score the model on the test split against an image-blind
-#   baseline.
+# - train with `fit`, read its history, and score the model on the test split: BLEU between a floor (the
+#   best image-blind caption) and a ceiling (the humans), then attribute by attribute (colour, shape, …).
 #
 # **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
 # its loss); what gradient descent and Adam are.
 #
-# **Run time:** about 5 minutes on a 2-core CPU, most of it in `fit` (the CPU configuration: small images,
-# cached features, a few epochs); up to 20 minutes when other programs keep the cores busy. The very first
-# run adds about 2 minutes, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
+# **Run time:** about 5 minutes on a quiet 2-core CPU, most of it in `fit` (the CPU configuration: small
+# images, cached features, a few epochs), and much longer when other programs keep the cores busy (the
+# stored run took 54 minutes on a shared 2-core machine under heavy load). The very first run adds about 2
+# minutes on a quiet machine, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
 # full configuration (224-pixel images, more epochs) by itself, and it still takes only minutes.
 
-# %%
-import subprocess
+# %% tags=["colab-setup"]
 import sys
 
-if "google.colab" in sys.modules:  # on Colab only: install the course's helpers (locally they are installed)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q",
-         "git+https://github.com/captioning-course/image-captioning-cnn-lstm"],
-        check=True,
-    )
+if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
+    from importlib.metadata import version
+    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
+    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
+    # %pip install -q {COURSE} {keep}
+    if _exit_code:  # set by %pip  # noqa: F821
+        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
+                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
+    from google.colab import output
+    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
 
-import math
-import time
-from collections import Counter
-from dataclasses import asdict
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-import pandas as pd
-import torch
-from torch.utils.data import DataLoader
-
-from helpers.data import CaptionDataset, collate_captions, image_transform
-from helpers.metrics import as_percent, corpus_bleu_scores
-from helpers.models import sequence_loss
-from helpers.plots import plot_history, plot_lr_schedule, show_captions
-from helpers.shapes import make_shapes
-from helpers.training import (
-    TrainConfig,
-    batches,
-    build_model,
-    cached_features,
-    encode_captions,
-    evaluate_bleu,
-    evaluate_split,
-    fit,
-    prepare_data,
-)
-from helpers.utils import course_root, get_device, seed_everything
-from helpers.vocabulary import tokenize
+# %%
+from helpers.utils import get_device, seed_everything
 
 seed_everything(0)
 device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
@@ -90,16 +66,25 @@ device = get_device()  # CUDA if there is a GPU, then Apple's MPS, else the CPU
 # The device is chosen automatically. It decides the configuration: `TrainConfig.for_device` gives a small
 # one on a CPU (small images, cached features, a few epochs) and the full one on a GPU. Everything below
 # reads its numbers from `config`, so this notebook runs unchanged on both.
+#
+# One setting we choose explicitly: the encoder's weights. `course_weights()` gives `"random"` unless the
+# environment variable `COURSE_WEIGHTS` says `"imagenet"`, so the run is the same whether or not a machine
+# has the internet. To train on ImageNet features, run `%env COURSE_WEIGHTS=imagenet` before this cell (on
+# Colab, for example; the weights download once, about 100 MB): the losses, scores and captions below then
+# change, and notebook 06 decodes that model.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print("device:", device)
 
 # %%
-assert device.type in ("cpu", "cuda", "mps")
+from dataclasses import asdict
 
-# %%
-config = TrainConfig.for_device(device)
+import pandas as pd
+
+from helpers.training import TrainConfig
+from helpers.utils import course_weights
+
+config = TrainConfig.for_device(device, weights=course_weights())
 pd.Series(asdict(config), name="value").to_frame()
 
 # %% [markdown]
@@ -109,6 +94,9 @@ pd.Series(asdict(config), name="value").to_frame()
 # by one).
 
 # %%
+from helpers.shapes import make_shapes
+from helpers.utils import course_root
+
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
 DATA = ROOT / "data" / "shapes"
 CACHE = DATA / ".cache"  # where the backbone's features are stored between runs
@@ -117,6 +105,8 @@ make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
 # %%
+from helpers.training import prepare_data
+
 data = prepare_data(DATA, config.min_freq)
 vocab = data.vocab
 train_images = data.images("train")
@@ -129,6 +119,8 @@ print(f"vocabulary: {len(vocab)} words | train: {len(train_images)} images | dev
 # turns the training captions into one padded tensor, with the index of each row's image.
 
 # %%
+from helpers.training import encode_captions
+
 image_index, captions, lengths = encode_captions(data.split("train"), train_images, vocab, config.max_words)
 print("image_index:", tuple(image_index.shape), image_index[:7].tolist())
 print("captions:   ", tuple(captions.shape), "(padded with <pad> = 0)")
@@ -142,6 +134,8 @@ print("lengths:    ", tuple(lengths.shape), lengths[:7].tolist())
 # ones `fit` will use, and the feature cache below can be shared with it.
 
 # %%
+from helpers.training import build_model
+
 seed_everything(config.seed)
 model = build_model(config, len(vocab)).to(device)
 trainable = [p for p in model.parameters() if p.requires_grad]
@@ -160,8 +154,9 @@ print(f"trained (projection + decoder): {sum(p.numel() for p in trainable):>11,}
 # image size, the backbone's weights), and recomputes them otherwise. The first run of the course computes
 # them (a minute or two on a CPU); the message below says which happened.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.training import cached_features
+
 train_features = cached_features(model, train_images, config.image_size, device, CACHE)
 dev_features = cached_features(model, dev_images, config.image_size, device, CACHE)
 
@@ -178,6 +173,15 @@ assert train_features.shape == (len(train_images), 2048) and dev_features.shape 
 # - **cached**: look up the stored features, run the projection and the decoder.
 
 # %%
+import time
+
+import torch
+from torch.utils.data import DataLoader
+
+from helpers.data import CaptionDataset, collate_captions, image_transform
+from helpers.models import sequence_loss
+from helpers.training import batches
+
 train_table = data.split("train")
 textbook_loader = DataLoader(
     CaptionDataset(train_table["image"], train_table["caption"], vocab, image_transform(config.image_size),
@@ -214,16 +218,14 @@ cached = timed_batches(
     cached_batch, lambda pooled, c, n: model.decoder(model.encoder.project_features(pooled), c, n)
 )
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+import math
+
 print(f"textbook (images → whole encoder): {textbook * 1000:8.0f} ms per batch of {config.batch_size}")
 print(f"cached features:                   {cached * 1000:8.0f} ms per batch  ({textbook / cached:.0f}× faster)")
 steps = math.ceil(len(captions) / config.batch_size)
 print(f"one epoch is {steps} batches: {steps * textbook / 60:.1f} min the textbook way, "
       f"{steps * cached / 60:.1f} min cached")
-
-# %%
-assert cached * 2 < textbook, (cached, textbook)
 
 # %% [markdown]
 # Computing the features once costs about one textbook epoch divided by five (each image once, not once
@@ -263,11 +265,8 @@ print("logits:  ", tuple(logits.shape), " [B, T+1, V]")
 print(f"an untrained model guesses about evenly among {len(vocab)} words: loss ≈ ln {len(vocab)} "
       f"= {math.log(len(vocab)):.2f}")
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"loss: {loss.item():.3f}")
-
-# %%
 assert abs(loss.item() - math.log(len(vocab))) < 1.0
 
 # %% [markdown]
@@ -286,8 +285,9 @@ scheduler = torch.optim.lr_scheduler.OneCycleLR(
 optimizer.zero_grad(set_to_none=True)
 loss.backward()
 norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+first_rate = optimizer.param_groups[0]["lr"]  # the learning rate this step uses
 optimizer.step()
-scheduler.step()
+scheduler.step()  # sets the rate of the next step
 
 with torch.no_grad():
     after = sequence_loss(
@@ -296,19 +296,16 @@ with torch.no_grad():
         batch_lengths,
     )
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 print(f"gradient norm before clipping: {norm.item():.2f} (clipped to at most {config.grad_clip})")
 print(f"loss on the same batch: {loss.item():.3f} before the step, {after.item():.3f} after it")
-
-# %%
 assert after.item() < loss.item()
 
 # %% [markdown]
 # That is the whole step. Repeated over the next batches, it is a training loop:
 
 # %%
-losses, rates = [loss.item()], [optimizer.param_groups[0]["lr"]]
+losses, rates = [loss.item()], [first_rate]
 for idx in order[1:HAND_STEPS]:
     batch_lengths = lengths[idx]
     batch_captions = captions[idx, : int(batch_lengths.max())].to(device)
@@ -318,18 +315,15 @@ for idx in order[1:HAND_STEPS]:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+    losses.append(loss.item())
+    rates.append(optimizer.param_groups[0]["lr"])  # the rate of this step, before the schedule moves on
     optimizer.step()
     scheduler.step()
-    losses.append(loss.item())
-    rates.append(optimizer.param_groups[0]["lr"])
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for step in range(0, HAND_STEPS, 10):
     print(f"step {step + 1:>3}: loss {losses[step]:.3f}, learning rate {rates[step]:.5f}")
 print(f"step {HAND_STEPS:>3}: loss {losses[-1]:.3f}")
-
-# %%
 assert len(losses) == HAND_STEPS and sum(losses[-5:]) / 5 < losses[0] - 1.0
 
 # %% [markdown]
@@ -337,12 +331,18 @@ assert len(losses) == HAND_STEPS and sum(losses[-5:]) / 5 < losses[0] - 1.0
 #
 # `OneCycleLR` starts low, climbs to the peak `config.lr` over the first quarter of training (warm-up: the
 # first gradients are large and noisy), then decays smoothly to almost zero (big steps to get close, small
-# steps to settle). `fit` builds it over all the steps of all epochs; here it is as `fit` will run it (from a
-# stand-in optimiser: only the learning rates matter).
+# steps to settle). `fit` builds it with `make_optimizer`, over all the steps of all epochs plus one spare
+# step per epoch, so the rate ends a little above its minimum rather than at it. Here it is as `fit` will
+# run it (stepped through a stand-in optimiser: only the learning rates matter).
 
 # %%
+from helpers.plots import plot_lr_schedule
+from helpers.training import make_optimizer
+
 steps_per_epoch = len(order)
-total_steps = (math.ceil(len(captions) / config.batch_size) + 1) * config.epochs  # as fit counts them
+_, fit_schedule = make_optimizer(model, config, steps_per_epoch)  # the optimiser and schedule fit builds
+total_steps = fit_schedule.total_steps
+print(f"{steps_per_epoch} steps per epoch × {config.epochs} epochs; the schedule is built for {total_steps}")
 stand_in = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=config.lr)
 schedule = torch.optim.lr_scheduler.OneCycleLR(stand_in, max_lr=config.lr, total_steps=total_steps,
                                                pct_start=0.25)
@@ -367,18 +367,19 @@ print(f"first step {full_rates[0]:.3g}, last step {full_rates[-1]:.3g}")
 # ×100). `evaluate_bleu` does both.
 
 # %%
+from helpers.training import evaluate_bleu
+
 dev_refs = data.references("dev")
 references = [dev_refs[image] for image in dev_images]
 scores, hypotheses = evaluate_bleu(model, dev_features, references, vocab, device, config.max_decode)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from pathlib import Path
+
 print(f"after {HAND_STEPS} steps:", {name: round(value, 3) for name, value in scores.items()})
 for image, caption in list(zip(dev_images, hypotheses, strict=True))[:3]:
     print(f"  {Path(image).name}: {caption!r}")
     print(f"  {'':{len(Path(image).name)}}  a reference: {dev_refs[image][0]!r}")
-
-# %%
 assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == len(dev_images)
 
 # %% [markdown]
@@ -394,30 +395,32 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # not used again. One difference from the hand loop: `fit` computes the loss with `packed_loss` (notebook
 # 04, section 6), the same value and gradients as `sequence_loss` without scoring the padding.
 #
-# This is the long cell (several minutes on a CPU). Its printout holds timings, so the tests do not compare
-# it; the cell after it checks what must hold.
+# This is the long cell (several minutes on a CPU).
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.training import fit
+
 start = time.perf_counter()
 result = fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
 print(f"fit took {(time.perf_counter() - start) / 60:.1f} min")
 
-# %%
-history = result.history
-assert list(history["epoch"]) == list(range(1, config.epochs + 1))
-assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+# %% jupyter={"source_hidden": true} tags=["check"]
+# one row per epoch, the loss went down, the run folder is written
+assert list(result.history["epoch"]) == list(range(1, config.epochs + 1))
+assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
 assert (RUN / "checkpoint.pt").is_file() and (RUN / "history.csv").is_file()
 
 # %% [markdown]
 # The history has one row per epoch: the mean training loss, validation BLEU-1…4, the learning rate at the
 # end of the epoch and the seconds it took. It is also saved as `history.csv` in the run folder.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+history = result.history
 history.round(4)
 
 # %%
+from helpers.plots import plot_history
+
 figure = plot_history(history)
 
 # %% [markdown]
@@ -428,10 +431,14 @@ figure = plot_history(history)
 #
 # The dev images helped us choose settings; the test images were never used for anything. `evaluate_split`
 # decodes every test image greedily and scores the captions against their references. BLEU is printed both
-# ways: 0–1, as nltk and our code compute it, and ×100, as papers report it (Show, Attend and Tell reports
-# a BLEU-4 of 19.5 on Flickr8k photos, i.e. 0.195).
+# ways: 0–1, as nltk and our code compute it, and ×100, as papers print it. Do not set these numbers
+# beside published Flickr8k or COCO scores: our five annotators write from a few templates with a few
+# dozen words, so long n-grams match far more easily than in people's free descriptions of photographs.
+# A score means something only next to a floor and a ceiling measured on the same captions (below).
 
 # %%
+from helpers.training import evaluate_split
+
 model = result.model
 test_scores, test_table = evaluate_split(
     model, vocab, config, data, "test", device=device, cache_dir=CACHE, log=lambda _: None
@@ -439,50 +446,105 @@ test_scores, test_table = evaluate_split(
 test_refs = list(test_table["references"])
 print(f"test split: {len(test_table)} images, {sum(map(len, test_refs))} reference captions")
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
+from helpers.metrics import as_percent
+
 percent = as_percent(test_scores)
 for name, value in test_scores.items():
     print(f"{name.upper():6} {value:.3f}   ({percent[name]:.1f} ×100)")
-
-# %%
-assert test_scores["bleu4"] >= 0.60, test_scores
+assert test_scores["bleu4"] >= 0.45, test_scores  # measured 0.55-0.63 with random weights on a CPU
 
 # %% [markdown]
-# Is that good? A score means little without a baseline. The laziest captioner ignores the image and
-# always answers with the most common training caption:
-
-# %%
-train_captions = [" ".join(tokenize(caption)) for caption in train_table["caption"]]
-blind_caption, blind_count = Counter(train_captions).most_common(1)[0]
-blind_scores = corpus_bleu_scores(test_refs, [blind_caption] * len(test_table))
-print(f"most common training caption: {blind_caption!r} ({blind_count} of {len(train_captions)})")
-print("image-blind baseline:", {name: round(value, 3) for name, value in blind_scores.items()})
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-pd.DataFrame(
-    {"our model (greedy)": as_percent(test_scores), "image-blind baseline": as_percent(blind_scores)}
-).T.rename(columns=str.upper)
-
-# %%
-assert blind_scores["bleu4"] < 0.5 * test_scores["bleu4"], (blind_scores, test_scores)
-
-# %% [markdown]
-# The most common caption is a short one (scenes with one shape get the shortest captions, and the same
-# few words), so BLEU punishes it twice: its few words match only some reference words, and BLEU's brevity
-# penalty scales every n-gram score down for captions shorter than their references. With fewer than four
-# words it has no 4-grams at all, so its BLEU-4 is 0. Whatever the blind guess, long n-grams only match
-# when the caption describes *this* image: that is what BLEU-4 rewards.
+# Is that good? A score means little on its own. Two more rows, measured on the same test captions, put it
+# in its place:
 #
-# Numbers are not everything: six test images, with the model's caption and two of the five references.
-# Our encoder's weights are random here (printed in section 2), and the images small, so the model confuses
-# colours and shapes now and then. Measured on one H200 GPU with the same random weights: the GPU
-# configuration (224-pixel images, 15 epochs) reached test BLEU-4 0.80, and training the whole ResNet50
-# too (`--fine-tune all`, 128 pixels) reached 1.00 in under 3 minutes. Features that can see shapes make
-# the captions right; ImageNet weights (downloaded on Colab) give the frozen encoder much more to work with.
+# - **the floor**: the best a captioner can do without looking at the image. `best_blind_caption` tries
+#   every training caption as *the* answer for every dev image and keeps the one with the highest BLEU-4
+#   (chosen on dev, so the test images stay unseen); we then score it on test;
+# - **the ceiling**: how well people agree with each other. `human_ceiling` scores each annotator's caption
+#   against the other four references, and averages the five. (Our model is scored against all five
+#   references, which is a little easier: read the ceiling as a guide, not a hard bound.)
 
 # %%
+from helpers.metrics import best_blind_caption, corpus_bleu_scores, human_ceiling
+
+dev_references = [dev_refs[image] for image in data.images("dev")]
+blind_caption, _ = best_blind_caption(list(train_table["caption"]), dev_references)
+blind_scores = corpus_bleu_scores(test_refs, [blind_caption] * len(test_table))
+humans = human_ceiling(test_refs).loc["mean"]
+print(f"best image-blind caption (chosen on dev): {blind_caption!r}")
+pd.DataFrame({"best image-blind caption": blind_scores, "humans (each against the other four)": humans}).T.round(3)
+
+# %% [markdown]
+# A surprise: one well-chosen caption, the same for every image, scores a higher BLEU-4 than the humans do
+# against each other. It copies the annotators' most common phrasing ("two shapes : …", "on the top", "on
+# the bottom"), and BLEU rewards phrasing; each human writes in one style only, so four of the five
+# references rarely share their long n-grams. BLEU alone cannot say whether a caption describes the picture.
+# So we ask what a person would check.
+#
+# ## 9. What the model gets right, attribute by attribute
+#
+# The shapes set knows the truth of every scene (`scenes.jsonl`, written beside the captions).
+# `helpers.attributes` reads a caption in any annotator's style and checks each thing it states against
+# it: the **background**, the **count** of shapes, each shape's **colour**, **kind** (circle, square or
+# triangle) and **size**, the **relation** (side by side, one above the other, the right way round),
+# **object** (colour and kind both right), and **all** (the whole caption right). An accuracy is the share
+# of the statements that are right; a shape left out or invented counts as a wrong colour and kind.
+
+# %%
+from helpers.attributes import attribute_accuracy, read_scenes, scenes_for
+
+test_scenes = scenes_for(test_table["image"], read_scenes(DATA))
+greedy_captions = list(test_table["generated"])
+print(f"{len(test_scenes)} test scenes; the first: {test_scenes[0]}")
+
+# %% tags=["nbval-ignore-output"]
+rows = {
+    "best image-blind caption": {**blind_scores, **attribute_accuracy([blind_caption] * len(test_scenes), test_scenes)},
+    "our model (greedy)": {**test_scores, **attribute_accuracy(greedy_captions, test_scenes)},
+    "humans (each against the other four)": human_ceiling(test_refs, test_scenes).loc["mean"].to_dict(),
+}
+floor_and_ceiling = pd.DataFrame(rows).T.drop(columns=["bleu1", "bleu2", "bleu3"])
+model_row = floor_and_ceiling.loc["our model (greedy)"]
+assert model_row["bleu4"] >= blind_scores["bleu4"] + 0.1, floor_and_ceiling
+assert model_row["count"] >= 0.95 and model_row["colour"] >= 0.70 and model_row["background"] >= 0.90, model_row
+floor_and_ceiling.round(3)
+
+# %% [markdown]
+# Where does it go wrong? A confusion matrix for the shape kind: each row is a true kind, each column what
+# the caption says for it (the last column: the caption left that shape out, or named no kind).
+
+# %%
+from helpers.attributes import attribute_confusion
+from helpers.plots import plot_confusion
+
+figure = plot_confusion(attribute_confusion(greedy_captions, test_scenes, "kind"))
+
+# %% [markdown]
+# Read the model's row against the other two. What it gets right: the **count** of shapes and the
+# **background** almost always, the **relation** (which side, which way up) nine times in ten, and most
+# **colours** (about 0.83 here; a shape left out or invented counts as a wrong colour, and the colours it
+# mixes up are neighbours such as yellow and orange). What it guesses: the **kind**. Its 0.44 is little
+# better than naming one of three kinds at random, and no better than the blind caption. The matrix shows
+# it: a true circle is called circle, square or triangle about equally often, and squares and triangles are
+# named right about half the time. So colour and kind are right together for only about a third of the
+# shapes (**object**), and few captions are right in every fact (**all**). BLEU-4 hides this: colours,
+# counts and layouts are most of every caption's words.
+#
+# This is notebook 03's finding at work. A frozen ResNet50 with random weights measures how much of which
+# colour and brightness a picture holds, not outlines (section 7 there: the shape kind hardly shows in
+# the features). The projection and the LSTM can only learn what is in the features, and there is little
+# about outlines in them. That is what pretrained weights buy: ImageNet's filters respond to edges and corners
+# (`%env COURSE_WEIGHTS=imagenet`, then run this notebook again). Training the backbone is the other way:
+# measured on one H200 GPU with the same random start, training the whole ResNet50 too (`--fine-tune
+# all`, 128 px) reached test BLEU-4 1.00 in under 3 minutes, while the frozen GPU configuration (224 px,
+# 15 epochs) reached 0.80.
+#
+# Six test images, with the model's caption and two of the five references:
+
+# %%
+from helpers.plots import show_captions
+
 figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 
 # %% [markdown]
@@ -498,10 +560,13 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 # | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `evaluate_bleu`, `helpers.metrics.corpus_bleu_scores` |
 # | the whole loop, with checkpoints in a run folder | `fit` → `FitResult(model, vocab, config, history, data)` |
 # | a trained model on a split | `evaluate_split` (and `load_run` to read a run folder back) |
+# | the floor and the ceiling: the best image-blind caption, the humans | `helpers.metrics.best_blind_caption`, `human_ceiling` |
+# | what a caption gets right, fact by fact; where it goes wrong | `helpers.attributes.attribute_accuracy`, `attribute_confusion`; `helpers.plots.plot_confusion` |
 # | the figures | `helpers.plots.plot_lr_schedule`, `plot_history`, `show_captions` |
 #
 # From a terminal: `python -m helpers train --data data/shapes --out runs/shapes` trains the same way, and
-# `python -m helpers evaluate --run runs/shapes --data data/shapes` prints the test scores.
+# `python -m helpers evaluate --run runs/shapes --data data/shapes --baselines` prints the test scores, every
+# attribute's accuracy, the blind caption and the humans.
 #
 # ## Exercises
 #
@@ -510,7 +575,7 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 #    learning rates still train, and which make the loss jump?
 # 3. `fit` with `TrainConfig.for_device(device, hidden_size=128)` (use another `run_dir`). How do the
 #    training time and the test BLEU-4 change?
-# 4. Another image-blind baseline: a random training caption for every test image (seeded). Is its BLEU-4
-#    higher or lower than the most common caption's? Why?
+# 4. Another image-blind baseline: the most common training caption for every test image. Is its BLEU-4
+#    higher or lower than the best blind caption's? Why? (Hint: look at its length.)
 # 5. With `TrainConfig(mode="fine-tune")` (`--fine-tune` on the command line) the backbone learns too. Time
 #    one epoch on your machine against the cached epoch above: is it worth it on these shapes?

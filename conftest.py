@@ -1,4 +1,12 @@
-"""How nbval compares the notebooks' stored outputs with a fresh run (``make test``).
+"""How nbval compares the notebooks' stored outputs with a fresh run (``make test``, ``pytest --nbval``).
+
+This file sits at the repository root so that the ``notebooks/`` folder holds notebooks only. Every hook
+here acts on nbval's notebook items alone; the unit tests in ``tests/`` are left as they are.
+
+Plain ``pytest --nbval notebooks/`` runs the way ``make nbval`` does: with the sanitize file
+``tests/nbval_sanitize.cfg``, in the current environment (``--nbval-current-env``, so the kernel name
+stored in a notebook never matters), and with the output timeout below. Options given on the command
+line win.
 
 Strict mode compares every output except the MIME types below, which change from run to run or
 machine to machine without anything being wrong:
@@ -15,7 +23,14 @@ never compares PNG bytes unless run with ``--nbval-nbdime`` (nbval 0.11 puts ``i
 comparison would fail on a correct figure. The figure is still checked by its ``text/plain`` line,
 ``<Figure size 960x800 with 6 Axes>``: a figure that vanishes, changes size or loses a panel fails.
 What a figure must show is asserted by ``tests/test_plots.py``.
+
+Cells whose output legitimately varies carry the ``nbval-ignore-output`` tag (they still run, and an
+error in them still fails); what must hold is asserted in the cell itself or in a collapsed check cell.
 """
+
+from pathlib import Path
+
+SANITIZE_FILE = Path(__file__).resolve().parent / "tests" / "nbval_sanitize.cfg"
 
 SKIP_COMPARE = (
     "text/html",
@@ -26,18 +41,28 @@ SKIP_COMPARE = (
     "image/svg+xml",
 )
 
-
-def pytest_collectstart(collector):
-    """Extend the skip list of every notebook nbval collects (other collectors are left alone)."""
-    if collector.path.suffix == ".ipynb" and hasattr(collector, "skip_compare"):
-        collector.skip_compare = tuple(collector.skip_compare) + SKIP_COMPARE
-
-
 # After a cell's reply, nbval 0.11 waits at most 5 seconds (hard-coded) for each of the kernel's remaining
 # messages, and fails the cell when one is late (nbval issues #136, #231). Once in six runs here, the
 # 3-minute training cell of notebook 05 failed that way on a busy 2-core machine, with nothing wrong.
 # Late is not wrong: wait up to a minute. A cell that really hangs is still stopped by --nbval-cell-timeout.
 OUTPUT_TIMEOUT_S = 60
+
+
+def pytest_configure(config):
+    """With ``--nbval`` (or ``--nbval-lax``): the course's sanitize file and the current environment."""
+    option = config.option
+    if not (getattr(option, "nbval", False) or getattr(option, "nbval_lax", False)):
+        return
+    if not option.nbval_sanitize_with:
+        option.nbval_sanitize_with = str(SANITIZE_FILE)
+    if not option.nbval_kernel_name:
+        option.nbval_current_env = True
+
+
+def pytest_collectstart(collector):
+    """Extend the skip list of every notebook nbval collects (other collectors are left alone)."""
+    if collector.path.suffix == ".ipynb" and hasattr(collector, "skip_compare"):
+        collector.skip_compare = tuple(collector.skip_compare) + SKIP_COMPARE
 
 
 def pytest_collection_modifyitems(items):
