@@ -83,6 +83,8 @@ import sys
 
 import torch
 
+from helpers.utils import stream_command
+
 RUN_DOWNLOADS = False  # True: really download Flickr8k (about 1 GB) into data/flickr8k; needs the internet
 RUN_TRAINING = False  # True: really train and evaluate on Flickr8k; needs a CUDA GPU and the download
 
@@ -91,8 +93,9 @@ def shell(command: str, run: bool, why_not: str) -> None:
     """Print ``command``; run it from the repository root only when ``run`` is True.
 
     ``python`` and ``torchrun`` are replaced by this kernel's interpreter, so the command uses the
-    environment the notebook runs in. Its output is copied into the notebook as it comes (a child
-    process's output would otherwise go to the terminal that started Jupyter, not to the cell).
+    environment the notebook runs in. Its output is copied into the notebook line by line as it comes
+    (``helpers.utils.stream_command``): a child process's output would otherwise go to the terminal that
+    started Jupyter, not to the cell.
     """
     print("$ " + command)
     if not run:
@@ -100,12 +103,9 @@ def shell(command: str, run: bool, why_not: str) -> None:
         return
     program, *args = shlex.split(command)
     prefix = {"python": [sys.executable], "torchrun": [sys.executable, "-m", "torch.distributed.run"]}
-    with subprocess.Popen([*prefix[program], *args], cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as process:
-        while chunk := os.read(process.stdout.fileno(), 4096):  # raw chunks: progress bars keep their \r
-            print(chunk.decode(errors="replace"), end="", flush=True)
-    if process.returncode != 0:
-        raise subprocess.CalledProcessError(process.returncode, command)
+    code = stream_command([*prefix[program], *args], cwd=ROOT)
+    if code != 0:
+        raise subprocess.CalledProcessError(code, command)
 
 
 # %% [markdown]
@@ -116,6 +116,8 @@ def shell(command: str, run: bool, why_not: str) -> None:
 # Flickr8k is two zips, about 8 000 photographs from Flickr with five captions each, written by paid
 # annotators, and the official train/dev/test split (6 000/1 000/1 000 images). COCO 2017 is three zips:
 # the captions (and other annotations), the 5 000 validation images, and the 118 287 training images.
+# COCO 2014 (the same photographs, split differently) is what Karpathy's split names, with his
+# `caption_datasets.zip`, for which no public checksum exists (section 4 says when to use which).
 
 # %%
 from helpers.download import DATASETS
@@ -127,7 +129,7 @@ for dataset, archives in DATASETS.items():
             "dataset": dataset,
             "archive": archive.name,
             "size": f"{archive.size / 2**30:.2f} GiB" if archive.size else "not recorded",
-            "md5": archive.md5[:12] + "…",
+            "md5": archive.md5[:12] + "…" if archive.md5 else "not recorded",
             "unpacked into": archive.extract_to,
         })
 print(pd.DataFrame(rows).to_string(index=False))
@@ -153,12 +155,13 @@ for flags in ({"annotations_only": True}, {"val_only": True}, {}):
 # %%
 why = "RUN_DOWNLOADS is False"
 shell("python -m helpers data download flickr8k --dest data/flickr8k", RUN_DOWNLOADS, why)
-shell("python -m helpers data stats data/flickr8k", RUN_DOWNLOADS, why)
+shell("python -m helpers data stats data/flickr8k --check-images", RUN_DOWNLOADS, why)
 
 # %%
 shell("python -m helpers data download coco2017 --dest data/coco --annotations-only", False, "optional")
 shell("python -m helpers data download coco2017 --dest data/coco --val-only", False, "optional")
 shell("python -m helpers data download coco2017 --dest data/coco", False, "optional: 19 GiB")
+shell("python -m helpers data download coco2014 --dest data/coco2014 --val-only", False, "optional: 6.2 GiB")
 
 # %% [markdown]
 # What the command does for you, in the order it happens:
@@ -449,6 +452,13 @@ print(json.dumps(content["annotations"][0]))
 # `val2017` → dev, and there is no test split. Papers report COCO scores on "Karpathy's split" (5 000
 # test images taken from val), which `load_captions` reads too (`dataset_coco.json`).
 #
+# Karpathy's split names COCO **2014** files (`val2014/COCO_val2014_….jpg`). COCO 2017 re-split the
+# same photographs: `train2017` is `train2014` plus most of `val2014`, and Karpathy's val and test come
+# from `val2014`. So a model trained on `train2017` has seen most of Karpathy's test images, and its
+# "test" score measures memory, not captioning. Use one or the other: COCO 2014 with
+# `dataset_coco.json` to compare with papers (`data download coco2014`, then
+# `--data data/coco2014/dataset_coco.json`), or COCO 2017 with `--split dev` for learning.
+#
 # Now the comparison. The shapes dataset is complete (40 000 captions); the two copies have 20 and 15
 # captions, so their own totals mean nothing. What does mean something is how fast new words appear:
 # the **distinct words in the first 15 captions** of each, and the length of the sentences.
@@ -583,7 +593,23 @@ print("ImageNet weights in torch's cache:", imagenet_weights_cached() or "no (au
 # ## 7. Training: one GPU, several GPUs, resuming, fine-tuning
 #
 # **One GPU** (Colab: *Runtime → Change runtime type → GPU*): the same `train` command as in notebook 05,
-# pointed at the real data. On a GPU it picks 224 px, 15 epochs, batches of 256.
+# pointed at the real data. On a GPU it picks 224 px, 15 epochs, batches of 256, and the precision the
+# GPU runs fastest: bf16 from compute capability 8.0 (A100, L4, H100), fp16 with gradient scaling below
+# that (Colab's T4); its first line says which. It keeps the last epoch (`checkpoint.pt`, for
+# `--resume`) and the epoch with the best dev BLEU-4 (`best.pt`, which `caption` and `evaluate` use
+# unless `--checkpoint last`). `--dropout 0.3` adds dropout to the decoder, and on real data the
+# vocabulary keeps words seen at least 5 times (`--min-freq`; `data stats` prints the size it gives).
+#
+# On Colab the disk is wiped when a session ends: mount Google Drive first and keep the runs there, so
+# that `--resume` works after a disconnect (the next cell does it on Colab only).
+
+# %%
+if "google.colab" in sys.modules:  # Colab only: keep runs on Google Drive
+    from google.colab import drive
+
+    drive.mount("/content/drive")
+RUNS = "/content/drive/MyDrive/runs" if "google.colab" in sys.modules else "runs"
+print("runs go to", RUNS)
 
 # %% tags=["nbval-ignore-output"]
 print("CUDA GPUs here:", torch.cuda.device_count())
@@ -593,22 +619,23 @@ HAS_GPU = torch.cuda.is_available()
 assert HAS_GPU == (torch.cuda.device_count() > 0)
 why = "RUN_TRAINING is False" if not RUN_TRAINING else "no CUDA GPU here"
 train_now = RUN_TRAINING and HAS_GPU
-shell("python -m helpers train --data data/flickr8k --out runs/flickr8k", train_now, why)
+# --resume: a rerun of this cell (say after a disconnect) continues the run instead of being refused
+shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k --resume", train_now, why)
 
 # %% [markdown]
 # The checkpoint is written at the end of every epoch, atomically, so a run that is interrupted loses at
-# most one epoch. (Colab wipes its disk when a session ends: to resume after a disconnect, mount Google
-# Drive and put the run there, `--out /content/drive/MyDrive/runs/flickr8k`.)
-# **Resume** with the same command plus `--resume`: it reloads the configuration,
+# most one epoch. A folder that already holds a run is refused unless you say `--resume` (continue it)
+# or `--overwrite` (replace it). **Resume** reloads the configuration,
 # vocabulary, weights, optimiser and schedule, and continues with the next epoch, with the same shuffles
 # an uninterrupted run would have had. **Fine-tune** trains the backbone's last block (`--fine-tune`) or
 # all of it (`--fine-tune all`), at a tenth of the learning rate; start it in a new run folder.
 
 # %%
-shell("python -m helpers train --data data/flickr8k --out runs/flickr8k --resume", False,
-      "only after an interrupted run")
-shell("python -m helpers train --data data/flickr8k --out runs/flickr8k-ft --fine-tune --epochs 5",
-      False, "optional, slower: the backbone runs in every batch")
+shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k --resume --epochs 20", False,
+      "optional: five more epochs for a finished run")
+shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k-ft --fine-tune --epochs 5",
+      False, "optional, slower: the backbone runs in every batch (batches of 64 on a GPU; if memory runs "
+      "out, the message names --batch-size)")
 
 # %% [markdown]
 # **Several GPUs** on one machine: start the same module with `torchrun`, one process per GPU. Each
@@ -628,7 +655,8 @@ shell("torchrun --nproc_per_node 4 -m helpers train --data data/coco --out runs/
 
 # %% [markdown]
 # Use as many processes as you have GPUs (`--nproc_per_node $(nvidia-smi -L | wc -l)`). COCO with
-# `--val-only` has no training images: train on the full download, or on Karpathy's split.
+# `--val-only` has no training images: train on the full download, or on Karpathy's split. While rank 0
+# computes COCO's features the others wait, up to `--dist-timeout` minutes (60 by default).
 #
 # ## 8. Evaluating on the official test split
 #
@@ -694,12 +722,14 @@ print("server stopped; temporary files removed:", not WORK.exists())
 # |---|---|
 # | the files of Flickr8k and COCO 2017, with MD5s and sizes | `helpers.download.DATASETS`, `coco_selection` |
 # | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`download`, `safe_extract`) |
-# | the same from a terminal | `python -m helpers data download flickr8k / coco2017 --dest ... [--annotations-only / --val-only]` |
+# | the same from a terminal | `python -m helpers data download flickr8k / coco2017 / coco2014 --dest ... [--annotations-only / --val-only]` |
 # | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.formats.load_captions`, `summarize`; `python -m helpers data stats` |
 # | ImageNet or random weights, chosen and reported | `COURSE_WEIGHTS` (`helpers.utils.course_weights`) in the notebooks; `train --weights` |
 # | settings for CPU or GPU | `helpers.training.TrainConfig.for_device` |
 # | train on one GPU or several, resume, fine-tune | `python -m helpers train` (`--resume`, `--fine-tune`); `torchrun --nproc_per_node N -m helpers train` |
 # | BLEU on the test split, ×100 as papers print it | `python -m helpers evaluate --split test --beam 3`; `helpers.metrics.as_percent` |
+# | precision by GPU, best and last checkpoints, vocabulary threshold | `helpers.training.training_precision`; `best.pt`, `--checkpoint`; `--min-freq` |
+# | a child's output, line by line as it comes | `helpers.utils.stream_command` |
 #
 # Nothing in the model or the training loop changed between shapes and photographs: only the data, the
 # image size, the weights and the number of processes.
