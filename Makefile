@@ -136,8 +136,8 @@ data: install ## draw the offline shapes dataset if it is not there yet
 lab: install data ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-lint: install ## ruff on the package and the tests
-	$(BIN)/ruff check helpers tests
+lint: install ## ruff on every Python file in the repository (the notebooks through their .py pairs are left out)
+	$(BIN)/ruff check .
 
 sync: install ## pair each notebook with its jupytext .py in notebooks_py/ (jupytext.toml), newest side wins
 	$(BIN)/jupytext --sync notebooks/*.ipynb
