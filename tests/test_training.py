@@ -94,7 +94,7 @@ def test_fit_under_torchrun_draws_the_batches_of_its_own_rank(shapes, tmp_path, 
         calls.append((rank, world))
         return batches(n, batch_size, generator, rank, world)
 
-    monkeypatch.setattr(training, "distributed_context", lambda device: (1, 2, device))
+    monkeypatch.setattr(training, "distributed_context", lambda device, *timeout: (1, 2, device))
     monkeypatch.setattr(training, "DistributedDataParallel", lambda module, **_: module)
     monkeypatch.setattr(training.dist, "barrier", lambda: None)
     monkeypatch.setattr(training.dist, "all_reduce", lambda tensor: None)
