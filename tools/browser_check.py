@@ -273,8 +273,12 @@ STATE_JS = """(path) => {
           const out = model.outputs.get(j);
           if (out.type === 'error') { const e = out.toJSON(); errors.push(`${e.ename}: ${e.evalue}`); }
         }
-      const prompt = cell.node.querySelector('.jp-InputPrompt');
-      return {type: model.type, prompt: prompt ? prompt.textContent.trim() : '', errors};
+      // A cell whose input is collapsed (a check cell) shows no prompt: read its count from the model then.
+      const shown = cell.node.querySelector('.jp-InputPrompt');
+      let prompt = shown ? shown.textContent.trim() : '';
+      if (!/[0-9*]/.test(prompt) && model.type === 'code' && model.executionCount != null)
+        prompt = `[${model.executionCount}]:`;
+      return {type: model.type, prompt, errors};
     }),
   };
 }"""
