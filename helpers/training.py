@@ -92,10 +92,11 @@ class TrainConfig:
     def for_device(cls, device: torch.device | str, **overrides) -> TrainConfig:
         """The course's configuration for a device: small and quick on a CPU, the full one on a GPU.
 
-        CPU: images at 64 px (ResNet50's adaptive pooling accepts any size, and 64 px runs about 12×
-        faster than 224), an LSTM of 256 hidden units and 4 epochs: on a 2-core AMD EPYC this reached
-        dev BLEU-4 0.63 (test 0.627) in 3.1 minutes, feature caching included. GPU: the design's 224 px,
-        512 hidden units and 15 epochs (on an H200: 34 s, test BLEU-4 0.797 with random weights).
+        CPU: images at 64 px (ResNet50's adaptive pooling accepts any size, and a 64 px image costs a
+        small fraction of a 224 px one: notebook 03 measures it), an LSTM of 256 hidden units and 4
+        epochs (notebook 05 and benchmarks/README.md give the measured time and scores). GPU: the
+        design's 224 px, 512 hidden units and 15 epochs (on an H200: 34 s, test BLEU-4 0.797 with
+        random weights).
         Fine-tuning on a GPU (``mode="fine-tune"`` among ``overrides``) takes batches of
         :data:`FINE_TUNE_GPU_BATCH`: every caption then sends its image through the backbone, whose
         activations are kept for backpropagation, and 256 images at 224 px do not fit a 16 GB T4

@@ -34,10 +34,9 @@
 # **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
 # its loss); what gradient descent and Adam are.
 #
-# **Run time:** about 5 minutes on a quiet 2-core CPU, most of it in `fit` (the CPU configuration: small
-# images, cached features, a few epochs), and much longer when other programs keep the cores busy (the
-# stored run took 54 minutes on a shared 2-core machine under heavy load). The very first run adds about 2
-# minutes on a quiet machine, to compute the cached features. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
+# **Run time:** a few minutes on a quiet 2-core CPU; `fit` took 1.1 min of it here (30 s computing the
+# cached features, 15 s an epoch), and the same cell took 39 minutes on a 2-core machine overloaded by
+# other programs. **GPU:** helps a lot; on a GPU `TrainConfig.for_device` picks the
 # full configuration (224-pixel images, more epochs) by itself, and it still takes only minutes.
 
 # %% tags=["colab-setup"]
@@ -395,7 +394,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # not used again. One difference from the hand loop: `fit` computes the loss with `packed_loss` (notebook
 # 04, section 6), the same value and gradients as `sequence_loss` without scoring the padding.
 #
-# This is the long cell (several minutes on a CPU).
+# This is the long cell (about a minute on a quiet 2-core CPU).
 
 # %% tags=["nbval-ignore-output"]
 from helpers.training import fit
