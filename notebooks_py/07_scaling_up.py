@@ -601,14 +601,16 @@ print("ImageNet weights in torch's cache:", imagenet_weights_cached() or "no (au
 # vocabulary keeps words seen at least 5 times (`--min-freq`; `data stats` prints the size it gives).
 #
 # On Colab the disk is wiped when a session ends: mount Google Drive first and keep the runs there, so
-# that `--resume` works after a disconnect (the next cell does it on Colab only).
+# that `--resume` works after a disconnect. The next cell does it on Colab when `RUN_TRAINING` is on
+# (Colab then asks you to allow access to your Drive).
 
 # %%
-if "google.colab" in sys.modules:  # Colab only: keep runs on Google Drive
+ON_DRIVE = "google.colab" in sys.modules and RUN_TRAINING  # Colab, and really training: keep runs on Drive
+if ON_DRIVE:
     from google.colab import drive
 
     drive.mount("/content/drive")
-RUNS = "/content/drive/MyDrive/runs" if "google.colab" in sys.modules else "runs"
+RUNS = "/content/drive/MyDrive/runs" if ON_DRIVE else "runs"
 print("runs go to", RUNS)
 
 # %% tags=["nbval-ignore-output"]
