@@ -451,8 +451,8 @@ def train_command(args: argparse.Namespace) -> int:
         smaller = max(1, config.batch_size // 2)
         return fail(
             f"the GPU ran out of memory with batches of {config.batch_size} captions at "
-            f"{config.image_size} px; train again into a new --out with a smaller --batch-size "
-            f"(e.g. {smaller})"
+            f"{config.image_size} px; train again with a smaller --batch-size (e.g. {smaller}), into a "
+            "new --out or with --overwrite"
         )
     if not result.history.empty:  # under torchrun, only rank 0 keeps the history
         last = result.history.iloc[-1]
