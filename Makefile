@@ -96,13 +96,13 @@ colab-rehearsal: install ## notebooks as on Colab, in a Colab-like environment (
 # sharding and the optimiser's groups) and runs the unit tests that reach each; a mutant that no test
 # notices survives. About 780 mutants: 40-50 min on the 2 shared cores of the course's CI machine.
 # Configuration (which files, which tests) in pyproject.toml's [tool.mutmut]; results stay in mutants/.
-# MUTANTS picks functions by mutmut's names; more, e.g.: make mutation MUTANTS="'helpers.formats.*'"
+# MUTANTS picks functions by mutmut's names; more, e.g.: make mutation MUTANTS="'helpers.caption_files.*'"
 MUTATION_JOBS ?= 2
 MUTANTS ?= \
 	'helpers.models.x__cpu_lengths*' 'helpers.models.x_target_mask*' 'helpers.models.x_sequence_loss*' \
 	'helpers.models.x_packed_loss*' 'helpers.models.x_prefix_batch*' 'helpers.models.x_prefix_loss*' \
 	'helpers.decoding.x_beam_search*' 'helpers.decoding.x__finish*' 'helpers.metrics.*' \
-	'helpers.formats.x_read_coco*' 'helpers.formats.x__read_coco_file*' \
+	'helpers.caption_files.x_read_coco*' 'helpers.caption_files.x__read_coco_file*' \
 	'helpers.download.x__target*' 'helpers.download.x__skipped*' 'helpers.download.x__plan_*' \
 	'helpers.download.x__marker*' \
 	'helpers.training.x_batches*' 'helpers.training.x_atomic_save*' 'helpers.training.x_load_checkpoint*' \

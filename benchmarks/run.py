@@ -51,11 +51,11 @@ from torch.utils.data import DataLoader
 # also runs where the course is not pip-installed (a GPU machine with its own PyTorch, say).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from helpers.caption_files import load_captions
 from helpers.data import CaptionDataset, ImageFolderDataset, collate_captions, image_transform
 from helpers.decoding import greedy, greedy_naive
-from helpers.formats import load_captions
 from helpers.models import Captioner, DecoderRNN, EncoderCNN, packed_loss, prefix_loss, sequence_loss
-from helpers.shapes import TOKEN_FILE, make_shapes
+from helpers.scenes import TOKEN_FILE, make_shapes
 from helpers.training import TrainConfig, batches, encode_captions, extract_features, use_bf16, use_tf32
 from helpers.utils import get_device
 from helpers.vocabulary import Vocabulary

@@ -1,7 +1,7 @@
 """What a caption says about a shapes scene, checked against what the scene really holds.
 
 BLEU counts shared words; a learner wants to know whether the model names the right colour and shape.
-The shapes set (:mod:`helpers.shapes`) writes the truth of every scene to ``scenes.jsonl``; this module
+The shapes set (:mod:`helpers.scenes`) writes the truth of every scene to ``scenes.jsonl``; this module
 reads a caption in any of the five annotators' styles (or the model's mixture of them), pulls out what it
 states, and scores each attribute:
 
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES, TRUTH_FILE, Scene, scene_from_record
+from helpers.scenes import BACKGROUNDS, COLOURS, SHAPES, SIZES, TRUTH_FILE, Scene, scene_from_record
 from helpers.vocabulary import tokenize
 
 ATTRIBUTES = ("background", "count", "colour", "kind", "object", "size", "relation", "all")
@@ -311,7 +311,7 @@ def find_scenes(root: Path | str) -> Path | None:
 
 
 def read_scenes(path: Path | str) -> dict[str, Scene]:
-    """``scenes.jsonl`` (or a dataset root holding it) → image file name → :class:`~helpers.shapes.Scene`.
+    """``scenes.jsonl`` (or a dataset root holding it) → image file name → :class:`~helpers.scenes.Scene`.
 
     A line that is not a scene raises ``ValueError`` naming the file and the line.
     """

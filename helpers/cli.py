@@ -179,7 +179,7 @@ def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_make_shapes_arguments,
 )
 def make_shapes_command(args: argparse.Namespace) -> int:
-    from helpers.shapes import MARKER, SPLIT_FILES, TRUTH_FILE, make_shapes, split_sizes
+    from helpers.scenes import MARKER, SPLIT_FILES, TRUTH_FILE, make_shapes, split_sizes
 
     marker = args.dir / MARKER
     before = marker.stat().st_mtime_ns if marker.exists() else None
@@ -223,7 +223,7 @@ def _stats_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
-    """A :func:`helpers.formats.summarize` dict → the human-readable report ``data stats`` prints."""
+    """A :func:`helpers.caption_files.summarize` dict → the human-readable report ``data stats`` prints."""
     splits = summary["splits"]
     per_image, words = summary["captions_per_image"], summary["caption_words"]
     lines = [
@@ -257,8 +257,8 @@ def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
     arguments=_stats_arguments,
 )
 def stats_command(args: argparse.Namespace) -> int:
+    from helpers.caption_files import load_captions, summarize
     from helpers.data import IMAGE_CHECKS_FILE, check_images
-    from helpers.formats import load_captions, summarize
     from helpers.training import dataset_root, default_min_freq
     from helpers.utils import progress_enabled
     from helpers.vocabulary import Vocabulary

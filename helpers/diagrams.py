@@ -84,7 +84,7 @@ def data_flow_figure() -> plt.Figure:
     batch = "batch → the model (notebooks 03–05)\nimages [B, 3, 224, 224]   captions [B, T]   lengths [B]"
     box(ax, 1.2, -0.2, 7.6, 1.0, batch, TENSOR_COLOR, fontsize=10)
 
-    arrow(ax, (5.0, 9.1), (5.0, 8.35), "load_captions(root)   [helpers.formats]")
+    arrow(ax, (5.0, 9.1), (5.0, 8.35), "load_captions(root)   [helpers.caption_files]")
     arrow(ax, (3.2, 7.25), (2.3, 6.45))
     ax.text(2.45, 6.95, "image path", fontsize=8, ha="right")
     arrow(ax, (6.8, 7.25), (7.7, 6.45))

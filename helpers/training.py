@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from helpers.caption_files import Skipped, load_captions
 from helpers.data import (
     IMAGE_CHECKS_FILE,
     ImageFolderDataset,
@@ -41,7 +42,6 @@ from helpers.data import (
     pad_captions,
 )
 from helpers.decoding import greedy
-from helpers.formats import Skipped, load_captions
 from helpers.metrics import corpus_bleu_scores
 from helpers.models import Captioner, packed_loss
 from helpers.utils import get_device, progress_enabled, seed_everything
@@ -161,10 +161,10 @@ def default_min_freq(data_dir: Path | str) -> int:
     """The vocabulary threshold ``train`` uses unless told: 1 on the offline shapes set (all 40-odd words
     matter, and each is seen thousands of times), :data:`REAL_DATA_MIN_FREQ` on anything else.
 
-    The shapes set is recognised by the marker file :func:`helpers.shapes.make_shapes` writes into it
+    The shapes set is recognised by the marker file :func:`helpers.scenes.make_shapes` writes into it
     (its captions are in the Flickr8k format, so the format alone cannot tell them apart).
     """
-    from helpers.shapes import MARKER
+    from helpers.scenes import MARKER
 
     return 1 if (dataset_root(data_dir) / MARKER).is_file() else REAL_DATA_MIN_FREQ
 

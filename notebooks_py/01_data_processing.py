@@ -70,7 +70,7 @@ pd.set_option("display.max_colwidth", 80)
 # Paths are printed relative to the repository, so they read the same on every machine.
 
 # %%
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.utils import course_root
 
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)
@@ -109,7 +109,7 @@ for split in ("train", "dev", "test"):
 # %% [markdown]
 # ## 2. Reading it with `load_captions`
 #
-# `helpers.formats.load_captions(root)` looks at the file names to detect the format (Flickr8k, Kaggle's
+# `helpers.caption_files.load_captions(root)` looks at the file names to detect the format (Flickr8k, Kaggle's
 # Flickr8k, COCO or Karpathy's splits), reads it, and returns three things: the format's name, one table
 # with a row per caption, and the list of what it skipped. Reading 40 000 captions takes well under a
 # second.
@@ -117,7 +117,7 @@ for split in ("train", "dev", "test"):
 # %% tags=["nbval-ignore-output"]
 import time
 
-from helpers.formats import load_captions
+from helpers.caption_files import load_captions
 
 start = time.perf_counter()
 data = load_captions(DATA)
@@ -141,7 +141,7 @@ table.assign(image=table["image"].map(lambda path: Path(path).name)).head(7)
 # `summarize` counts what was kept: images per split, captions per image, words per caption.
 
 # %%
-from helpers.formats import summarize
+from helpers.caption_files import summarize
 
 summary = summarize(data)
 {key: summary[key] for key in ("images", "captions", "splits", "captions_per_image", "caption_words")}
@@ -392,8 +392,8 @@ print("exit code:", result.returncode)
 #
 # | Step | Where it lives |
 # |---|---|
-# | draw the offline dataset in the Flickr8k layout | `helpers.shapes.make_shapes` |
-# | detect the format, read captions into one table, report what is skipped | `helpers.formats.load_captions`, `summarize` |
+# | draw the offline dataset in the Flickr8k layout | `helpers.scenes.make_shapes` |
+# | detect the format, read captions into one table, report what is skipped | `helpers.caption_files.load_captions`, `summarize` |
 # | caption → tokens → indices, and back | `helpers.vocabulary.tokenize`, `Vocabulary.build / encode / decode` |
 # | pad captions into a batch | `helpers.data.pad_captions`, `collate_captions` |
 # | image file → upright RGB → `[3, 224, 224]` normalised tensor, and back | `helpers.data.load_image`, `image_transform`, `denormalize` |

@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
 import pandas as pd
 import torch
 
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.utils import course_root, seed_everything
 
 seed_everything(0)
@@ -70,7 +70,7 @@ DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (noteb
 # %%
 from pathlib import Path
 
-from helpers.formats import load_captions
+from helpers.caption_files import load_captions
 
 table = load_captions(DATA).table
 train = table[table.split == "train"]
@@ -312,7 +312,7 @@ print("cached features", tuple(cached.shape))
 # shape's colour and kind.
 
 # %%
-from helpers.shapes import COLOURS, SHAPES
+from helpers.scenes import COLOURS, SHAPES
 
 def label(caption: str, words) -> str:
     return next(w for w in caption.split() if w in words)

@@ -50,7 +50,7 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
 import pandas as pd
 import torch
 
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.utils import course_root, seed_everything
 
 seed_everything(0)
@@ -68,7 +68,7 @@ DATA = make_shapes(ROOT / "data" / "shapes")  # about 25 s the first time (noteb
 
 # %%
 from helpers.data import pad_captions
-from helpers.formats import load_captions
+from helpers.caption_files import load_captions
 from helpers.vocabulary import Vocabulary
 
 table = load_captions(DATA).table

@@ -93,7 +93,7 @@ pd.Series(asdict(config), name="value").to_frame()
 # by one).
 
 # %%
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.utils import course_root
 
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)

@@ -65,7 +65,7 @@ device = get_device()
 # one now with the same `fit` and the same configuration, so the result is the same model either way.
 
 # %%
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.utils import course_root
 
 ROOT = course_root()  # the course's folder, found from here upwards (on Colab: the current folder)

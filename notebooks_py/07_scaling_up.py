@@ -57,7 +57,7 @@ if "google.colab" in sys.modules:  # on Colab only: install the course (locally 
 # %%
 import pandas as pd
 
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.utils import course_root, seed_everything
 
 seed_everything(0)
@@ -368,7 +368,7 @@ for path in sorted(FLICKR8K_COPY.rglob("*")):
 # and no `__MACOSX/`. This is exactly what `load_captions` expects:
 
 # %%
-from helpers.formats import load_captions
+from helpers.caption_files import load_captions
 
 flickr = load_captions(FLICKR8K_COPY)
 print("format:", flickr.format)
@@ -404,7 +404,7 @@ print("left in", CHECKED.name + ":", sorted(p.relative_to(CHECKED).as_posix() fo
 # %%
 import json
 
-from helpers.formats import summarize
+from helpers.caption_files import summarize
 
 COCO_COPY = WORK / "coco"
 coco_images = {
@@ -725,7 +725,7 @@ print("server stopped; temporary files removed:", not WORK.exists())
 # | the files of Flickr8k and COCO 2017, with MD5s and sizes | `helpers.download.DATASETS`, `coco_selection` |
 # | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`download`, `safe_extract`) |
 # | the same from a terminal | `python -m helpers data download flickr8k / coco2017 / coco2014 --dest ... [--annotations-only / --val-only]` |
-# | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.formats.load_captions`, `summarize`; `python -m helpers data stats` |
+# | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.caption_files.load_captions`, `summarize`; `python -m helpers data stats` |
 # | ImageNet or random weights, chosen and reported | `COURSE_WEIGHTS` (`helpers.utils.course_weights`) in the notebooks; `train --weights` |
 # | settings for CPU or GPU | `helpers.training.TrainConfig.for_device` |
 # | train on one GPU or several, resume, fine-tune | `python -m helpers train` (`--resume`, `--fine-tune`); `torchrun --nproc_per_node N -m helpers train` |

@@ -23,7 +23,7 @@ from helpers.attributes import (
     scenes_for,
     score_caption,
 )
-from helpers.shapes import (
+from helpers.scenes import (
     BACKGROUNDS,
     COLOURS,
     SHAPES,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.training import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
-from helpers.shapes import IMAGE_DIR, TRUTH_FILE, make_shapes
+from helpers.scenes import IMAGE_DIR, TRUTH_FILE, make_shapes
 from helpers.training import evaluate_split, load_run, prepare_data
 
 TINY_FLAGS = [

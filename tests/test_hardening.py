@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.shapes import IMAGE_DIR, make_shapes
+from helpers.scenes import IMAGE_DIR, make_shapes
 from helpers.training import (
     CHECKPOINT,
     TrainConfig,

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from helpers.metrics import _ConstantBleu, as_percent, best_blind_caption, corpus_bleu_scores, human_ceiling
-from helpers.shapes import Scene, Shape, captions_for
+from helpers.scenes import Scene, Shape, captions_for
 from helpers.vocabulary import tokenize
 
 # three images, five captions each, in the shapes set's styles (the longest and the shortest differ a lot)

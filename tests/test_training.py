@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import training
-from helpers.shapes import make_shapes
+from helpers.scenes import make_shapes
 from helpers.training import (
     CHECKPOINT,
     TrainConfig,

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from helpers import shapes
-from helpers.shapes import (
+from helpers import scenes
+from helpers.scenes import (
     IMAGE_DIR,
     MARKER,
     SPLIT_FILES,
@@ -141,7 +141,7 @@ def test_an_interrupted_replacement_is_still_recognised_as_its_own(tmp_path, mon
         calls.append(dst)
         raise KeyboardInterrupt  # the learner presses Ctrl-C halfway through moving files into place
 
-    monkeypatch.setattr(shapes.shutil, "move", crash)
+    monkeypatch.setattr(scenes.shutil, "move", crash)
     with pytest.raises(KeyboardInterrupt):
         make_shapes(root, images=4, seed=1)
     monkeypatch.undo()

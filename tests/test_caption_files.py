@@ -1,4 +1,4 @@
-"""Tests for helpers.formats: one reader per real caption format, detection, loading and the summary.
+"""Tests for helpers.caption_files: one reader per real caption format, detection, loading and the summary.
 
 Every dataset is built in ``tmp_path`` in the exact layout of the real thing, with real tiny JPEGs.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers.formats import (
+from helpers.caption_files import (
     FORMATS,
     CaptionData,
     DatasetFormatError,
