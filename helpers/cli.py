@@ -339,7 +339,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     presets = device_presets()
 
     def default(key: str) -> str:
-        return f"default: {presets['cpu'][key]} on a CPU, {presets['gpu'][key]} on a GPU"
+        cpu, gpu, random = (presets[name][key] for name in ("cpu", "gpu", "gpu-random"))
+        without = "" if random == gpu else f" ({random} without ImageNet weights)"
+        return f"default: {cpu} on a CPU, {gpu} on a GPU{without}"
 
     parser.add_argument("--data", type=Path, required=True, help="dataset root (any supported format)")
     parser.add_argument(
@@ -379,8 +381,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         "--fine-tune",
         nargs="?",
         const="last",
-        choices=["last", "all"],
-        help="train the backbone too: its last block (default) or all of it, instead of cached features",
+        choices=["last", "all", "none"],
+        help="train the backbone too: its last block (default) or all of it, instead of cached features; "
+        "none: cached features of the frozen backbone. The default on a GPU without ImageNet weights "
+        "(frozen random features do not tell shapes apart): all; otherwise none",
     )
     parser.add_argument("--image-size", type=int, help=f"input size in pixels ({default('image_size')})")
     parser.add_argument("--batch-size", type=int, help=f"captions per batch ({default('batch_size')})")
@@ -428,7 +432,9 @@ def train_command(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
-    if args.fine_tune:
+    if args.fine_tune == "none":
+        overrides.update(mode="cached")
+    elif args.fine_tune:
         overrides.update(mode="fine-tune", train_backbone=args.fine_tune)
     device = get_device(args.device)
     state = existing_run(args.out) if args.resume else None

@@ -43,7 +43,7 @@ from helpers.data import (
 )
 from helpers.decoding import greedy
 from helpers.metrics import corpus_bleu_scores
-from helpers.models import Captioner, packed_loss
+from helpers.models import Captioner, packed_loss, resolve_weights
 from helpers.utils import get_device, progress_enabled, seed_everything
 from helpers.vocabulary import Vocabulary
 
@@ -58,9 +58,19 @@ FINE_TUNE_GPU_BATCH = 64  # captions (each with its image) per fine-tuning batch
 DIST_TIMEOUT_MINUTES = 60.0  # how long torchrun's processes wait for each other; see distributed_context
 # The course's configuration per kind of device (TrainConfig.for_device explains the choice). Plain literals,
 # so that the command line's --help can show them without importing torch (which takes seconds).
+# "gpu-random": a GPU without ImageNet weights, where frozen random features cannot tell shapes apart.
 DEVICE_PRESETS = {
-    "cpu": {"image_size": 64, "hidden_size": 256, "epochs": 4, "batch_size": 128, "lr": 4e-3},
+    "cpu": {"image_size": 64, "hidden_size": 256, "epochs": 12, "batch_size": 128, "lr": 4e-3},
     "gpu": {"image_size": 224, "hidden_size": 512, "epochs": 15, "batch_size": 256, "lr": 3e-3},
+    "gpu-random": {
+        "image_size": 128,
+        "hidden_size": 512,
+        "epochs": 15,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "mode": "fine-tune",
+        "train_backbone": "all",
+    },
 }
 
 
@@ -92,21 +102,29 @@ class TrainConfig:
     def for_device(cls, device: torch.device | str, **overrides) -> TrainConfig:
         """The course's configuration for a device: small and quick on a CPU, the full one on a GPU.
 
-        CPU: images at 64 px (ResNet50's adaptive pooling accepts any size, and a 64 px image costs a
-        small fraction of a 224 px one: notebook 03 measures it), an LSTM of 256 hidden units and 4
-        epochs (notebook 05 and benchmarks/README.md give the measured time and scores). GPU: the
-        design's 224 px, 512 hidden units and 15 epochs (on an H200: 34 s, test BLEU-4 0.797 with
-        random weights).
+        CPU (``DEVICE_PRESETS["cpu"]``): images at 64 px (ResNet50's adaptive pooling accepts any size,
+        and a 64 px image costs a small fraction of a 224 px one: notebook 03 measures it), cached
+        features, an LSTM of 256 hidden units and 12 epochs: with fewer, colour (the attribute frozen
+        random features do carry) is not yet learnt reliably. Notebook 05 and benchmarks/README.md give
+        the measured time and scores.
+
+        GPU with ImageNet weights (``"gpu"``): 224 px, cached features, 512 hidden units, 15 epochs.
+        GPU without them (``"gpu-random"``; ``weights`` ``"auto"`` is resolved here, and the result is
+        stored): frozen random features do not tell a circle from a square, so the whole backbone
+        is trained too, at 128 px, in batches of :data:`FINE_TUNE_GPU_BATCH`.
+
         Fine-tuning on a GPU (``mode="fine-tune"`` among ``overrides``) takes batches of
         :data:`FINE_TUNE_GPU_BATCH`: every caption then sends its image through the backbone, whose
-        activations are kept for backpropagation, and 256 images at 224 px do not fit a 16 GB T4
-        (64 under fp16 autocast should, with room to spare; not measured on a T4).
+        activations are kept for backpropagation, and 256 images at 224 px do not fit a 16 GB T4.
         """
         if torch.device(device).type == "cpu":
             base = cls(**DEVICE_PRESETS["cpu"])
         else:
-            base = cls(**DEVICE_PRESETS["gpu"], num_workers=min(8, os.cpu_count() or 1))
-            if overrides.get("mode") == "fine-tune":
+            weights = resolve_weights(overrides.get("weights", "auto"))
+            preset = "gpu-random" if weights == "random" and "mode" not in overrides else "gpu"
+            base = cls(**DEVICE_PRESETS[preset], weights=weights, num_workers=min(8, os.cpu_count() or 1))
+            overrides = {**overrides, "weights": weights}
+            if overrides.get("mode") == "fine-tune" and "batch_size" not in overrides:
                 base.batch_size = FINE_TUNE_GPU_BATCH
         return cls.from_dict({**asdict(base), **overrides})
 

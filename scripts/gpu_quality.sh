@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The GPU quality check (issue: "Training on GPU and generation"): the full configuration on one GPU,
-# timed, then held-out BLEU on the test split. Target: under 3 minutes, test BLEU-4 >= 0.90.
+# The GPU quality check: the course's default training on one GPU, timed, then the test split scored by
+# BLEU and attribute by attribute. Targets: under 3 minutes of training, test BLEU-4 >= 0.95, shape >= 0.98.
 #
-#   bash scripts/gpu_quality.sh            # cached features, 224 px (the GPU default of `train`)
-#   FINE_TUNE=all bash scripts/gpu_quality.sh   # also train the whole backbone end to end
+#   bash scripts/gpu_quality.sh               # what `train` picks: without ImageNet weights, the whole
+#                                             # backbone is trained at 128 px (DEVICE_PRESETS["gpu-random"])
+#   FINE_TUNE=all bash scripts/gpu_quality.sh # the same, asked for explicitly
+#   CACHED=1 bash scripts/gpu_quality.sh      # cached features of the frozen backbone, 224 px, for comparison
 #
-# Needs a CUDA GPU; it refuses to run without one rather than timing a CPU.
-#
-# Measured on one H200 without ImageNet weights (none can be downloaded there): cached, 34 s of training,
-# test BLEU-4 0.797 (below the target: a frozen random ResNet50 does not see shape well); FINE_TUNE=all,
-# 165 s, test BLEU-4 1.000. The cached default with ImageNet weights (Colab) could not be measured here.
+# Needs a CUDA GPU; it refuses to run without one rather than timing a CPU. Measured results are in
+# benchmarks/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -19,10 +18,16 @@ PY=${PYTHON:-.venv/bin/python}
 RUN=runs/gpu-quality
 extra=()
 if [ -n "${FINE_TUNE:-}" ]; then extra+=(--fine-tune "$FINE_TUNE" --image-size 128); fi
+if [ -n "${CACHED:-}" ]; then extra+=(--fine-tune none --image-size 224 --batch-size 256); fi
 start=$(date +%s)
 "$PY" -m helpers train --data data/shapes --out "$RUN" --device cuda --overwrite "${extra[@]}"
 end=$(date +%s)
 echo "training took $((end - start)) s (feature caching included)"
 "$PY" -m helpers evaluate --run "$RUN" --data data/shapes --split test --device cuda
 "$PY" -m helpers evaluate --run "$RUN" --data data/shapes --split test --device cuda --json \
-  | "$PY" -c "import json, sys; s = json.load(sys.stdin); print('test BLEU-4', round(s['bleu4'], 3), 'target 0.90:', 'met' if s['bleu4'] >= 0.9 else 'NOT met')"
+  | "$PY" -c "
+import json, sys
+s = json.load(sys.stdin)
+bleu, shape = s['bleu4'], s['attributes']['kind']
+print('test BLEU-4', round(bleu, 3), '(target 0.95:', 'met)' if bleu >= 0.95 else 'NOT met)')
+print('shape accuracy', round(shape, 3), '(target 0.98:', 'met)' if shape >= 0.98 else 'NOT met)')"

@@ -256,7 +256,7 @@ def test_a_device_this_machine_lacks_is_one_error_line(tmp_path, name):
 def test_train_help_shows_the_defaults_the_code_uses(tmp_path):
     from helpers.training import TrainConfig
 
-    cpu, gpu = TrainConfig.for_device("cpu"), TrainConfig.for_device("cuda")
+    cpu, gpu = TrainConfig.for_device("cpu"), TrainConfig.for_device("cuda", weights="imagenet")
     text = " ".join(run_cli("train", "--help", cwd=tmp_path).stdout.split())
     for flag, key in [
         ("--epochs", "epochs"),
@@ -265,4 +265,4 @@ def test_train_help_shows_the_defaults_the_code_uses(tmp_path):
     ]:
         shown = f"default: {getattr(cpu, key)} on a CPU, {getattr(gpu, key)} on a GPU"
         assert shown in text, (flag, shown)
-    assert "default: 4 on a CPU, 15 on a GPU" in text  # what README's "Command line" section says
+    assert "default: 12 on a CPU, 15 on a GPU" in text  # what README's "Command line" section says

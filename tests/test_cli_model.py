@@ -120,6 +120,32 @@ def test_running_out_of_gpu_memory_is_one_line_naming_batch_size(shapes, tmp_pat
     assert "--batch-size (e.g. 8)" in err[0]
 
 
+@pytest.mark.parametrize(
+    "flags, mode, backbone",
+    [
+        ([], "cached", "last"),
+        (["--fine-tune"], "fine-tune", "last"),
+        (["--fine-tune", "all"], "fine-tune", "all"),
+        (["--fine-tune", "none"], "cached", "last"),
+    ],
+)
+def test_fine_tune_flag_picks_the_mode(shapes, tmp_path, monkeypatch, flags, mode, backbone):
+    import helpers.training
+    from helpers import cli
+
+    class Seen(Exception):  # stops the command where it would start training
+        pass
+
+    def fit(data, out, config, **kw):
+        raise Seen(config)
+
+    monkeypatch.setattr(helpers.training, "fit", fit)
+    with pytest.raises(Seen) as seen:
+        cli.main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), *TINY_FLAGS, *flags])
+    config = seen.value.args[0]
+    assert (config.mode, config.train_backbone) == (mode, backbone)
+
+
 def test_caption_and_evaluate_use_the_best_epoch_unless_told(run_dir, shapes, tmp_path):
     image = str(shapes / IMAGE_DIR / "scene_000000.jpg")
     old = tmp_path / "old"  # a run from before best.pt was kept
