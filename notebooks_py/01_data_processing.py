@@ -25,6 +25,8 @@
 #   it skips (and why);
 # - look at images with their captions, and measure the captions with pandas: lengths, frequent words,
 #   vocabulary size against a frequency threshold;
+# - write the tokenizer, the vocabulary and the padding yourself, run them on every caption, and check
+#   that they agree with the course's `helpers` versions;
 # - turn one caption into tokens, indices and a padded batch;
 # - turn one image into a normalised tensor `[3, 224, 224]`, and back into a picture;
 # - name the `helpers` function behind each step of the data flow.
@@ -192,13 +194,31 @@ figure = show_examples(table, n=6, columns=3, captions_per_image=2, seed=0)
 # %% [markdown]
 # ## 4. Caption statistics with pandas
 #
-# How long are the captions, in words? We count words with the tokenizer the model will use
-# (`helpers.vocabulary.tokenize`: lower case, punctuation dropped). `summarize` above split on spaces,
-# so there a trailing ` .` or a `:` counted as a word; that is why its numbers are a little higher.
+# How long are the captions, in words? To count words we need the tokenizer the model will use, so we
+# write it now. It is one regular expression: a word is a run of letters or digits, and an apostrophe
+# inside a word (`dog's`) stays part of it; everything else (spaces, punctuation) separates words. Text
+# is lower-cased first, so `A` and `a` are the same word. It needs no downloaded data (nltk's tokenizers
+# do).
 
 # %%
-from helpers.vocabulary import tokenize
+import re
 
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits, optionally joined by inner apostrophes
+
+
+def tokenize(text: str) -> list[str]:
+    """A caption → its lower-case words, punctuation dropped."""
+    return WORD.findall(text.lower())
+
+
+print(tokenize("A dog's ball, (red)!"))
+print(tokenize(table["caption"].iloc[0]))
+
+# %% [markdown]
+# `summarize` above split on spaces, so there a trailing ` .` or a `:` counted as a word; that is why
+# its numbers are a little higher than these.
+
+# %%
 lengths = table["caption"].map(tokenize).str.len()
 lengths.describe().round(2)
 
@@ -247,15 +267,56 @@ pd.DataFrame(
 # %% [markdown]
 # ## 5. One caption → tokens → indices → a padded batch
 #
-# We build the vocabulary from the training captions. The four special tokens come first, so `<pad>` is
-# 0; then the words, most frequent first.
+# A `Vocabulary` is a two-way map between words and indices. We write it in full:
+#
+# - four **special tokens** come first: `<pad>` (0) fills the end of short captions in a batch,
+#   `<start>` (1) and `<end>` (2) mark where a caption begins and ends, `<unk>` (3) stands for any word
+#   the vocabulary does not hold;
+# - `build` counts the words of the training captions and keeps those seen at least `min_freq` times,
+#   most frequent first (ties alphabetically, so the same captions always give the same indices);
+# - `encode` turns a caption into indices between `<start>` and `<end>`; `decode` turns indices back into
+#   words, stopping at `<end>`.
 
 # %%
-from helpers.vocabulary import Vocabulary
+from collections.abc import Iterable
+
+SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
+
+
+class Vocabulary:
+    def __init__(self, words: list[str]):
+        self.itos = list(SPECIALS) + list(words)  # index → word
+        self.stoi = {word: i for i, word in enumerate(self.itos)}  # word → index
+
+    pad_id, start_id, end_id, unk_id = 0, 1, 2, 3
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_freq: int = 1) -> "Vocabulary":
+        counts = Counter(word for caption in captions for word in tokenize(caption))
+        kept = [word for word, count in counts.items() if count >= min_freq]
+        return cls(sorted(kept, key=lambda word: (-counts[word], word)))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, caption: str) -> list[int]:
+        words = [self.stoi.get(word, self.unk_id) for word in tokenize(caption)]
+        return [self.start_id] + words + [self.end_id]
+
+    def decode(self, ids: Iterable[int], strip_special: bool = True) -> list[str]:
+        words = []
+        for i in ids:
+            word = self.itos[int(i)]
+            if strip_special and word == "<end>":
+                break
+            if strip_special and word in ("<start>", "<pad>"):
+                continue
+            words.append(word)
+        return words
+
 
 vocab = Vocabulary.build(train["caption"], min_freq=1)
-print(vocab)
-print("size:", len(vocab))
+print("size:", len(vocab), "| first indices:", vocab.itos[:10])
 assert len(vocab) == 4 + len(counts)
 
 # %%
@@ -276,8 +337,8 @@ print(vocab.encode("a pink circle above a red square"))
 print(vocab.decode(vocab.encode("a pink circle above a red square")))
 
 # %% [markdown]
-# Captions have different lengths, but a batch is one rectangular tensor. `pad_captions` fills the
-# shorter ones with `<pad>` (0) and keeps the true lengths, so the model can ignore the padding later.
+# Captions have different lengths, but a batch is one rectangular tensor. Padding fills the shorter
+# ones with `<pad>` (0) and keeps the true lengths, so the model can ignore the padding later.
 
 # %%
 encoded = [vocab.encode(caption) for caption in table["caption"].iloc[:3]]
@@ -287,12 +348,63 @@ for row in encoded:
 # %%
 import torch
 
-from helpers.data import pad_captions
+
+def pad_captions(captions: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index tensors of different lengths → (padded [B, longest], lengths [B]), in the batch's order."""
+    lengths = torch.tensor([len(caption) for caption in captions])
+    padded = torch.full((len(captions), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, caption in enumerate(captions):
+        padded[row, : len(caption)] = caption
+    return padded, lengths
+
 
 padded, lengths_batch = pad_captions([torch.tensor(row) for row in encoded])
 print("padded:", tuple(padded.shape), padded.dtype)
 print(padded)
 print("lengths:", lengths_batch)
+
+# %% [markdown]
+# ### Check, then import
+#
+# The course's package holds the same three pieces: `helpers.vocabulary.tokenize`,
+# `helpers.vocabulary.Vocabulary` and `helpers.data.pad_captions` (its `Vocabulary` can also be saved as
+# JSON and loaded back, which a checkpoint needs). Ours must agree with them on the real data: the same
+# words for every one of the 40 000 captions, the same vocabulary, the same indices, the same padded
+# batch.
+
+# %%
+import helpers.data
+import helpers.vocabulary
+
+all_captions = table["caption"].tolist()
+same_tokens = all(tokenize(c) == helpers.vocabulary.tokenize(c) for c in all_captions)
+theirs = helpers.vocabulary.Vocabulary.build(train["caption"], min_freq=1)
+same_vocabulary = vocab.itos == theirs.itos
+for min_freq in (1500, 5000):  # a threshold that drops words, so <unk> appears
+    mine_small = Vocabulary.build(train["caption"], min_freq=min_freq)
+    theirs_small = helpers.vocabulary.Vocabulary.build(train["caption"], min_freq=min_freq)
+    same_vocabulary &= mine_small.itos == theirs_small.itos
+    same_vocabulary &= all(mine_small.encode(c) == theirs_small.encode(c) for c in all_captions[:2000])
+same_codes = all(vocab.encode(c) == theirs.encode(c) for c in all_captions)
+same_words = all(vocab.decode(padded[i]) == theirs.decode(padded[i]) for i in range(len(padded)))
+rows_to_pad = [torch.tensor(vocab.encode(c)) for c in all_captions[:64]]
+same_padding = all(torch.equal(a, b) for a, b in zip(pad_captions(rows_to_pad),
+                                                       helpers.data.pad_captions(rows_to_pad)))
+print("tokenize:     same words for all", len(all_captions), "captions:", same_tokens)
+print("Vocabulary:   same words and indices (min_freq 1, 1500, 5000):", same_vocabulary)
+print("encode/decode: same indices for every caption, same words back:", same_codes and same_words)
+print("pad_captions: same padded batch and lengths for 64 captions:", same_padding)
+assert same_tokens and same_vocabulary and same_codes and same_words and same_padding
+
+# %% [markdown]
+# From here on we use the package's versions, as every later notebook does:
+
+# %%
+from helpers.data import pad_captions
+from helpers.vocabulary import Vocabulary, tokenize
+
+vocab = Vocabulary.build(train["caption"], min_freq=1)
+print(vocab)
 
 # %% [markdown]
 # ## 6. One image → a tensor
@@ -394,14 +506,16 @@ print("exit code:", result.returncode)
 # |---|---|
 # | draw the offline dataset in the Flickr8k layout | `helpers.scenes.make_shapes` |
 # | detect the format, read captions into one table, report what is skipped | `helpers.caption_files.load_captions`, `summarize` |
-# | caption → tokens → indices, and back | `helpers.vocabulary.tokenize`, `Vocabulary.build / encode / decode` |
-# | pad captions into a batch | `helpers.data.pad_captions`, `collate_captions` |
+# | caption → tokens → indices, and back (written here, checked equal) | `helpers.vocabulary.tokenize`, `Vocabulary.build / encode / decode` |
+# | pad captions into a batch (written here, checked equal) | `helpers.data.pad_captions`, `collate_captions` |
 # | image file → upright RGB → `[3, 224, 224]` normalised tensor, and back | `helpers.data.load_image`, `image_transform`, `denormalize` |
 # | (image, caption) pairs for a `DataLoader` | `helpers.data.CaptionDataset` |
 # | the figures of this notebook | `helpers.plots`, `helpers.diagrams.data_flow_figure` |
 # | the same from a terminal | `python -m helpers data make-shapes / stats` |
 #
-# The vocabulary is built from the training split only; `<pad>` is 0, `<start>` 1, `<end>` 2, `<unk>` 3.
+# We wrote the tokenizer, the vocabulary and the padding in full, checked that they give exactly what the
+# package gives on all 40 000 captions, and then imported the package's versions. The vocabulary is built
+# from the training split only; `<pad>` is 0, `<start>` 1, `<end>` 2, `<unk>` 3.
 # A batch is `images [B, 3, 224, 224]`, `captions [B, T]` padded with 0, and `lengths [B]`.
 #
 # ## Exercises
