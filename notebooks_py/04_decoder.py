@@ -18,15 +18,18 @@
 # # 04 · The decoder: an LSTM that reads the image, then the caption
 #
 # The decoder gets one image feature `[B, 300]` and the padded captions `[B, T]`, and scores every next
-# word at every position at once. We build it piece by piece with `DecoderRNN`'s own layers, see what goes
-# wrong without packing, look at the LSTM's states, and compare the two ways of writing the loss: the
-# design's "one training example per caption prefix" and the efficient "every position at once".
+# word at every position at once. We write `DecoderRNN` in full, run it one line at a time, see what goes
+# wrong without packing, look at the LSTM's states, write the masked loss, check both against the course's
+# package, and compare the two ways of writing the loss: the design's "one training example per caption
+# prefix" and the efficient "every position at once".
 #
 # **You will learn to**
-# 1. explain why the image feature is the LSTM's first input, and why every length grows by one;
-# 2. show what packing does (no work and no outputs on padding), and that packing by `lengths` is enough;
-# 3. read the LSTM's hidden and cell states `[num_layers, B, H]`, with one and with two layers;
-# 4. compute the loss both ways, show that they are equal, and measure what each one costs.
+# 1. write the decoder and its masked cross-entropy yourself, and check that they give the same outputs and
+#    the same gradients as `helpers.models`;
+# 2. explain why the image feature is the LSTM's first input, and why every length grows by one;
+# 3. show what packing does (no work and no outputs on padding), and that packing by `lengths` is enough;
+# 4. read the LSTM's hidden and cell states `[num_layers, B, H]`, with one and with two layers;
+# 5. compute the loss both ways, show that they are equal, and measure what each one costs.
 #
 # **Prerequisites:** notebook 02 (the shapes through the whole model); what an LSTM and cross-entropy are.
 #
@@ -84,14 +87,45 @@ for row in range(B):
     print(row, " ".join(vocab.decode(captions[row], strip_special=False)))
 
 # %% [markdown]
+# ## The whole decoder, in one cell
+#
+# Here is `DecoderRNN` in full: three layers with weights, and a `forward` of five lines. The sections
+# below run it one line at a time and print what each line makes.
+
+# %%
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class DecoderRNN(nn.Module):
+    """features [B, E], captions [B, T], lengths [B] → logits [B, T+1, V]."""
+
+    def __init__(self, embed_size: int, hidden_size: int, vocab_size: int, num_layers: int = 1):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_size)  # a learned vector per word
+        self.lstm = nn.LSTM(embed_size, hidden_size, num_layers, batch_first=True)
+        self.linear = nn.Linear(hidden_size, vocab_size)  # hidden state → a score per word
+
+    def forward(self, features, captions, lengths, return_state: bool = False):
+        embeddings = self.embed(captions)  # [B, T, E]
+        inputs = torch.cat([features.unsqueeze(1), embeddings], dim=1)  # the image first: [B, T+1, E]
+        packed = pack_padded_sequence(inputs, torch.as_tensor(lengths) + 1, batch_first=True,
+                                      enforce_sorted=False)  # the padding never enters the LSTM
+        outputs, state = self.lstm(packed)
+        hiddens, _ = pad_packed_sequence(outputs, batch_first=True, total_length=captions.shape[1] + 1)
+        logits = self.linear(hiddens)  # [B, T+1, V]
+        return (logits, state) if return_state else logits
+
+
+decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
+print(decoder)
+
+# %% [markdown]
 # ## 1. The embedding: one learned vector per word
 #
 # `nn.Embedding(V, 300)` is a table of V rows; a token id picks its row. `[B, T] → [B, T, 300]`.
 
 # %%
-from helpers.models import DecoderRNN
-
-decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
 embeddings = decoder.embed(captions)
 print("embedding table", tuple(decoder.embed.weight.shape), "→ embeddings", tuple(embeddings.shape))
 print("<pad> (id 0) has an ordinary vector too:", [round(v, 4) for v in decoder.embed.weight[0, :4].tolist()], "…")
@@ -133,8 +167,6 @@ pd.DataFrame({"position": range(n + 1), "reads": read, "predicts": predict}).set
 # `lengths + 1`, then unpacked.
 
 # %%
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 padded_out, (padded_h, padded_c) = decoder.lstm(inputs)  # reads the padding too
 
 packed = pack_padded_sequence(inputs, lengths + 1, batch_first=True, enforce_sorted=False)
@@ -144,10 +176,15 @@ print("without packing: output", tuple(padded_out.shape), "| LSTM steps:", B * (
 print("with packing:    output", tuple(hiddens.shape), "| LSTM steps:", packed.data.shape[0])
 
 # %% [markdown]
-# **On real positions** both agree: padding comes *after* a caption, and an LSTM only looks back.
+# **On real positions** both agree: padding comes *after* a caption, and an LSTM only looks back. To pick
+# the real positions we need a mask, `True` where a position is before the caption's length; we will use
+# it again for the loss:
 
 # %%
-from helpers.models import target_mask
+def target_mask(lengths, max_len: int) -> torch.Tensor:
+    """lengths [B] → [B, max_len] booleans: True at positions t < length."""
+    return torch.arange(max_len).unsqueeze(0) < torch.as_tensor(lengths).unsqueeze(1)
+
 
 real = target_mask(lengths + 1, T + 1)  # [B, T+1]: True on the n + 1 real steps of each caption
 print("same outputs on real positions:", torch.allclose(padded_out[real], hiddens[real], atol=1e-5))
@@ -227,21 +264,79 @@ print(f"1/V = {1 / V:.4f}; caption 0, position 0: the most likely word has p = {
 # ## 6. The loss, two ways
 #
 # **The efficient way: `sequence_loss`.** Score every real position at once: position `t` against token
-# `t`, for `t < n`. A mask keeps padding out of the loss:
+# `t`, for `t < n`. The mask of section 3 keeps padding out of the loss:
 
 # %%
 mask = target_mask(lengths, T)  # [B, T]
 print(mask.int())
 print("scored predictions:", int(mask.sum()), "= sum(lengths) =", int(lengths.sum()))
 
+# %% [markdown]
+# The masked cross-entropy is three lines: the mask from the lengths, the cross-entropy of every position
+# (`F.cross_entropy` wants the scores' class axis second, hence the `transpose`), and the mean over the
+# real tokens only.
+
 # %%
 import math
 
-from helpers.models import sequence_loss
+import torch.nn.functional as F
+
+
+def sequence_loss(logits, captions, lengths) -> torch.Tensor:
+    """logits [B, T+1, V], captions [B, T] → mean cross-entropy over the sum(lengths) real tokens."""
+    mask = target_mask(lengths, captions.shape[1])  # [B, T]: True on real tokens
+    per_token = F.cross_entropy(logits[:, : captions.shape[1]].transpose(1, 2), captions, reduction="none")
+    return per_token[mask].mean()  # padding never counts
+
 
 loss_all_at_once = sequence_loss(logits, captions, lengths)
 print("sequence_loss:", round(loss_all_at_once.item(), 4), f"(log V = {math.log(V):.4f}: an untrained model "
       "guesses about uniformly)")
+
+# %% [markdown]
+# ### Check, then import
+#
+# The course's package holds the same pieces: `helpers.models.DecoderRNN` (with a few extras: optional
+# dropout, a `step` method for generation, a clear error for weights made for another vocabulary),
+# `helpers.models.target_mask` and `helpers.models.sequence_loss`. We copy our decoder's weights into the
+# package's (`load_state_dict`), and check the logits, the final states, the loss and the gradient of every
+# weight, on the batch above and on 64 training captions.
+
+# %%
+import helpers.models
+
+theirs = helpers.models.DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
+theirs.load_state_dict(decoder.state_dict())
+captions64, lengths64 = pad_captions([torch.tensor(vocab.encode(c)) for c in train.caption[:64]])
+features64 = torch.randn(64, E, generator=torch.Generator().manual_seed(1)).relu()  # leaves the global seed alone
+for name, (f, c, n) in {"4 captions": (features, captions, lengths),
+                        "64 captions": (features64, captions64, lengths64)}.items():
+    assert torch.equal(target_mask(n, c.shape[1]), helpers.models.target_mask(n, c.shape[1]))
+    with torch.enable_grad():
+        mine_logits, mine_state = decoder(f, c, n, return_state=True)
+        their_logits, their_state = theirs(f, c, n, return_state=True)
+        mine_loss = sequence_loss(mine_logits, c, n)
+        their_loss = helpers.models.sequence_loss(their_logits, c, n)
+        decoder.zero_grad()
+        theirs.zero_grad()
+        mine_loss.backward()
+        their_loss.backward()
+    torch.testing.assert_close(mine_logits, their_logits)
+    torch.testing.assert_close(mine_state, their_state)
+    torch.testing.assert_close(mine_loss, their_loss)
+    for (weight, mine_p), their_p in zip(decoder.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(mine_p.grad, their_p.grad, msg=weight)
+    print(f"{name}: same logits, states, loss ({mine_loss.item():.4f}) and gradients of all "
+          f"{len(list(theirs.parameters()))} weights")
+
+# %% [markdown]
+# They agree, so from here on we use the package's versions (the loss functions that follow need its
+# extras), with the same weights:
+
+# %%
+from helpers.models import DecoderRNN, sequence_loss, target_mask
+
+decoder = theirs
 
 # %% [markdown]
 # **The design's way: one example per prefix.** A caption of `n` tokens is `n` training examples: the image
@@ -383,9 +478,29 @@ print("sequence_loss, packed by lengths + 1:", round(loss_all_at_once.item(), 4)
 assert torch.allclose(loss_n, loss_all_at_once, atol=1e-5)
 
 # %% [markdown]
+# The same loss, and the same gradients: the step that reads `<end>` contributes nothing to either.
+
+# %%
+with torch.enable_grad():
+    grads = []
+    for by in (lengths + 1, lengths):
+        decoder.zero_grad()
+        packed_by = pack_padded_sequence(torch.cat([features.unsqueeze(1), decoder.embed(captions)], dim=1),
+                                         by, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(decoder.lstm(packed_by)[0], batch_first=True, total_length=T + 1)
+        sequence_loss(decoder.linear(out), captions, lengths).backward()
+        grads.append([p.grad.clone() for p in decoder.parameters()])
+same = all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+print("packed by lengths + 1 and by lengths: same gradients for every weight:", same)
+assert same
+
+# %% [markdown]
 #
 # ## Recap
 #
+# - We wrote `DecoderRNN` and the masked `sequence_loss` (with `target_mask`) in full, and checked that they
+#   give the same logits, states, loss and gradients as `helpers.models.DecoderRNN`,
+#   `helpers.models.sequence_loss` and `helpers.models.target_mask`.
 # - `DecoderRNN` (in `helpers/models.py`): `captions [B, T]` → `Embedding` `[B, T, 300]` → image feature
 #   first `[B, T+1, 300]` → packed by `lengths + 1` → `LSTM` → unpacked `[B, T+1, H]` → `Linear` →
 #   `logits [B, T+1, V]`; position `t` predicts token `t`, the last position is not scored.
