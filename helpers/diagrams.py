@@ -128,10 +128,13 @@ def architecture_figure(embed_size: int = 300, hidden_size: int = 512, image_siz
     box(ax, left, 13.2, w, h, "images", TENSOR_COLOR)
     box(ax, left, 11.0, w, h, "ResNet50 without fc\nfrozen, BatchNorm in eval mode")
     box(ax, left, 9.0, w, h, "flatten")
-    box(ax, left, 7.3, w, 1.0, f"standardise the 2048 features\nLinear 2048 → {E}\nBatchNorm1d, ReLU")
+    # The design projects the pooled features directly; standardising them first is this course's own
+    # step (EncoderCNN(standardize=False) leaves it out), so the figure says so.
+    box(ax, left, 7.25, w, 1.2,
+        f"standardise the 2048 features\n(the course's addition)\nLinear 2048 → {E}\nBatchNorm1d, ReLU")
     arrow(ax, (2.6, 13.2), (2.6, 11.8), f"[B, 3, {image_size}, {image_size}]")
     arrow(ax, (2.6, 11.0), (2.6, 9.8), "[B, 2048, 1, 1]")
-    arrow(ax, (2.6, 9.0), (2.6, 8.3), "[B, 2048]")
+    arrow(ax, (2.6, 9.0), (2.6, 8.45), "[B, 2048]")
 
     box(ax, right, 13.2, w, h, "captions: token ids, padded", TENSOR_COLOR)
     box(ax, right, 11.0, w, h, f"Embedding V × {E}")

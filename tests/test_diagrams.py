@@ -32,6 +32,7 @@ def test_architecture_figure_names_every_module_and_shape_with_the_given_sizes()
     for expected in (
         "ResNet50",
         "standardise",
+        "(the course's addition)",
         "Embedding V × 64",
         "LSTM 64 → 128",
         "Linear 128 → V",
