@@ -171,12 +171,17 @@ print("image 0, first 4 of 2048 values:", [round(v, 1) for v in pooled[0, :4].to
 
 # %% [markdown]
 # The projection brings every image into the same 300-dimensional space as the word embeddings, since the
-# LSTM will read the image as if it were a word: each of the 2048 numbers is first standardised (mean 0,
-# variance 1 over the data), then Linear 2048 → 300, BatchNorm1d and ReLU (notebook 03 says why each).
+# LSTM will read the image as if it were a word: Linear 2048 → 300, BatchNorm1d and ReLU, as in the
+# design. Before it, this course adds one step of its own that the design does not have: each of the 2048
+# numbers is **standardised** (mean 0, variance 1 over the training data; `encoder.standardize`, a
+# BatchNorm1d without learned weights). Notebook 03 runs the design's encoder beside ours and measures what
+# the step changes; `EncoderCNN(standardize=False)` leaves it out.
 
 # %%
-features = encoder.project_features(pooled)
-print("features", tuple(features.shape))
+standardised = encoder.standardize(pooled)  # the course's addition: [B, 2048] → [B, 2048]
+features = encoder.project_features(pooled)  # standardise, then Linear, BatchNorm1d, ReLU
+print("standardised", tuple(standardised.shape))
+print("features    ", tuple(features.shape))
 torch.testing.assert_close(features, encoder(images), atol=1e-4, rtol=1e-3)  # the same as calling it in one go
 
 # %% [markdown]
@@ -203,7 +208,10 @@ print("features.unsqueeze(1)", tuple(features.unsqueeze(1).shape))
 print("inputs               ", tuple(inputs.shape), "  = [B, T+1, E]")
 
 # %% [markdown]
-# Every caption is now one step longer, so the true lengths grow by one: `lengths + 1`.
+# Every caption is now one step longer, so the true lengths grow by one: `lengths + 1`. (The last of
+# those steps reads `<end>`, and what comes out of it is never scored, since nothing follows `<end>`.
+# Packing by `lengths` instead, as the design and most tutorials do, leaves that step out and trains
+# exactly the same: notebook 04 shows that the loss and the gradients are equal.)
 #
 # **Packing.** The LSTM should not read the padding. `pack_padded_sequence` keeps only the real steps
 # and lays them out **time step by time step**: first step 0 of every caption, then step 1 of every
@@ -289,7 +297,8 @@ flow = [
     ("images", images, "[B, 3, 224, 224]"),
     ("ResNet50 without fc", maps, "[B, 2048, 1, 1]"),
     ("flatten", pooled, "[B, 2048]"),
-    ("standardise, Linear, BatchNorm1d, ReLU", features, "[B, E]"),
+    ("standardise (the course's addition)", standardised, "[B, 2048]"),
+    ("Linear, BatchNorm1d, ReLU", features, "[B, E]"),
     ("captions", captions, "[B, T]"),
     ("Embedding", embeddings, "[B, T, E]"),
     ("cat: image first", inputs, "[B, T+1, E]"),
@@ -317,8 +326,9 @@ figure = architecture_figure(embed_size=E, hidden_size=H)
 # ## Recap
 #
 # - The encoder maps `images [B, 3, 224, 224]` → ResNet50 without `fc` → `[B, 2048, 1, 1]` → flatten
-#   `[B, 2048]` → standardise, Linear, BatchNorm1d, ReLU → `features [B, 300]`. It lives in `helpers/models.py` as
-#   `EncoderCNN`.
+#   `[B, 2048]` → standardise (the course's addition, not the design's) → Linear, BatchNorm1d, ReLU →
+#   `features [B, 300]`. It lives in `helpers/models.py` as `EncoderCNN`; `EncoderCNN(standardize=False)` is
+#   the design's encoder.
 # - The decoder maps `captions [B, T]` → embedding `[B, T, 300]` → image first `[B, T+1, 300]` → packed by
 #   `lengths + 1` (`data [sum(lengths + 1), 300]`, `batch_sizes`) → LSTM (`data [sum(lengths + 1), 512]`,
 #   state `[1, B, 512]`) → unpacked `[B, T+1, 512]` → Linear → `logits [B, T+1, V]`. It lives in
