@@ -25,14 +25,16 @@
 # **You will learn to**
 # 1. read ResNet50 layer by layer: output shapes and parameter counts, and why any input size works;
 # 2. remove `fc`, freeze the backbone, and explain why its BatchNorm layers must stay in eval mode;
-# 3. project the 2048 pooled features to the 300-dimensional embedding space;
-# 4. say what pretrained weights add over random ones, and what random frozen features still carry;
+# 3. project the 2048 pooled features to the 300-dimensional embedding space, writing `EncoderCNN` in full
+#    and checking it against the course's package;
+# 4. say what pretrained weights add over random ones, what random frozen features still carry, and what
+#    the course's own addition to the design (standardising the pooled features) changes;
 # 5. cache features and measure how much time that saves.
 #
 # **Prerequisites:** notebook 02 (the shapes through the whole model); convolutions, pooling and
 # BatchNorm at the level of a first deep-learning course.
 #
-# **Run time:** about 20 seconds on a 2-core laptop CPU. A GPU makes the ResNet50 passes 20–50× faster,
+# **Run time:** about 30 seconds on a 2-core laptop CPU. A GPU makes the ResNet50 passes 20–50× faster,
 # but everything here is sized to run on a CPU.
 
 # %% tags=["colab-setup"]
@@ -157,16 +159,57 @@ for size in (224, 128, 64):
 #
 # ## 4. Removing `fc` and freezing: `EncoderCNN`
 #
-# `EncoderCNN` keeps every child of ResNet50 except the last (`nn.Sequential(*children[:-1])`) and adds
-# its own projection. By default the backbone is **frozen**: its parameters get `requires_grad=False`,
-# so the optimiser never changes them and no gradients are computed for them.
+# We write the whole encoder now; sections 5 and 6 take its parts one at a time. `EncoderCNN` keeps every
+# child of ResNet50 except the last (`nn.Sequential(*children[:-1])`) and adds its own projection. The
+# backbone is **frozen**: its parameters get `requires_grad=False`, so the optimiser never changes them
+# and no gradients are computed for them.
+#
+# The projection is the design's `Linear → BatchNorm1d → ReLU`, with one step in front that is **the
+# course's own addition**, not the design's: `standardize`, which rescales each of the 2048 pooled numbers
+# to mean 0 and variance 1 (section 7 runs the design's encoder beside ours and measures why).
 #
 # Its weights are the course's explicit choice, `course_weights()`: random unless the environment variable
 # `COURSE_WEIGHTS` says `imagenet` (section 7 says what changes then).
 
 # %%
-from helpers.models import EncoderCNN
+import torch.nn.functional as F
+from torchvision.models import ResNet50_Weights
+
 from helpers.utils import course_weights
+
+
+class EncoderCNN(nn.Module):
+    """images [B, 3, S, S] → features [B, embed_size], through a frozen ResNet50 without fc."""
+
+    def __init__(self, embed_size: int = 300, weights: str = "random", standardize: bool = True):
+        super().__init__()
+        resnet = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2 if weights == "imagenet" else None)
+        self.weights = weights
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1])  # everything but fc
+        for p in self.backbone.parameters():
+            p.requires_grad = False  # frozen: the optimiser never changes them
+        # The course's addition: each of the 2048 features to mean 0, variance 1 (nothing to learn).
+        self.standardize = nn.BatchNorm1d(2048, affine=False) if standardize else nn.Identity()
+        self.project = nn.Linear(2048, embed_size)
+        self.bn = nn.BatchNorm1d(embed_size, momentum=0.01)  # a slow running average: steadier statistics
+
+    def train(self, mode: bool = True) -> "EncoderCNN":
+        super().train(mode)
+        self.backbone.eval()  # frozen BatchNorm keeps its statistics (section 5 shows why)
+        return self
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] → pooled [B, 2048]"""
+        with torch.no_grad():
+            return self.backbone(images).flatten(1)
+
+    def project_features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """[B, 2048] → [B, embed_size]"""
+        return F.relu(self.bn(self.project(self.standardize(pooled))))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.project_features(self.backbone_features(images))
+
 
 encoder = EncoderCNN(embed_size=300, weights=course_weights())
 print("weights used:", encoder.weights)
@@ -243,7 +286,7 @@ print("EncoderCNN: image 0 gets the same features in both batches:", torch.allcl
 #
 # `pooled [B, 2048] → standardise → Linear(2048, 300) → BatchNorm1d(300) → ReLU → features [B, 300]`
 #
-# - `standardize` is a `BatchNorm1d(2048, affine=False)`: it learns nothing, it only rescales each of the 2048
+# - `standardize` (the course's addition) is a `BatchNorm1d(2048, affine=False)`: it learns nothing, it only rescales each of the 2048
 #   pooled numbers to mean 0 and variance 1 over the training data (its running statistics are collected
 #   while training). Section 7 shows why this helps: raw features are dominated by a single direction;
 # - the `Linear` layer learns which combinations of the 2048 features matter for describing a picture;
@@ -259,8 +302,47 @@ print("pooled  ", tuple(encoder.backbone_features(images).shape))
 print("features", tuple(features.shape), "| all ≥ 0:", bool((features >= 0).all()))
 
 # %% [markdown]
-# BatchNorm1d needs at least two images in train mode (one value has no spread), and `EncoderCNN` says
-# so instead of failing with a cryptic message:
+# ### Check, then import
+#
+# The course's package holds the same encoder as `helpers.models.EncoderCNN` (with more options: which
+# backbone layers to fine-tune, ImageNet weights when they can be had). We copy our encoder's weights and
+# statistics into it (`load_state_dict`) and compare: the features in eval mode, the features and the
+# updated BatchNorm statistics in train mode, and the gradients of the projection's weights.
+
+# %%
+import helpers.models
+
+theirs = helpers.models.EncoderCNN(embed_size=300, weights="random")
+theirs.load_state_dict(encoder.state_dict())  # every weight and statistic of ours, so the backbone too
+for mode in ("eval", "train"):
+    encoder.train(mode == "train")
+    theirs.train(mode == "train")
+    with torch.enable_grad():
+        mine_features, their_features = encoder(images), theirs(images)
+        encoder.zero_grad()
+        theirs.zero_grad()
+        mine_features.square().mean().backward()  # any loss will do: the gradients must agree
+        their_features.square().mean().backward()
+    torch.testing.assert_close(mine_features, their_features)
+    for (name, mine_p), their_p in zip(encoder.named_parameters(), theirs.parameters()):
+        if mine_p.requires_grad:
+            torch.testing.assert_close(mine_p.grad, their_p.grad, msg=name)
+    print(f"{mode} mode: same features {tuple(mine_features.shape)} and same gradients")
+for (name, mine_t), their_t in zip(encoder.state_dict().items(), theirs.state_dict().values()):
+    torch.testing.assert_close(mine_t, their_t, msg=name)
+print("same weights and BatchNorm statistics afterwards:", len(encoder.state_dict()), "tensors")
+
+# %% [markdown]
+# They agree, so from here on we use the package's version, with the same weights:
+
+# %%
+from helpers.models import EncoderCNN
+
+encoder = theirs.eval()
+
+# %% [markdown]
+# BatchNorm1d needs at least two images in train mode (one value has no spread), and the package's
+# `EncoderCNN` says so instead of failing with a cryptic message:
 
 # %%
 encoder.train()
@@ -332,8 +414,6 @@ labels.head(3)
 # subtracting that background's own average.
 
 # %%
-import torch.nn.functional as F
-
 def similarities(features: torch.Tensor) -> torch.Tensor:
     unit = F.normalize(features - features.mean(0), dim=1)
     return unit @ unit.T  # [N, N]
@@ -367,13 +447,70 @@ pd.DataFrame(rows, columns=["do they share the", "among", "similarity if same", 
 # - the **shape** kind (circle or triangle) shows even less: random filters mostly measure how much of which
 #   colour and brightness there is, not outlines.
 #
-# That one direction which the background dominates is also why `EncoderCNN` standardises the pooled
-# features before projecting them (section 6): every feature then counts on the same scale.
-#
 # A trained projection and LSTM can build on the first two, and get some of the rest from the layout, which
 # is why the course can train on the shapes dataset offline. Telling a circle from a triangle, or a dog
 # from a sofa, is exactly what the pretrained filters add.
+#
+# ### The design's encoder beside ours
+#
+# The design projects the pooled features as they come; this course standardises them first (section 6).
+# Why? The random backbone's 2048 features move together: most of their spread lies along **one
+# direction**, largely the background's brightness. The share of the variance along the first principal
+# direction, for the raw features the design's projection reads, and for the standardised ones ours reads:
 
+# %%
+def first_direction_share(features: torch.Tensor) -> float:
+    """Share of the total variance along the first principal direction of [N, D] features."""
+    variances = torch.linalg.svdvals(features - features.mean(0)) ** 2
+    return (variances[0] / variances.sum()).item()
+
+
+standardised = (cached - cached.mean(0)) / cached.std(0).clamp_min(1e-5)  # what `standardize` computes
+raw_share, standardised_share = first_direction_share(cached), first_direction_share(standardised)
+print(f"raw features (the design):       {raw_share:.0%} of the variance along one direction")
+print(f"standardised (the course's step): {standardised_share:.0%}")
+assert standardised_share < raw_share
+
+# %% [markdown]
+# Standardising does not remove that direction, but it lowers its share, and it puts each feature on the
+# same scale, so a gradient step on the projection moves all of them alike. What that changes for learning:
+# we train the design's projection (`EncoderCNN(standardize=False)`) and ours, from the same starting
+# weights, together with a small linear readout, to name the first shape's colour from the cached
+# features of 96 of the images, for 30 steps of the same optimiser.
+
+# %%
+colours = sorted(set(labels.colour))
+colour_ids = torch.tensor([colours.index(c) for c in labels.colour])
+
+
+def colour_fit(standardize: bool, steps: int = 30) -> float:
+    """Training loss after `steps` full-batch Adam steps on 96 cached features."""
+    torch.manual_seed(0)  # the same starting weights for both encoders
+    head = EncoderCNN(embed_size=300, weights="random", standardize=standardize).train()
+    readout = nn.Linear(300, len(colours))
+    trained = [*head.project.parameters(), *head.bn.parameters(), *readout.parameters()]
+    optimiser = torch.optim.Adam(trained, lr=1e-3)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = F.cross_entropy(readout(head.project_features(cached[:96])), colour_ids[:96])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return loss.item()
+
+
+# %% tags=["nbval-ignore-output"]
+design_loss, ours_loss = colour_fit(standardize=False), colour_fit(standardize=True)
+print(f"colour loss after 30 steps, the design's encoder: {design_loss:.3f}")
+print(f"colour loss after 30 steps, ours (standardised):  {ours_loss:.3f}  ({design_loss / ours_loss:.1f}× lower)")
+assert ours_loss < design_loss
+
+# %% [markdown]
+# The same data, the same steps, and the standardised features are learnt from much faster (the printed
+# ratio). Standardising is still our choice,
+# not the design's, and can be switched off: `EncoderCNN(standardize=False)` builds the design's encoder,
+# and for training, `TrainConfig(standardize=False)` or `python -m helpers train --no-standardize`.
+#
 # %% [markdown]
 # ## 8. Caching: compute once, reuse every epoch
 #
@@ -416,8 +553,9 @@ assert torch.equal(from_disk, cached) and len(read_batches) == 4
 
 # %% [markdown]
 # The exact numbers depend on your machine, but the order of magnitude does not: reading a row of 2048
-# floats is thousands of times cheaper than running 23 million parameters' worth of convolutions. The
-# cache costs one pass over the images, which one epoch without a cache costs five times over.
+# floats is hundreds to thousands of times cheaper (the printed ratio) than running 23 million parameters'
+# worth of convolutions. The cache costs one pass over the images, which one epoch without a cache costs
+# five times over.
 #
 # Caching is only correct while the backbone does not change: it needs the frozen backbone in eval mode
 # (section 5), and the same weights and image size (a cache made at 64 px is wrong at 224 px). Fine-tuning
@@ -433,8 +571,11 @@ cache_dir.cleanup()
 #   256 → 2048 channels), `avgpool`, `fc`: 25.6 M parameters, 23.5 M without `fc`.
 # - `AdaptiveAvgPool2d` turns the `[2048, h, w]` maps of any input size into `[2048, 1, 1]`, so 224, 128
 #   and 64 px inputs all give 2048 features.
-# - `EncoderCNN` (in `helpers/models.py`) = ResNet50 without `fc` + standardise, Linear(2048, 300),
-#   BatchNorm1d, ReLU.
+# - `EncoderCNN` = ResNet50 without `fc` + standardise (the course's addition) + Linear(2048, 300),
+#   BatchNorm1d, ReLU (the design's projection). We wrote it in full and checked that it gives the same
+#   features, statistics and gradients as `helpers.models.EncoderCNN`, which the later notebooks import.
+#   `EncoderCNN(standardize=False)` is the design's encoder; from the same start, ours learnt the colours
+#   faster in section 7.
 #   Its backbone is frozen **and** kept in eval mode by its `train()`, so BatchNorm statistics never drift
 #   and an image's features never depend on its batch-mates. Only 615 300 parameters learn.
 # - Pretrained weights change what the 2048 numbers mean, not their shape; random frozen features still
@@ -455,3 +596,6 @@ cache_dir.cleanup()
 #    similarities for background, colour and shape change?
 # 5. The cache in section 8 was made at 64 px. Write a check that refuses to use it for 224 px images
 #    (hint: store the image size next to the features).
+# 6. Run `colour_fit` of section 7 for 100 and 300 steps. Does the design's encoder catch up with ours?
+#    Then train two captioners that differ only in `standardize` (notebook 05, or
+#    `python -m helpers train --no-standardize`) and compare their colour accuracy.
