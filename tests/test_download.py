@@ -262,6 +262,31 @@ def test_fetch_after_deleting_the_downloaded_zips_makes_no_request(
     assert (tmp_path / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
 
 
+def test_interrupted_fetch_keeps_the_finished_archive_and_the_next_fetch_asks_only_for_the_rest(
+    server, tmp_path, flickr_with_fixture_md5s
+):
+    """What notebook 07 once showed with its own server: the captions zip arrives and is unpacked, the
+    images zip breaks off halfway; the same call again requests only the missing bytes of the images."""
+    dest = tmp_path / "flickr8k"
+    half = len(FLICKR_IMAGES_ZIP) // 2
+    server.behaviour["Flickr8k_Dataset.zip"] = "drop_half"
+    with pytest.raises(DownloadError) as info:
+        fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False)
+    assert "Flickr8k_Dataset.zip" in str(info.value) and f"after {half} of" in str(info.value)
+    assert (dest / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
+    assert not (dest / "Flicker8k_Dataset").exists()
+    assert (dest / "downloads" / "Flickr8k_Dataset.zip.part").read_bytes() == FLICKR_IMAGES_ZIP[:half]
+
+    fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False)
+    assert server.requests == [
+        ("Flickr8k_text.zip", None),
+        ("Flickr8k_Dataset.zip", None),
+        ("Flickr8k_Dataset.zip", f"bytes={half}-"),
+    ]
+    assert (dest / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+    assert not list(dest.rglob("*.part")) and not list(dest.rglob("__MACOSX"))
+
+
 def test_fetch_dataset_with_official_md5s_refuses_other_files_and_deletes_them(server, tmp_path):
     with pytest.raises(ChecksumError) as info:
         fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
