@@ -179,7 +179,15 @@ def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_make_shapes_arguments,
 )
 def make_shapes_command(args: argparse.Namespace) -> int:
-    from helpers.scenes import MARKER, SPLIT_FILES, TRUTH_FILE, make_shapes, split_sizes
+    from helpers.scenes import (
+        IMAGE_DIR,
+        MARKER,
+        SPLIT_FILES,
+        TOKEN_FILE,
+        TRUTH_FILE,
+        make_shapes,
+        split_sizes,
+    )
 
     marker = args.dir / MARKER
     before = marker.stat().st_mtime_ns if marker.exists() else None
@@ -192,7 +200,7 @@ def make_shapes_command(args: argparse.Namespace) -> int:
         print(f"{root}: already complete ({args.images} images, seed {args.seed}); nothing to do")
         return EXIT_OK
     print(f"wrote {root}: {args.images} images ({per_split}), {5 * args.images} captions, seed {args.seed}")
-    print(f"  images in {root / 'Flicker8k_Dataset'}, captions in {root / 'Flickr8k.token.txt'}")
+    print(f"  images in {root / IMAGE_DIR}, captions in {root / TOKEN_FILE}")
     print(f"  splits in {', '.join(SPLIT_FILES.values())}")
     print(f"  each scene's truth (background, shapes, layout) in {root / TRUTH_FILE}")
     print(f"  took {seconds:.1f} s")
