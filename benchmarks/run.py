@@ -329,7 +329,7 @@ class TrainingBench:
         self.sizes, self.device = sizes, device
         vocab = captions.vocab
         self.dataset = CaptionDataset(
-            captions.images, captions.texts, vocab, image_transform(sizes.image_size), max_len=sizes.max_words
+            captions.images, captions.texts, vocab, image_transform(sizes.image_size), sizes.max_words
         )
         self.images = list(dict.fromkeys(captions.images))
         table = pd.DataFrame({"image": captions.images, "caption": captions.texts})
