@@ -131,7 +131,7 @@ endif
 install: $(STAMP) ## create .venv and install the course into it (only when needed)
 
 data: install ## draw the offline shapes dataset if it is not there yet
-	$(BIN)/python -m helpers data make-shapes $(DATA)
+	$(BIN)/python -m helpers data make-shapes --out $(DATA)
 
 lab: install data ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/

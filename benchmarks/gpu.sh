@@ -28,7 +28,7 @@ print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {to
 EOF
 
 # The offline dataset (a no-op when it is already there).
-"$PY" -m helpers data make-shapes data/shapes
+"$PY" -m helpers data make-shapes --out data/shapes
 
 # Whatever the set-up took, the whole script stays under 4 minutes.
 CAPTION_PROGRESS=0 timeout $((235 - SECONDS)) "$PY" benchmarks/run.py --device cuda --extras --json "$RESULTS/gpu.json" \

@@ -484,7 +484,7 @@ def _write_members(
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ValueError(
             f"{archive.name} would overwrite {shown} in {dest}, which it did not write; nothing was "
-            "extracted: move them, or choose another --dest"
+            "extracted: move them, or choose another folder (--out)"
         )
     root.mkdir(parents=True, exist_ok=True)
     partial.write_text(json.dumps({"files": [t.relative_to(root).as_posix() for t, _, _ in files]}))

@@ -94,18 +94,18 @@ def _tree(folder: Path) -> set[str]:
 def test_download_from_a_mirror_without_checksums_then_stats_reads_it(server, tmp_path):
     dest = tmp_path / "flickr8k"
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", str(dest), "--base-url", server.base_url, "--no-checksum",
+        "data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url, "--no-checksum",
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        f"flickr8k is in {dest}; check it with: python -m helpers data stats {dest}"
+        f"flickr8k is in {dest}; check it with: python -m helpers data stats --data {dest}"
     )
     assert [name for name, _ in server.requests] == ["Flickr8k_text.zip", "Flickr8k_Dataset.zip"]
     assert (dest / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
     assert sorted(p.name for p in (dest / "Flicker8k_Dataset").iterdir()) == sorted(IMAGES)
 
-    stats = helpers_cli("data", "stats", str(dest), "--json", cwd=tmp_path)
+    stats = helpers_cli("data", "stats", "--data", str(dest), "--json", cwd=tmp_path)
     assert stats.returncode == 0, stats.stderr
     summary = json.loads(stats.stdout)
     assert summary["format"] == "flickr8k"
@@ -115,17 +115,18 @@ def test_download_from_a_mirror_without_checksums_then_stats_reads_it(server, tm
 
 
 def test_a_second_download_makes_no_request(server, tmp_path):
-    args = ("data", "download", "flickr8k", "--dest", "ds", "--base-url", server.base_url, "--no-checksum")
+    args = ("data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, "--no-checksum")
     assert helpers_cli(*args, cwd=tmp_path).returncode == 0
     assert len(server.requests) == 2
-    again = helpers_cli(*args, cwd=tmp_path)
+    old_spelling = tuple("--dest" if arg == "--out" else arg for arg in args)  # a learner's older command
+    again = helpers_cli(*old_spelling, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(server.requests) == 2
 
 
 def test_official_checksums_refuse_mirror_files_in_one_line(server, tmp_path):
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", "ds", "--base-url", server.base_url, cwd=tmp_path
+        "data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, cwd=tmp_path
     )
     assert done.returncode == 2
     line = _one_clear_line(done)
@@ -135,7 +136,7 @@ def test_official_checksums_refuse_mirror_files_in_one_line(server, tmp_path):
 
 def test_a_dropped_connection_fails_in_one_line_and_the_next_run_resumes(server, tmp_path):
     dest = tmp_path / "flickr8k"
-    args = ("data", "download", "flickr8k", "--dest", str(dest), "--base-url", server.base_url,
+    args = ("data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url,
             "--no-checksum")
     server.behaviour["Flickr8k_Dataset.zip"] = "drop_half"  # the first request only
 
@@ -157,7 +158,7 @@ def test_a_dropped_connection_fails_in_one_line_and_the_next_run_resumes(server,
     ]
     assert (dest / "downloads" / "Flickr8k_Dataset.zip").read_bytes() == FLICKR_IMAGES_ZIP
     assert not part.exists()
-    stats = helpers_cli("data", "stats", str(dest), "--json", cwd=tmp_path)
+    stats = helpers_cli("data", "stats", "--data", str(dest), "--json", cwd=tmp_path)
     assert json.loads(stats.stdout)["images"] == 4
 
 
@@ -167,7 +168,7 @@ def test_an_archive_member_climbing_out_of_dest_is_refused(server, tmp_path):
     before = _tree(tmp_path)
 
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", str(dest), "--base-url", server.base_url, "--no-checksum",
+        "data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url, "--no-checksum",
         cwd=tmp_path,
     )
     assert done.returncode == 2
@@ -182,7 +183,7 @@ def test_an_archive_member_climbing_out_of_dest_is_refused(server, tmp_path):
 
 def test_annotations_only_with_flickr8k_is_a_clear_error(server, tmp_path):
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", "ds", "--base-url", server.base_url, "--annotations-only",
+        "data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, "--annotations-only",
         cwd=tmp_path,
     )
     assert done.returncode == 2
@@ -195,7 +196,7 @@ def test_annotations_only_with_flickr8k_is_a_clear_error(server, tmp_path):
 
 def test_coco_annotations_only_fetches_the_captions_and_nothing_else(server, tmp_path):
     done = helpers_cli(
-        "data", "download", "coco2017", "--dest", "coco", "--base-url", server.base_url, "--no-checksum",
+        "data", "download", "coco2017", "--out", "coco", "--base-url", server.base_url, "--no-checksum",
         "--annotations-only", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr

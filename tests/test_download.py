@@ -574,7 +574,7 @@ def test_safe_extract_never_overwrites_a_file_it_did_not_write(tmp_path):
         safe_extract(archive, dest)
     assert str(info.value) == (
         f"Flickr8k_text.zip would overwrite Flickr8k.token.txt in {dest}, which it did not write; "
-        "nothing was extracted: move them, or choose another --dest"
+        "nothing was extracted: move them, or choose another folder (--out)"
     )
     assert _tree(dest) == before
     assert (dest / "Flickr8k.token.txt").read_bytes() == b"my corrected captions\n"
