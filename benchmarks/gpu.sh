@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The benchmarks at full size on one GPU (an H100 or H200): 82 s on an H200 (set-up included), cut off at 4 min.
+# The benchmarks at full size on one GPU (an H100 or H200), cut off at 4 min: well over the time measured on
+# an H200, set-up included (benchmarks/README.md, "Figures the code's comments rest on").
 #
 #   bash benchmarks/gpu.sh            # writes benchmarks/results/gpu.json and gpu.txt
 #   OUT=/some/folder bash benchmarks/gpu.sh

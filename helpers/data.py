@@ -1,7 +1,8 @@
 """Images and captions as tensors: reading any image safely, the transform, datasets and collate.
 
-The image pipeline is the design's, exactly: PIL image in any mode → RGB (EXIF orientation respected) →
-Resize → ToTensor → Normalize with ImageNet's statistics → ``[3, 224, 224]``.
+The image pipeline is the one every ImageNet-trained torchvision backbone expects (and the classic
+captioning tutorials use): PIL image in any mode → RGB (EXIF orientation respected) → Resize → ToTensor →
+Normalize with ImageNet's statistics → ``[3, S, S]`` (``S`` = 224 unless a configuration says otherwise).
 """
 
 from __future__ import annotations

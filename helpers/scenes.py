@@ -34,10 +34,10 @@ from PIL import Image, ImageDraw
 
 from helpers.caption_files import FLICKR8K_IMAGE_DIR, FLICKR8K_SPLIT_FILES, FLICKR8K_TOKEN_FILE
 
-# Three shapes, drawn upright and not too small. A linear probe on the features of the frozen, randomly
-# initialised ResNet50 (the offline encoder) read the shape right 35% of the time (chance 25%) when
-# scenes also had a "diamond" and a random tilt, and 55% (chance 33%) like this; colour (about 85%)
-# and background (100%) are much easier for it.
+# Three shapes, drawn upright and not too small: the frozen, randomly initialised ResNet50 (the offline
+# encoder) tells shapes apart far less well than colours or backgrounds, and a fourth shape or a random
+# tilt made it little better than chance (the probe's figures: benchmarks/README.md, "Figures the code's
+# comments rest on").
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {
     "red": (220, 40, 40),

@@ -252,10 +252,10 @@ def test_every_ratio_is_the_median_of_one_side_over_the_median_of_the_other(benc
             assert f"{result[key]:.1f}x" in text, key
 
 
-def test_help_and_readme_say_training_is_compared_at_the_design_size(bench, capsys):
+def test_help_and_readme_say_training_is_compared_at_the_textbook_size(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--help"])
     assert "64 px" not in capsys.readouterr().out
     assert bench.Sizes().image_size == 224
     how = (RUN.parent / "README.md").read_text().split("## How it measures")[1].split("## The comparisons")[0]
-    assert "training images at the design's 224 px on every device" in how
+    assert "training images at the textbook's 224 px on every device" in how
