@@ -136,7 +136,7 @@ data: install ## draw the offline shapes dataset if it is not there yet
 lab: install data ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-lint: install ## ruff on every Python file in the repository (the notebooks through their .py pairs are left out)
+lint: install ## ruff on every Python file in the repository (the notebooks through their .py pairs in notebooks_py/)
 	$(BIN)/ruff check .
 
 sync: install ## pair each notebook with its jupytext .py in notebooks_py/ (jupytext.toml), newest side wins
