@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared import copy_shapes
 
-from helpers.scenes import make_shapes
 from helpers.training import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
@@ -77,8 +77,9 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=12, seed=0)
+def shapes(drawn_shapes, tmp_path_factory):
+    """12 images (not the shared 24): the toy benchmark run needs no more."""
+    return copy_shapes(drawn_shapes(12), tmp_path_factory.mktemp("data"))
 
 
 def test_toy_run_reports_every_key_with_positive_values(bench, shapes):

@@ -2,8 +2,8 @@
 archives, in the real Flickr8k and COCO layouts, from a real HTTP server on 127.0.0.1 (port 0, in a
 thread of the test process). Nothing here touches the internet.
 
-The server (ranges, dropped connections) and the zip builder are the ones of
-``tests/test_download.py``, so both files test against the same server.
+The server (ranges, dropped connections) and the zip builder come from ``tests/shared.py``, so this
+file and ``tests/test_download.py`` test against the same server.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_download import JPEG, _zip, serve
+from shared import JPEG, serve, zip_bytes
 
 IMAGES = {
     "1000268201_693b08cb0e.jpg": "train",
@@ -32,7 +32,7 @@ def _split_file(split: str) -> bytes:
     return "".join(f"{name}\n" for name, s in IMAGES.items() if s == split).encode()
 
 
-FLICKR_TEXT_ZIP = _zip(
+FLICKR_TEXT_ZIP = zip_bytes(
     {
         "Flickr8k.token.txt": TOKEN_TXT,
         "Flickr_8k.trainImages.txt": _split_file("train"),
@@ -42,8 +42,8 @@ FLICKR_TEXT_ZIP = _zip(
     }
 )
 # Big enough that half of it is more than one TCP packet; the bytes need not decode for `data stats`.
-FLICKR_IMAGES_ZIP = _zip({f"Flicker8k_Dataset/{name}": JPEG * 8 for name in IMAGES})
-COCO_ANNOTATIONS_ZIP = _zip(
+FLICKR_IMAGES_ZIP = zip_bytes({f"Flicker8k_Dataset/{name}": JPEG * 8 for name in IMAGES})
+COCO_ANNOTATIONS_ZIP = zip_bytes(
     {
         "annotations/captions_val2017.json": json.dumps(
             {
@@ -53,13 +53,13 @@ COCO_ANNOTATIONS_ZIP = _zip(
         ).encode()
     }
 )
-EVIL_TEXT_ZIP = _zip({"Flickr8k.token.txt": TOKEN_TXT, "../evil.txt": b"written outside dest"})
+EVIL_TEXT_ZIP = zip_bytes({"Flickr8k.token.txt": TOKEN_TXT, "../evil.txt": b"written outside dest"})
 
 
 @pytest.fixture
 def server():
     """A threaded HTTP server on 127.0.0.1 (port 0): ``.base_url``, ``.files``, ``.requests``, ``.behaviour``
-    (what ``tests/test_download.py``'s handler reads)."""
+    (what ``tests/shared.py``'s handler reads)."""
     files = {
         "Flickr8k_text.zip": FLICKR_TEXT_ZIP,
         "Flickr8k_Dataset.zip": FLICKR_IMAGES_ZIP,
