@@ -131,12 +131,12 @@ endif
 install: $(STAMP) ## create .venv and install the course into it (only when needed)
 
 data: install ## draw the offline shapes dataset if it is not there yet
-	$(BIN)/python -m helpers data make-shapes $(DATA)
+	$(BIN)/python -m helpers data make-shapes --out $(DATA)
 
 lab: install data ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-lint: install ## ruff on every Python file in the repository (the notebooks through their .py pairs are left out)
+lint: install ## ruff on every Python file in the repository (the notebooks through their .py pairs in notebooks_py/)
 	$(BIN)/ruff check .
 
 sync: install ## pair each notebook with its jupytext .py in notebooks_py/ (jupytext.toml), newest side wins

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The benchmarks at full size on one GPU (an H100 or H200): 82 s on an H200 (set-up included), cut off at 4 min.
+# The benchmarks at full size on one GPU (an H100 or H200), cut off at 4 min: well over the time measured on
+# an H200, set-up included (benchmarks/README.md, "Figures the code's comments rest on").
 #
 #   bash benchmarks/gpu.sh            # writes benchmarks/results/gpu.json and gpu.txt
 #   OUT=/some/folder bash benchmarks/gpu.sh
@@ -28,7 +29,7 @@ print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {to
 EOF
 
 # The offline dataset (a no-op when it is already there).
-"$PY" -m helpers data make-shapes data/shapes
+"$PY" -m helpers data make-shapes --out data/shapes
 
 # Whatever the set-up took, the whole script stays under 4 minutes.
 CAPTION_PROGRESS=0 timeout $((235 - SECONDS)) "$PY" benchmarks/run.py --device cuda --extras --json "$RESULTS/gpu.json" \

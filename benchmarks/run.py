@@ -1,5 +1,9 @@
 """The course's pipeline against the textbook way of doing the same work, on the same data, in one run.
 
+"The textbook" is how the classic captioning tutorials (yunjey/pytorch-tutorial, and the lessons that
+follow it) do each job: a DataLoader that reads and transforms every image at 224 px every batch, one
+training example per caption prefix, a greedy loop that re-feeds the whole caption at every step.
+
     python benchmarks/run.py [--quick] [--json PATH] [--device cpu|cuda|auto] [--extras]
 
 Four measurements, each on the offline shapes dataset (``data/shapes``, drawn if missing) with the sizes
@@ -9,8 +13,8 @@ the course trains with on this device (:meth:`helpers.training.TrainConfig.for_d
   the frozen ResNet50 forward under no_grad, then projection + decoder step) against the course's
   (backbone features computed once, each step indexes them, then the same projection + decoder step),
   per epoch and with the extraction amortised over the course's epochs for the device;
-- loss: the design's prefix → next-word loss (one forward per prefix) against all positions at once;
-- decoding: the design's greedy loop (re-feeds the caption) and carried-state greedy, each one image at a
+- loss: the textbook's prefix → next-word loss (one forward per prefix) against all positions at once;
+- decoding: the textbook's greedy loop (re-feeds the caption) and carried-state greedy, each one image at a
   time and batched: the whole speed-up, and carrying state and batching each on its own;
 - encoder throughput: ResNet50 images/s at 224 px in fp32, channels-last, and bf16 where it helps.
 
@@ -76,7 +80,7 @@ class Sizes:
     embed_size: int = 300
     hidden_size: int = 512
     batch_size: int = 128
-    image_size: int = 224  # training images (the design's size); the encoder check uses encoder_size
+    image_size: int = 224  # training images (the textbook's size); the encoder check uses encoder_size
     epochs: int = 6  # the course's epochs on this device: the one-time extraction is spread over them
     num_workers: int = 0
     max_words: int = 30
@@ -101,9 +105,9 @@ class Sizes:
 def sizes_for(device: torch.device, quick: bool) -> Sizes:
     """The quick (< 2 min on a 2-core CPU) or full sizes, with the course's model sizes for ``device``.
 
-    Both train at the design's 224 px: that is the pipeline the classic tutorial runs, and the one
-    caching replaces. (At the CPU configuration's 64 px a ResNet50 forward costs only about 13x a
-    decoder step, which caps the ratio; see README.)
+    Both train at the textbook's 224 px: that is the pipeline the classic tutorial runs, and the one
+    caching replaces. (At the CPU configuration's 64 px a ResNet50 forward costs a twelfth of its
+    multiply-adds at 224 px, which caps the ratio: README, "Why training is compared at 224 px".)
     """
     config = TrainConfig.for_device(device)
     cpu = device.type != "cuda"
@@ -115,8 +119,9 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
         epochs=config.epochs,
         num_workers=config.num_workers,
         max_words=config.max_words,
-        # quick: one batch of 50 captions (10 images). The textbook side's ResNet50 at 224 px runs about
-        # 10 images/s on a 2-core CPU, and it runs 5 times (warm-up, 3 repetitions, memory): ~45 s.
+        # quick: one batch of 50 captions (10 images), because the textbook side's ResNet50 at 224 px is
+        # slow on a CPU and runs 5 times (warm-up, 3 repetitions, memory); README: "Figures the code's
+        # comments rest on".
         train_captions=(50 if quick else 512) if cpu else 0,
         encoder_batch=(8 if quick else 32) if cpu else 128,
         bf16_on_cpu=not quick,
@@ -329,7 +334,7 @@ class TrainingBench:
         self.sizes, self.device = sizes, device
         vocab = captions.vocab
         self.dataset = CaptionDataset(
-            captions.images, captions.texts, vocab, image_transform(sizes.image_size), max_len=sizes.max_words
+            captions.images, captions.texts, vocab, image_transform(sizes.image_size), sizes.max_words
         )
         self.images = list(dict.fromkeys(captions.images))
         table = pd.DataFrame({"image": captions.images, "caption": captions.texts})
@@ -399,7 +404,7 @@ class TrainingBench:
 
 
 class LossBench:
-    """Forward + backward of the loss on one batch: the design's prefix loss vs all positions at once."""
+    """Forward + backward of the loss on one batch: the textbook's prefix loss vs all positions at once."""
 
     def __init__(self, captions: Captions, sizes: Sizes, device: torch.device):
         self.device = device
@@ -444,7 +449,7 @@ class LossBench:
 class DecodeBench:
     """Greedy captions for a batch of images, four ways, to separate the two speed-ups of the course's loop.
 
-    The design's loop re-feeds the whole caption every step (``greedy_naive``); the course's carries the
+    The textbook's loop re-feeds the whole caption every step (``greedy_naive``); the course's carries the
     LSTM state (``greedy``). Each runs one image at a time and as one batch: carrying state alone, and
     batching alone, are each one ratio. The decoder is untrained, and its ``<end>`` score is pushed far
     down so it never says ``<end>``: every loop runs exactly ``max_len + 1`` word steps for every image.
@@ -465,7 +470,7 @@ class DecodeBench:
         ]
 
     def naive(self) -> list[list[int]]:
-        """The design: re-feed the caption so far, one image at a time."""
+        """The textbook's loop: re-feed the caption so far, one image at a time."""
         return self._one_by_one(greedy_naive)
 
     def carried(self) -> list[list[int]]:
@@ -500,7 +505,7 @@ def child_memories(
 ) -> dict[tuple[str, str], float]:
     """Run each ``(comparison, side)`` once in a fresh process; ``{spec: MB its RSS rose}``.
 
-    One new Python imports PyTorch and the course (about 5 s here), then forks one process per side,
+    One new Python imports PyTorch and the course (seconds: see README), then forks one process per side,
     before any tensor work: each starts from the same clean state without importing again. Where there
     is no ``fork`` (Windows), each side gets a Python of its own.
     """
@@ -821,7 +826,7 @@ def run_benchmarks(
         decode_carried_s=times["carried"],
         decode_naive_batched_s=times["naive_batched"],
         decode_batched_s=times["batched"],
-        # the whole way from the design's loop to the course's, then its two parts, each on its own
+        # the whole way from the textbook's loop to the course's, then its two parts, each on its own
         decode_speedup_batched_vs_naive=times["naive"] / times["batched"],
         decode_speedup_state_one_by_one=times["naive"] / times["carried"],
         decode_speedup_batching_naive=times["naive"] / times["naive_batched"],

@@ -48,20 +48,29 @@ __all__ = [
 FORMATS = ("flickr8k", "flickr8k-kaggle", "coco", "karpathy")
 COLUMNS = ["image", "caption", "split"]
 
+# The Flickr8k text layout, defined once: read_flickr8k reads it, helpers.scenes writes the shapes set in
+# it, helpers.download extracts the official zips into it.
+#   root/Flicker8k_Dataset/NAME.jpg                the images
+#   root/Flickr8k.token.txt                       NAME.jpg#k<TAB>caption, five per image
+#   root/Flickr_8k.{train,dev,test}Images.txt     one image name per line
 FLICKR8K_TOKEN_FILE = "Flickr8k.token.txt"
 FLICKR8K_SPLIT_FILES = {
     "train": "Flickr_8k.trainImages.txt",
     "dev": "Flickr_8k.devImages.txt",
     "test": "Flickr_8k.testImages.txt",
 }
-# The official zip spells the folder "Flicker8k_Dataset"; re-packaged copies use the other names.
-FLICKR8K_IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "Images", "images")
+FLICKR8K_IMAGE_DIR = "Flicker8k_Dataset"  # sic: the official zip spells it "Flicker"
+# Where the official text zip (Flickr8k_text.zip, whose files sit at its top) is extracted; the reader
+# also finds the text files directly in the root.
+FLICKR8K_TEXT_DIR = "Flickr8k_text"
+# The folders the reader accepts for images: the official one first, then those of re-packaged copies.
+FLICKR8K_IMAGE_DIRS = (FLICKR8K_IMAGE_DIR, "Flickr8k_Dataset", "Images", "images")
 KAGGLE_CAPTIONS_FILE = "captions.txt"
 KAGGLE_IMAGE_DIRS = ("Images", "images")
 COCO_SPLITS = {"train2017": "train", "val2017": "dev"}
 KARPATHY_FILES = ("dataset_flickr8k.json", "dataset_flickr30k.json", "dataset_coco.json")
 KARPATHY_SPLITS = {"train": "train", "val": "dev", "test": "test", "restval": "train"}
-KARPATHY_IMAGE_DIRS = ("Images", "images", "Flicker8k_Dataset", "Flickr8k_Dataset", "flickr30k-images")
+KARPATHY_IMAGE_DIRS = ("Images", "images", FLICKR8K_IMAGE_DIR, "Flickr8k_Dataset", "flickr30k-images")
 
 # Folders that unzip tools leave behind and that must never be mistaken for data.
 _IGNORED_DIRS = ("__MACOSX",)

@@ -93,13 +93,69 @@ def fail(message: str, code: int = EXIT_ERROR) -> int:
     return code
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser that also accepts old spellings of its folder options (:func:`folder_option`).
+
+    Each option may be typed under its name or an old spelling, hidden from ``--help``; after parsing,
+    the one value given lands under the option's name, two different ones are a usage error, and a
+    required option given under neither is one too (exit 2).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # option's dest → (its flag, required, [(an old spelling's dest, its flag or "" for a positional)])
+        self.spellings: dict[str, tuple[str, bool, list[tuple[str, str]]]] = {}
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        for dest, (flag, required, old) in self.spellings.items():
+            given = [(flag, getattr(namespace, dest))] if getattr(namespace, dest) is not None else []
+            for old_dest, typed in old:
+                value = getattr(namespace, old_dest)
+                delattr(namespace, old_dest)
+                if value is not None:
+                    given.append((typed, value))
+            if len({value for _, value in given}) > 1:
+                named = " and ".join(f"{typed} {value}".strip() for typed, value in given)
+                self.error(f"{named} name different folders: give one, with {flag}")
+            if given:
+                setattr(namespace, dest, given[0][1])
+            elif required:
+                self.error(f"the following arguments are required: {flag}")
+        return namespace, extras
+
+
+def folder_option(
+    parser: argparse.ArgumentParser, flag: str, *old: str, help: str, required: bool = True
+) -> None:
+    """Add the folder option ``flag`` (``--data``, ``--out``) and its ``old`` spellings, still accepted.
+
+    An old spelling is a flag (``--dest``) or, written without dashes (``DIR``), the positional argument
+    the option used to be; neither shows in ``--help``. ``parser`` must be a :class:`CommandParser`.
+    """
+    dest = flag.lstrip("-").replace("-", "_")
+    parser.add_argument(flag, type=Path, metavar="DIR", help=help + ("; required" if required else ""))
+    spellings = []
+    for number, spelling in enumerate(old):
+        old_dest = f"_{dest}_old_spelling_{number}"
+        if spelling.startswith("-"):
+            parser.add_argument(spelling, dest=old_dest, type=Path, help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(old_dest, nargs="?", type=Path, help=argparse.SUPPRESS)
+            spelling = ""  # a bare folder name
+        spellings.append((old_dest, spelling))
+    parser.spellings[dest] = (flag, required, spellings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m helpers`` parser, with one subparser per registered command and group."""
     parser = argparse.ArgumentParser(
         prog="python -m helpers",
         description="Command line of the course 'Image Captioning with CNN & LSTM'.",
     )
-    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     groups: dict[str, Any] = {}
     for name in sorted(COMMANDS):
         entry = COMMANDS[name]
@@ -108,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
             if group[0] not in groups:
                 group_parser = top.add_parser(group[0], help=GROUPS.get(group[0], ""))
                 groups[group[0]] = group_parser.add_subparsers(
-                    dest="subcommand", metavar="COMMAND", required=True
+                    dest="subcommand", metavar="COMMAND", required=True, parser_class=CommandParser
                 )
             subparsers = groups[group[0]]
         else:
@@ -160,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="where to write the dataset (e.g. data/shapes)")
+    folder_option(parser, "--out", "DIR", help="where to write the dataset, e.g. data/shapes")
     parser.add_argument(
         "--images", type=int, default=8000, help="number of scenes, 3 or more (default: %(default)s)"
     )
@@ -179,12 +235,20 @@ def _make_shapes_arguments(parser: argparse.ArgumentParser) -> None:
     arguments=_make_shapes_arguments,
 )
 def make_shapes_command(args: argparse.Namespace) -> int:
-    from helpers.scenes import MARKER, SPLIT_FILES, TRUTH_FILE, make_shapes, split_sizes
+    from helpers.scenes import (
+        IMAGE_DIR,
+        MARKER,
+        SPLIT_FILES,
+        TOKEN_FILE,
+        TRUTH_FILE,
+        make_shapes,
+        split_sizes,
+    )
 
-    marker = args.dir / MARKER
+    marker = args.out / MARKER
     before = marker.stat().st_mtime_ns if marker.exists() else None
     start = time.perf_counter()
-    root = make_shapes(args.dir, images=args.images, seed=args.seed, force=args.force)
+    root = make_shapes(args.out, images=args.images, seed=args.seed, force=args.force)
     seconds = time.perf_counter() - start
     sizes = split_sizes(args.images)
     per_split = ", ".join(f"{split} {count}" for split, count in sizes.items())
@@ -192,7 +256,7 @@ def make_shapes_command(args: argparse.Namespace) -> int:
         print(f"{root}: already complete ({args.images} images, seed {args.seed}); nothing to do")
         return EXIT_OK
     print(f"wrote {root}: {args.images} images ({per_split}), {5 * args.images} captions, seed {args.seed}")
-    print(f"  images in {root / 'Flicker8k_Dataset'}, captions in {root / 'Flickr8k.token.txt'}")
+    print(f"  images in {root / IMAGE_DIR}, captions in {root / TOKEN_FILE}")
     print(f"  splits in {', '.join(SPLIT_FILES.values())}")
     print(f"  each scene's truth (background, shapes, layout) in {root / TRUTH_FILE}")
     print(f"  took {seconds:.1f} s")
@@ -205,7 +269,7 @@ def make_shapes_command(args: argparse.Namespace) -> int:
 
 
 def _stats_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="dataset root (Flickr8k, Kaggle Flickr8k, COCO or Karpathy)")
+    folder_option(parser, "--data", "DIR", help="dataset root (Flickr8k, Kaggle Flickr8k, COCO or Karpathy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument(
         "--examples", type=int, default=3, help="skipped items shown per reason (default: %(default)s)"
@@ -213,7 +277,7 @@ def _stats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-images",
         action="store_true",
-        help="decode every image (in parallel) and name the broken ones; remembered in DIR/.cache",
+        help="decode every image (in parallel) and name the broken ones; remembered in DATA/.cache",
     )
     parser.add_argument(
         "--min-freq",
@@ -263,9 +327,9 @@ def stats_command(args: argparse.Namespace) -> int:
     from helpers.utils import progress_enabled
     from helpers.vocabulary import Vocabulary
 
-    data = load_captions(args.dir)
+    data = load_captions(args.data)
     summary = summarize(data)
-    min_freq = args.min_freq if args.min_freq is not None else default_min_freq(args.dir)
+    min_freq = args.min_freq if args.min_freq is not None else default_min_freq(args.data)
     train = data.table[data.table["split"] == "train"]["caption"]
     summary["vocabulary"] = {"min_freq": min_freq, "words": len(Vocabulary.build(train, min_freq=min_freq))}
     summary["images_decoded"] = args.check_images
@@ -273,7 +337,7 @@ def stats_command(args: argparse.Namespace) -> int:
         notes: list[str] = []
         _, broken = check_images(
             list(dict.fromkeys(data.table["image"])),
-            cache_file=dataset_root(args.dir) / ".cache" / IMAGE_CHECKS_FILE,
+            cache_file=dataset_root(args.data) / ".cache" / IMAGE_CHECKS_FILE,
             progress=progress_enabled(),
             log=notes.append,
         )
@@ -295,7 +359,7 @@ def stats_command(args: argparse.Namespace) -> int:
         reasons = summary["skipped_by_reason"]
         why = f"; most often: {next(iter(reasons))}" if reasons else ""
         return fail(
-            f"{args.dir}: no usable images left ({len(summary['skipped'])} items skipped{why})",
+            f"{args.data}: no usable images left ({len(summary['skipped'])} items skipped{why})",
             code=EXIT_UNUSABLE,
         )
     return EXIT_OK
@@ -634,7 +698,7 @@ def _download_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["flickr8k", "coco2017", "coco2014"],
         help="which dataset (coco2014: the images Karpathy's split names, with his caption files)",
     )
-    parser.add_argument("--dest", type=Path, required=True, help="folder to download and extract into")
+    folder_option(parser, "--out", "--dest", help="folder to download and extract into, e.g. data/flickr8k")
     parser.add_argument(
         "--base-url", help="a mirror holding the same file names, instead of the official one"
     )
@@ -663,7 +727,7 @@ def download_command(args: argparse.Namespace) -> int:
         return fail("--annotations-only and --val-only apply to coco2017 and coco2014 only")
     root = fetch_dataset(
         args.dataset,
-        args.dest,
+        args.out,
         base_url=args.base_url,
         checksum=not args.no_checksum,
         only=only,
@@ -671,5 +735,5 @@ def download_command(args: argparse.Namespace) -> int:
     )
     # Karpathy's zip holds three split files; the COCO one is chosen by its path
     data = root / "dataset_coco.json" if args.dataset == "coco2014" else root
-    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats {data}")
+    print(f"{args.dataset} is in {root}; check it with: python -m helpers data stats --data {data}")
     return EXIT_OK

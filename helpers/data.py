@@ -1,7 +1,8 @@
 """Images and captions as tensors: reading any image safely, the transform, datasets and collate.
 
-The image pipeline is the design's, exactly: PIL image in any mode → RGB (EXIF orientation respected) →
-Resize → ToTensor → Normalize with ImageNet's statistics → ``[3, 224, 224]``.
+The image pipeline is the one every ImageNet-trained torchvision backbone expects (and the classic
+captioning tutorials use): PIL image in any mode → RGB (EXIF orientation respected) → Resize → ToTensor →
+Normalize with ImageNet's statistics → ``[3, S, S]`` (``S`` = 224 unless a configuration says otherwise).
 """
 
 from __future__ import annotations
@@ -229,7 +230,9 @@ class CaptionDataset(Dataset):
     """(image, caption) pairs: item ``i`` → ``(image [3, S, S], caption indices [n + 2])``.
 
     ``images`` and ``captions`` are parallel lists (one row per caption, as in the caption tables);
-    each image file is read when its row is asked for. ``max_len`` caps the number of words.
+    each image file is read when its row is asked for. ``max_words`` caps the words of each caption
+    (``<start>`` and ``<end>`` not counted, as in :meth:`Vocabulary.encode`); ``max_len`` is its old name,
+    still accepted.
     """
 
     def __init__(
@@ -238,12 +241,14 @@ class CaptionDataset(Dataset):
         captions: Sequence[str],
         vocab: Vocabulary,
         transform,
+        max_words: int | None = None,
+        *,
         max_len: int | None = None,
     ):
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions: they must pair up")
         self.images, self.transform = list(images), transform
-        self.captions = [torch.tensor(vocab.encode(c, max_len=max_len)) for c in captions]
+        self.captions = [torch.tensor(vocab.encode(c, max_words, max_len=max_len)) for c in captions]
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -253,7 +258,9 @@ class CaptionDataset(Dataset):
 
 
 def pad_captions(captions: Sequence[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Variable-length index tensors → ``(padded [B, max_len], lengths [B])``, padding with ``<pad>``.
+    """Variable-length index tensors ``[n_i]`` → ``(padded [B, T], lengths [B])``, padding with ``<pad>``.
+
+    ``T = max n_i`` counts tokens (``<start>`` and ``<end>`` included), not words.
 
     The batch keeps its order: the decoder accepts unsorted lengths.
     """

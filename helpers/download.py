@@ -85,7 +85,9 @@ DATASETS: dict[str, list[Archive]] = {
             url_path=_FLICKR8K_BASE + "Flickr8k_text.zip",
             md5="bf6c1abcb8e4a833b7f922104de18627",
             size=None,
-            # The text files sit at the top of this zip; a folder of their own keeps dest tidy.
+            # The text files sit at the top of this zip; a folder of their own keeps dest tidy. The name is
+            # caption_files.FLICKR8K_TEXT_DIR, written out because this module imports no pandas (a test
+            # checks that the two agree).
             extract_to="Flickr8k_text",
         ),
         Archive(
@@ -93,7 +95,7 @@ DATASETS: dict[str, list[Archive]] = {
             url_path=_FLICKR8K_BASE + "Flickr8k_Dataset.zip",
             md5="f18a1e2920de5bd84dae7cf08ec78978",
             size=None,
-            extract_to=".",  # the zip holds Flicker8k_Dataset/ (sic: "Flicker")
+            extract_to=".",  # the zip holds Flicker8k_Dataset/ (FLICKR8K_IMAGE_DIR)
         ),
     ],
     "coco2017": [
@@ -482,7 +484,7 @@ def _write_members(
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise ValueError(
             f"{archive.name} would overwrite {shown} in {dest}, which it did not write; nothing was "
-            "extracted: move them, or choose another --dest"
+            "extracted: move them, or choose another folder (--out)"
         )
     root.mkdir(parents=True, exist_ok=True)
     partial.write_text(json.dumps({"files": [t.relative_to(root).as_posix() for t, _, _ in files]}))

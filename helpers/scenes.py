@@ -32,10 +32,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-# Three shapes, drawn upright and not too small. A linear probe on the features of the frozen, randomly
-# initialised ResNet50 (the offline encoder) read the shape right 35% of the time (chance 25%) when
-# scenes also had a "diamond" and a random tilt, and 55% (chance 33%) like this; colour (about 85%)
-# and background (100%) are much easier for it.
+from helpers.caption_files import FLICKR8K_IMAGE_DIR, FLICKR8K_SPLIT_FILES, FLICKR8K_TOKEN_FILE
+
+# Three shapes, drawn upright and not too small: the frozen, randomly initialised ResNet50 (the offline
+# encoder) tells shapes apart far less well than colours or backgrounds, and a fourth shape or a random
+# tilt made it little better than chance (the probe's figures: benchmarks/README.md, "Figures the code's
+# comments rest on").
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {
     "red": (220, 40, 40),
@@ -49,13 +51,10 @@ BACKGROUNDS = {"white": (245, 245, 245), "grey": (150, 150, 150), "black": (20, 
 SIZES = ("small", "large")
 IMAGE_SIZE = 128
 SPLIT_FRACTIONS = {"train": 0.75, "dev": 0.125, "test": 0.125}
-SPLIT_FILES = {
-    "train": "Flickr_8k.trainImages.txt",
-    "dev": "Flickr_8k.devImages.txt",
-    "test": "Flickr_8k.testImages.txt",
-}
-IMAGE_DIR = "Flicker8k_Dataset"  # spelled as in the real Flickr8k archive
-TOKEN_FILE = "Flickr8k.token.txt"
+# The Flickr8k layout's names, from the one place that defines them (the reader's module).
+SPLIT_FILES = FLICKR8K_SPLIT_FILES
+IMAGE_DIR = FLICKR8K_IMAGE_DIR
+TOKEN_FILE = FLICKR8K_TOKEN_FILE
 TRUTH_FILE = "scenes.jsonl"  # what each image really shows, one JSON object per line
 MARKER = ".complete.json"
 PARTIAL_MARKER = ".partial.json"  # while make_shapes replaces a set: the names it may touch

@@ -63,15 +63,19 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} words: {' '.join(self.itos[:8])} ...)"
 
-    def encode(self, caption: str | Sequence[str], max_len: int | None = None) -> list[int]:
+    def encode(
+        self, caption: str | Sequence[str], max_words: int | None = None, *, max_len: int | None = None
+    ) -> list[int]:
         """``"A red circle"`` → ``[<start>, a, red, circle, <end>]`` as indices.
 
-        Unknown words become ``<unk>``. With ``max_len``, at most ``max_len`` words are kept (the
-        caption is cut, ``<end>`` is still added), so the result has at most ``max_len + 2`` indices.
+        Unknown words become ``<unk>``. ``max_words`` counts words, never ``<start>``/``<end>``: at most
+        ``max_words`` words are kept (the caption is cut, ``<end>`` is still added), so the result has at
+        most ``max_words + 2`` indices. ``max_len`` is its old name, still accepted.
         """
+        max_words = _words_limit(max_words, max_len)
         words = tokenize(caption) if isinstance(caption, str) else list(caption)
-        if max_len is not None:
-            words = words[:max_len]
+        if max_words is not None:
+            words = words[:max_words]
         return [self.start_id] + [self.stoi.get(w, self.unk_id) for w in words] + [self.end_id]
 
     def decode(self, ids: Iterable[int], strip_special: bool = True) -> list[str]:
@@ -111,3 +115,14 @@ class Vocabulary:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
             raise ValueError(f"{path}: cannot read the vocabulary ({error})") from None
+
+
+def _words_limit(max_words: int | None, max_len: int | None) -> int | None:
+    """``max_words``, or ``max_len`` (its old name, which older code and notebooks still pass)."""
+    if max_len is None:
+        return max_words
+    if max_words is not None and max_words != max_len:
+        raise TypeError(
+            f"max_words={max_words} and max_len={max_len} disagree: max_len is max_words' old name"
+        )
+    return max_len

@@ -41,7 +41,7 @@ cp pyproject.toml "$scratch/"
 ln -s "$ROOT/helpers" "$scratch/helpers"
 mkdir -p "$scratch/notebooks" "$scratch/data" data
 # the dataset is drawn once, in the repository's data/ (as `make data` does), and shared by link
-CAPTION_PROGRESS=0 "$PYTHON" -m helpers data make-shapes data/shapes >/dev/null || exit 1
+CAPTION_PROGRESS=0 "$PYTHON" -m helpers data make-shapes --out data/shapes >/dev/null || exit 1
 ln -s "$ROOT/data/shapes" "$scratch/data/shapes"
 
 echo "device: $device; torch $("$PYTHON" -c 'import torch; print(torch.__version__)'); scratch: $scratch"

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU here: this check is for a GPU')"
 "$PY" -c "import torch; print('GPU:', torch.cuda.get_device_name(0))"
-"$PY" -m helpers data make-shapes data/shapes
+"$PY" -m helpers data make-shapes --out data/shapes
 RUN=runs/gpu-quality
 extra=()
 if [ -n "${FINE_TUNE:-}" ]; then extra+=(--fine-tune "$FINE_TUNE" --image-size 128); fi

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared import copy_shapes
 
-from helpers.scenes import make_shapes
 from helpers.training import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
@@ -77,8 +77,9 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=12, seed=0)
+def shapes(drawn_shapes, tmp_path_factory):
+    """12 images (not the shared 24): the toy benchmark run needs no more."""
+    return copy_shapes(drawn_shapes(12), tmp_path_factory.mktemp("data"))
 
 
 def test_toy_run_reports_every_key_with_positive_values(bench, shapes):
@@ -252,10 +253,10 @@ def test_every_ratio_is_the_median_of_one_side_over_the_median_of_the_other(benc
             assert f"{result[key]:.1f}x" in text, key
 
 
-def test_help_and_readme_say_training_is_compared_at_the_design_size(bench, capsys):
+def test_help_and_readme_say_training_is_compared_at_the_textbook_size(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--help"])
     assert "64 px" not in capsys.readouterr().out
     assert bench.Sizes().image_size == 224
     how = (RUN.parent / "README.md").read_text().split("## How it measures")[1].split("## The comparisons")[0]
-    assert "training images at the design's 224 px on every device" in how
+    assert "training images at the textbook's 224 px on every device" in how

@@ -668,3 +668,21 @@ def test_summarize_reports_counts_splits_stats_and_skips(tmp_path: Path):
         "no tab between 'name.jpg#k' and the caption": 1,
         "image file not found in Flicker8k_Dataset/": 1,
     }
+
+
+def test_flickr8k_layout_is_defined_once_for_reader_writer_and_download(tmp_path: Path) -> None:
+    """The shapes writer and the downloader use the reader's names, so the three cannot drift apart."""
+    from helpers import caption_files, download, scenes
+
+    assert caption_files.FLICKR8K_IMAGE_DIR == "Flicker8k_Dataset"  # sic, as in the official zip
+    assert scenes.IMAGE_DIR is caption_files.FLICKR8K_IMAGE_DIR
+    assert scenes.TOKEN_FILE is caption_files.FLICKR8K_TOKEN_FILE
+    assert scenes.SPLIT_FILES is caption_files.FLICKR8K_SPLIT_FILES
+    text_zip, images_zip = download.DATASETS["flickr8k"]
+    assert (text_zip.name, text_zip.extract_to) == ("Flickr8k_text.zip", caption_files.FLICKR8K_TEXT_DIR)
+    assert images_zip.extract_to == "."  # the images zip brings its own Flicker8k_Dataset/
+    root = scenes.make_shapes(tmp_path / "shapes", images=8, seed=0)
+    table, skipped = read_flickr8k(root)
+    assert (len(table), skipped) == (5 * 8, [])
+    assert sorted(table["split"].unique()) == ["dev", "test", "train"]
+    assert {Path(path).parent for path in table["image"]} == {root / caption_files.FLICKR8K_IMAGE_DIR}

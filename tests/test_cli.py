@@ -23,26 +23,26 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def shapes_dir(tmp_path_factory) -> Path:
     """A 12-image shapes dataset written by the CLI itself (8 train, 2 dev, 2 test)."""
     root = tmp_path_factory.mktemp("cli")
-    result = run_cli("data", "make-shapes", "shapes", "--images", "12", "--seed", "3", cwd=root)
+    result = run_cli("data", "make-shapes", "--out", "shapes", "--images", "12", "--seed", "3", cwd=root)
     assert result.returncode == 0, result.stderr
     return root / "shapes"
 
 
 def test_make_shapes_reports_what_it_wrote_then_reuses_it(tmp_path):
-    first = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)
+    first = run_cli("data", "make-shapes", "--out", "small", "--images", "8", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "wrote small: 8 images (train 6, dev 1, test 1), 40 captions" in first.stdout
     assert len(list((tmp_path / "small" / "Flicker8k_Dataset").glob("*.jpg"))) == 8
     assert "  each scene's truth (background, shapes, layout) in small/scenes.jsonl" in first.stdout
     assert len((tmp_path / "small" / "scenes.jsonl").read_text().splitlines()) == 8
 
-    second = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)
+    second = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)  # the old spelling
     assert second.returncode == 0
-    assert "already complete" in second.stdout
+    assert "small: already complete" in second.stdout
 
 
 def test_stats_json_is_one_object_with_the_counts(shapes_dir):
-    result = run_cli("data", "stats", str(shapes_dir), "--json", cwd=shapes_dir.parent)
+    result = run_cli("data", "stats", "--data", str(shapes_dir), "--json", cwd=shapes_dir.parent)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)  # fails if anything else was printed
     assert summary["format"] == "flickr8k"
@@ -60,7 +60,7 @@ def test_stats_human_output_groups_skipped_items_by_reason(shapes_dir, tmp_path)
     with (broken / "Flickr8k.token.txt").open("a") as tokens:
         tokens.write("a line without any tab\n")
 
-    result = run_cli("data", "stats", "broken", cwd=tmp_path)
+    result = run_cli("data", "stats", "--data", "broken", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "broken: flickr8k format" in result.stdout
     assert "images         10" in result.stdout
@@ -68,7 +68,7 @@ def test_stats_human_output_groups_skipped_items_by_reason(shapes_dir, tmp_path)
     assert "e.g. scene_000000.jpg, scene_000001.jpg" in result.stdout
     assert "1 × no tab between 'name.jpg#k' and the caption" in result.stdout
 
-    summary = json.loads(run_cli("data", "stats", "broken", "--json", cwd=tmp_path).stdout)
+    summary = json.loads(run_cli("data", "stats", "--data", "broken", "--json", cwd=tmp_path).stdout)
     assert {"item": "scene_000001.jpg", "reason": "image file not found in Flicker8k_Dataset/"} in summary[
         "skipped"
     ]
@@ -76,15 +76,19 @@ def test_stats_human_output_groups_skipped_items_by_reason(shapes_dir, tmp_path)
 
 
 def test_stats_reports_the_vocabulary_size_at_the_threshold_train_uses(shapes_dir):
-    summary = json.loads(run_cli("data", "stats", str(shapes_dir), "--json", cwd=shapes_dir.parent).stdout)
+    summary = json.loads(
+        run_cli("data", "stats", "--data", str(shapes_dir), "--json", cwd=shapes_dir.parent).stdout
+    )
     assert summary["vocabulary"]["min_freq"] == 1  # the shapes set
     words = summary["vocabulary"]["words"]
     rare = json.loads(
-        run_cli("data", "stats", str(shapes_dir), "--json", "--min-freq", "30", cwd=shapes_dir.parent).stdout
+        run_cli(
+            "data", "stats", "--data", str(shapes_dir), "--json", "--min-freq", "30", cwd=shapes_dir.parent
+        ).stdout
     )
     assert rare["vocabulary"] == {"min_freq": 30, "words": rare["vocabulary"]["words"]}
     assert 4 < rare["vocabulary"]["words"] < words
-    text = run_cli("data", "stats", str(shapes_dir), cwd=shapes_dir.parent).stdout
+    text = run_cli("data", "stats", "--data", str(shapes_dir), cwd=shapes_dir.parent).stdout
     assert f"vocabulary {words:>6}  words at min_freq 1" in text
 
 
@@ -95,16 +99,18 @@ def test_stats_check_images_names_the_broken_ones(shapes_dir, tmp_path):
     whole = (broken / "Flicker8k_Dataset" / "scene_000004.jpg").read_bytes()
     (broken / "Flicker8k_Dataset" / "scene_000004.jpg").write_bytes(whole[: len(whole) // 2])
 
-    plain = run_cli("data", "stats", "broken", cwd=tmp_path)
+    plain = run_cli("data", "stats", "--data", "broken", cwd=tmp_path)
     assert "images not decoded (add --check-images" in plain.stdout
     assert not (broken / ".cache").exists()
-    checked = run_cli("data", "stats", "broken", "--check-images", cwd=tmp_path)
+    checked = run_cli("data", "stats", "--data", "broken", "--check-images", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert "broken images 2 (every image decoded):" in checked.stdout
     assert "scene_000003.jpg: cannot read image (the file is empty)" in checked.stdout
     assert "scene_000004.jpg: cannot read image (" in checked.stdout
     assert (broken / ".cache" / "image-checks.json").is_file()  # the next train or evaluate reuses it
-    summary = json.loads(run_cli("data", "stats", "broken", "--check-images", "--json", cwd=tmp_path).stdout)
+    summary = json.loads(
+        run_cli("data", "stats", "--data", "broken", "--check-images", "--json", cwd=tmp_path).stdout
+    )
     assert summary["images_decoded"] is True
     names = [Path(b["item"]).name for b in summary["broken_images"]]
     assert names == ["scene_000003.jpg", "scene_000004.jpg"]
@@ -120,7 +126,7 @@ def test_stats_check_images_names_the_broken_ones(shapes_dir, tmp_path):
 )
 def test_stats_on_an_unreadable_dir_prints_one_error_line_and_exits_2(tmp_path, make_dir, expected):
     (tmp_path / "notes.txt").write_text("not a dataset\n")
-    result = run_cli("data", "stats", str(make_dir(tmp_path)), cwd=tmp_path)
+    result = run_cli("data", "stats", "--data", str(make_dir(tmp_path)), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -134,7 +140,7 @@ def test_stats_with_no_images_left_exits_1_with_one_line(shapes_dir, tmp_path):
     for image in (empty / "Flicker8k_Dataset").iterdir():
         image.unlink()
 
-    result = run_cli("data", "stats", "empty", "--json", cwd=tmp_path)
+    result = run_cli("data", "stats", "--data", "empty", "--json", cwd=tmp_path)
     assert result.returncode == 1
     assert json.loads(result.stdout)["images"] == 0
     lines = result.stderr.strip().splitlines()
@@ -145,7 +151,7 @@ def test_stats_with_no_images_left_exits_1_with_one_line(shapes_dir, tmp_path):
 
 
 def test_make_shapes_with_too_few_images_is_a_one_line_error(tmp_path):
-    result = run_cli("data", "make-shapes", "tiny", "--images", "2", cwd=tmp_path)
+    result = run_cli("data", "make-shapes", "--out", "tiny", "--images", "2", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: make_shapes needs at least 3 images (one per split), got 2"
@@ -195,7 +201,8 @@ def test_make_shapes_on_a_folder_it_did_not_make_is_refused_and_nothing_is_delet
     (data / "flickr8k" / "Flicker8k_Dataset").mkdir(parents=True)
     (data / "README.md").write_text("what is in data/\n")
     (data / "flickr8k" / "Flicker8k_Dataset" / "a.jpg").write_bytes(b"a downloaded photo")
-    result = run_cli("data", "make-shapes", "data", "--images", "3", cwd=tmp_path)  # forgot "/shapes"
+    # forgot "/shapes"
+    result = run_cli("data", "make-shapes", "--out", "data", "--images", "3", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: data is not empty") and "--force" in lines[0]
@@ -206,7 +213,7 @@ def test_make_shapes_on_a_folder_it_did_not_make_is_refused_and_nothing_is_delet
 
 def test_make_shapes_on_a_file_is_one_error_line_and_the_file_is_kept(tmp_path):
     (tmp_path / "shapes").write_text("a file\n")
-    result = run_cli("data", "make-shapes", "shapes", "--images", "3", "--force", cwd=tmp_path)
+    result = run_cli("data", "make-shapes", "--out", "shapes", "--images", "3", "--force", cwd=tmp_path)
     assert result.returncode == 2 and "wrote" not in result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: shapes is a file")
@@ -214,11 +221,76 @@ def test_make_shapes_on_a_file_is_one_error_line_and_the_file_is_kept(tmp_path):
 
 
 def test_make_shapes_with_three_images_puts_one_in_each_split(tmp_path):
-    result = run_cli("data", "make-shapes", "tiny", "--images", "3", cwd=tmp_path)
+    result = run_cli("data", "make-shapes", "--out", "tiny", "--images", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "3 images (train 1, dev 1, test 1)" in result.stdout
-    summary = json.loads(run_cli("data", "stats", "tiny", "--json", cwd=tmp_path).stdout)
+    summary = json.loads(run_cli("data", "stats", "--data", "tiny", "--json", cwd=tmp_path).stdout)
     assert summary["splits"] == {"train": 1, "dev": 1, "test": 1}
+
+
+FOLDER_SPELLINGS = [  # (command line, {option: folder}): one spelling per concept, then the old ones
+    (["data", "make-shapes", "--out", "d"], {"out": "d"}),
+    (["data", "stats", "--data", "d"], {"data": "d"}),
+    (["data", "download", "flickr8k", "--out", "d"], {"out": "d"}),
+    (["train", "--data", "d", "--out", "r"], {"data": "d", "out": "r"}),
+    (["caption", "--run", "r", "x.jpg"], {"run": "r"}),
+    (["evaluate", "--run", "r", "--data", "d"], {"run": "r", "data": "d"}),
+    (["diagrams", "--out", "d"], {"out": "d"}),
+    (["data", "make-shapes", "d"], {"out": "d"}),
+    (["data", "make-shapes", "d", "--images", "3"], {"out": "d"}),
+    (["data", "stats", "d", "--json"], {"data": "d"}),
+    (["data", "download", "flickr8k", "--dest", "d"], {"out": "d"}),
+    (["data", "download", "--dest", "d", "coco2017"], {"out": "d"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "folders"), FOLDER_SPELLINGS, ids=[" ".join(a) for a, _ in FOLDER_SPELLINGS]
+)
+def test_folders_are_data_run_and_out_in_every_command_and_old_spellings_still_work(argv, folders):
+    args = cli.build_parser().parse_args(argv)
+    assert {name: str(getattr(args, name)) for name in folders} == folders
+    assert not [name for name in vars(args) if "old_spelling" in name]  # only the new name is left
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "make-shapes", "--images", "3"], "the following arguments are required: --out"),
+        (["data", "stats", "--json"], "the following arguments are required: --data"),
+        (["data", "download", "flickr8k"], "the following arguments are required: --out"),
+        (
+            ["data", "stats", "--data", "a", "b"],
+            "--data a and b name different folders: give one, with --data",
+        ),
+        (
+            ["data", "download", "flickr8k", "--out", "a", "--dest", "b"],
+            "--out a and --dest b name different",
+        ),
+    ],
+)
+def test_a_missing_folder_or_two_different_spellings_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_same_folder_under_both_spellings_is_accepted():
+    assert cli.build_parser().parse_args(["data", "stats", "--data", "a", "a"]).data == Path("a")
+
+
+def test_help_shows_only_the_new_spellings(capsys):
+    for argv in (
+        ["data", "download", "--help"],
+        ["data", "stats", "--help"],
+        ["data", "make-shapes", "--help"],
+    ):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(argv)
+    shown = capsys.readouterr().out
+    assert "--dest" not in shown and "old_spelling" not in shown
+    assert shown.count("--out DIR") == 4 and shown.count("--data DIR") == 2  # usage line and option line
 
 
 DEVICE_COMMANDS = {

@@ -2,8 +2,8 @@
 archives, in the real Flickr8k and COCO layouts, from a real HTTP server on 127.0.0.1 (port 0, in a
 thread of the test process). Nothing here touches the internet.
 
-The server (ranges, dropped connections) and the zip builder are the ones of
-``tests/test_download.py``, so both files test against the same server.
+The server (ranges, dropped connections) and the zip builder come from ``tests/shared.py``, so this
+file and ``tests/test_download.py`` test against the same server.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_download import JPEG, _zip, serve
+from shared import JPEG, serve, zip_bytes
 
 IMAGES = {
     "1000268201_693b08cb0e.jpg": "train",
@@ -32,7 +32,7 @@ def _split_file(split: str) -> bytes:
     return "".join(f"{name}\n" for name, s in IMAGES.items() if s == split).encode()
 
 
-FLICKR_TEXT_ZIP = _zip(
+FLICKR_TEXT_ZIP = zip_bytes(
     {
         "Flickr8k.token.txt": TOKEN_TXT,
         "Flickr_8k.trainImages.txt": _split_file("train"),
@@ -42,8 +42,8 @@ FLICKR_TEXT_ZIP = _zip(
     }
 )
 # Big enough that half of it is more than one TCP packet; the bytes need not decode for `data stats`.
-FLICKR_IMAGES_ZIP = _zip({f"Flicker8k_Dataset/{name}": JPEG * 8 for name in IMAGES})
-COCO_ANNOTATIONS_ZIP = _zip(
+FLICKR_IMAGES_ZIP = zip_bytes({f"Flicker8k_Dataset/{name}": JPEG * 8 for name in IMAGES})
+COCO_ANNOTATIONS_ZIP = zip_bytes(
     {
         "annotations/captions_val2017.json": json.dumps(
             {
@@ -53,13 +53,13 @@ COCO_ANNOTATIONS_ZIP = _zip(
         ).encode()
     }
 )
-EVIL_TEXT_ZIP = _zip({"Flickr8k.token.txt": TOKEN_TXT, "../evil.txt": b"written outside dest"})
+EVIL_TEXT_ZIP = zip_bytes({"Flickr8k.token.txt": TOKEN_TXT, "../evil.txt": b"written outside dest"})
 
 
 @pytest.fixture
 def server():
     """A threaded HTTP server on 127.0.0.1 (port 0): ``.base_url``, ``.files``, ``.requests``, ``.behaviour``
-    (what ``tests/test_download.py``'s handler reads)."""
+    (what ``tests/shared.py``'s handler reads)."""
     files = {
         "Flickr8k_text.zip": FLICKR_TEXT_ZIP,
         "Flickr8k_Dataset.zip": FLICKR_IMAGES_ZIP,
@@ -94,18 +94,18 @@ def _tree(folder: Path) -> set[str]:
 def test_download_from_a_mirror_without_checksums_then_stats_reads_it(server, tmp_path):
     dest = tmp_path / "flickr8k"
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", str(dest), "--base-url", server.base_url, "--no-checksum",
+        "data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url, "--no-checksum",
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
-        f"flickr8k is in {dest}; check it with: python -m helpers data stats {dest}"
+        f"flickr8k is in {dest}; check it with: python -m helpers data stats --data {dest}"
     )
     assert [name for name, _ in server.requests] == ["Flickr8k_text.zip", "Flickr8k_Dataset.zip"]
     assert (dest / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
     assert sorted(p.name for p in (dest / "Flicker8k_Dataset").iterdir()) == sorted(IMAGES)
 
-    stats = helpers_cli("data", "stats", str(dest), "--json", cwd=tmp_path)
+    stats = helpers_cli("data", "stats", "--data", str(dest), "--json", cwd=tmp_path)
     assert stats.returncode == 0, stats.stderr
     summary = json.loads(stats.stdout)
     assert summary["format"] == "flickr8k"
@@ -115,17 +115,18 @@ def test_download_from_a_mirror_without_checksums_then_stats_reads_it(server, tm
 
 
 def test_a_second_download_makes_no_request(server, tmp_path):
-    args = ("data", "download", "flickr8k", "--dest", "ds", "--base-url", server.base_url, "--no-checksum")
+    args = ("data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, "--no-checksum")
     assert helpers_cli(*args, cwd=tmp_path).returncode == 0
     assert len(server.requests) == 2
-    again = helpers_cli(*args, cwd=tmp_path)
+    old_spelling = tuple("--dest" if arg == "--out" else arg for arg in args)  # a learner's older command
+    again = helpers_cli(*old_spelling, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(server.requests) == 2
 
 
 def test_official_checksums_refuse_mirror_files_in_one_line(server, tmp_path):
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", "ds", "--base-url", server.base_url, cwd=tmp_path
+        "data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, cwd=tmp_path
     )
     assert done.returncode == 2
     line = _one_clear_line(done)
@@ -135,7 +136,7 @@ def test_official_checksums_refuse_mirror_files_in_one_line(server, tmp_path):
 
 def test_a_dropped_connection_fails_in_one_line_and_the_next_run_resumes(server, tmp_path):
     dest = tmp_path / "flickr8k"
-    args = ("data", "download", "flickr8k", "--dest", str(dest), "--base-url", server.base_url,
+    args = ("data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url,
             "--no-checksum")
     server.behaviour["Flickr8k_Dataset.zip"] = "drop_half"  # the first request only
 
@@ -157,7 +158,7 @@ def test_a_dropped_connection_fails_in_one_line_and_the_next_run_resumes(server,
     ]
     assert (dest / "downloads" / "Flickr8k_Dataset.zip").read_bytes() == FLICKR_IMAGES_ZIP
     assert not part.exists()
-    stats = helpers_cli("data", "stats", str(dest), "--json", cwd=tmp_path)
+    stats = helpers_cli("data", "stats", "--data", str(dest), "--json", cwd=tmp_path)
     assert json.loads(stats.stdout)["images"] == 4
 
 
@@ -167,7 +168,7 @@ def test_an_archive_member_climbing_out_of_dest_is_refused(server, tmp_path):
     before = _tree(tmp_path)
 
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", str(dest), "--base-url", server.base_url, "--no-checksum",
+        "data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url, "--no-checksum",
         cwd=tmp_path,
     )
     assert done.returncode == 2
@@ -182,7 +183,7 @@ def test_an_archive_member_climbing_out_of_dest_is_refused(server, tmp_path):
 
 def test_annotations_only_with_flickr8k_is_a_clear_error(server, tmp_path):
     done = helpers_cli(
-        "data", "download", "flickr8k", "--dest", "ds", "--base-url", server.base_url, "--annotations-only",
+        "data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, "--annotations-only",
         cwd=tmp_path,
     )
     assert done.returncode == 2
@@ -195,7 +196,7 @@ def test_annotations_only_with_flickr8k_is_a_clear_error(server, tmp_path):
 
 def test_coco_annotations_only_fetches_the_captions_and_nothing_else(server, tmp_path):
     done = helpers_cli(
-        "data", "download", "coco2017", "--dest", "coco", "--base-url", server.base_url, "--no-checksum",
+        "data", "download", "coco2017", "--out", "coco", "--base-url", server.base_url, "--no-checksum",
         "--annotations-only", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr

@@ -11,25 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from shared import TINY_TRAIN_FLAGS as TINY_FLAGS
 
 from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
-from helpers.scenes import IMAGE_DIR, TRUTH_FILE, make_shapes
+from helpers.scenes import IMAGE_DIR, TRUTH_FILE
 from helpers.training import evaluate_split, load_run, prepare_data
-
-TINY_FLAGS = [
-    "--device",
-    "cpu",
-    "--epochs",
-    "1",
-    "--image-size",
-    "32",
-    "--hidden-size",
-    "16",
-    "--batch-size",
-    "16",
-    "--weights",
-    "random",
-]
 
 
 def run(*args, env=None, timeout=300):
@@ -40,11 +26,6 @@ def run(*args, env=None, timeout=300):
         timeout=timeout,
         env={**os.environ, "CAPTION_PROGRESS": "0", **(env or {})},
     )
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=24, seed=0)
 
 
 @pytest.fixture(scope="module")

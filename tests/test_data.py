@@ -185,7 +185,7 @@ def test_pad_captions_pads_with_zero_and_keeps_order():
     assert padded.tolist() == [[1, 5, 2, 0, 0], [1, 5, 6, 7, 2], [1, 2, 0, 0, 0]]
 
 
-def test_dataset_and_collate_give_the_design_shapes(tmp_path):
+def test_dataset_and_collate_give_images_padded_tokens_and_lengths(tmp_path):
     paths = []
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))
@@ -197,6 +197,16 @@ def test_dataset_and_collate_give_the_design_shapes(tmp_path):
     assert images.shape == (3, 3, 64, 64)
     assert padded.shape == (3, 12) and lengths.tolist() == [5, 12, 3]
     assert vocab.decode(padded[1].tolist()) == captions[1].split()
+
+
+def test_dataset_max_words_cuts_words_and_keeps_start_and_end_under_either_name(tmp_path):
+    path = str(tmp_path / "0.png")
+    red_left_blue_right().save(path)
+    caption = "a blue circle to the right of a red square"
+    vocab = Vocabulary.build([caption])
+    for limit in ({"max_words": 3}, {"max_len": 3}):  # max_len: the old name, still accepted
+        _, ids = CaptionDataset([path], [caption], vocab, image_transform(64), **limit)[0]
+        assert vocab.decode(ids.tolist(), strip_special=False) == ["<start>", "a", "blue", "circle", "<end>"]
 
 
 def test_dataset_refuses_unpaired_lists():

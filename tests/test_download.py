@@ -11,13 +11,11 @@ import io
 import re
 import stat
 import tarfile
-import threading
 import zipfile
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from shared import JPEG, serve, zip_bytes
 
 from helpers import download as dl
 from helpers.download import (
@@ -33,23 +31,13 @@ from helpers.download import (
 )
 
 TOKEN_TXT = b"1000268201_693b08cb0e.jpg#0\tA child in a pink dress is climbing up a set of stairs .\n"
-JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"  # not a real image; bytes are checked
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    """A zip file, in memory, holding ``members`` (name → bytes)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
 
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-FLICKR_TEXT_ZIP = _zip(
+FLICKR_TEXT_ZIP = zip_bytes(
     {
         "Flickr8k.token.txt": TOKEN_TXT,
         "Flickr_8k.trainImages.txt": b"1000268201_693b08cb0e.jpg\n",
@@ -58,78 +46,18 @@ FLICKR_TEXT_ZIP = _zip(
         "__MACOSX/._Flickr8k.token.txt": b"mac resource fork",
     }
 )
-FLICKR_IMAGES_ZIP = _zip(
+FLICKR_IMAGES_ZIP = zip_bytes(
     {
         "Flicker8k_Dataset/x.jpg": JPEG,
         "__MACOSX/Flicker8k_Dataset/._x.jpg": b"mac resource fork",
     }
 )
 COCO_FILES = {
-    "annotations_trainval2017.zip": _zip({"annotations/captions_val2017.json": b'{"annotations": []}'}),
-    "val2017.zip": _zip({"val2017/000000000139.jpg": JPEG}),
-    "train2017.zip": _zip({"train2017/000000000009.jpg": JPEG}),
+    "annotations_trainval2017.zip": zip_bytes({"annotations/captions_val2017.json": b'{"annotations": []}'}),
+    "val2017.zip": zip_bytes({"val2017/000000000139.jpg": JPEG}),
+    "train2017.zip": zip_bytes({"train2017/000000000009.jpg": JPEG}),
 }
 BLOB = bytes(range(256)) * 40  # 10,240 bytes for the download-level tests
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours ``Range: bytes=N-`` unless told otherwise in ``server.behaviour``."""
-
-    def do_GET(self) -> None:  # noqa: N802 (name fixed by BaseHTTPRequestHandler)
-        server = self.server
-        name = self.path.lstrip("/")
-        range_header = self.headers.get("Range")
-        server.requests.append((name, range_header))
-        data = server.files.get(name)
-        if data is None:
-            self.send_error(404)
-            return
-        behaviour = server.behaviour.pop(name, "normal")  # a behaviour applies to one request only
-        start = 0
-        if range_header and behaviour != "ignore_range":
-            start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if behaviour == "drop_half":
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True  # HTTP/1.0 handler: the socket closes right after this
-            return
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
-        pass
-
-
-@contextmanager
-def serve(files: dict[str, bytes]):
-    """A threaded HTTP server on 127.0.0.1 (port 0) serving ``files`` with :class:`_Handler`.
-
-    It has ``.base_url``, ``.files``, ``.requests`` (name, Range header) and ``.behaviour``
-    (name → ``"drop_half"`` or ``"ignore_range"``, for the next request of that name only).
-    """
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.requests, httpd.behaviour = files, [], {}
-    httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -440,7 +368,7 @@ def _tree(folder: Path) -> set[str]:
 
 def test_zip_member_climbing_out_of_dest_is_refused_and_nothing_is_written(tmp_path):
     archive = tmp_path / "evil.zip"
-    archive.write_bytes(_zip({"ok.txt": b"fine", "../evil.txt": b"pwned"}))
+    archive.write_bytes(zip_bytes({"ok.txt": b"fine", "../evil.txt": b"pwned"}))
     dest = tmp_path / "out"
     before = _tree(tmp_path)
 
@@ -454,7 +382,7 @@ def test_zip_member_climbing_out_of_dest_is_refused_and_nothing_is_written(tmp_p
 def test_zip_member_with_absolute_path_is_refused(tmp_path):
     outside = tmp_path / "elsewhere" / "abs.txt"
     archive = tmp_path / "abs.zip"
-    archive.write_bytes(_zip({str(outside): b"pwned"}))
+    archive.write_bytes(zip_bytes({str(outside): b"pwned"}))
 
     expected = r"abs\.zip holds member '.*', which has an absolute or Windows path$"
     with pytest.raises(UnsafeArchiveError, match=expected):
@@ -466,7 +394,7 @@ def test_zip_member_with_absolute_path_is_refused(tmp_path):
 @pytest.mark.parametrize("name", ["..\\evil.txt", "C:\\evil.txt", "C:/evil.txt", "sub\\..\\..\\evil.txt"])
 def test_zip_member_with_windows_drive_or_backslash_is_refused(tmp_path, name):
     archive = tmp_path / "win.zip"
-    archive.write_bytes(_zip({name: b"pwned"}))
+    archive.write_bytes(zip_bytes({name: b"pwned"}))
     with pytest.raises(UnsafeArchiveError, match="win.zip"):
         safe_extract(archive, tmp_path / "out")
     assert _tree(tmp_path) == {"win.zip"}
@@ -514,7 +442,7 @@ def test_tar_with_link_member_is_refused(tmp_path, kind):
 def _archive(kind: str, members: dict[str, bytes]) -> bytes:
     """A zip or a tar.gz, in memory, holding ``members`` (name → bytes), in that order."""
     if kind == "zip":
-        return _zip(members)
+        return zip_bytes(members)
     return _tar_gz([tarfile.TarInfo(name) for name in members], members)
 
 
@@ -599,7 +527,7 @@ def test_safe_extract_never_overwrites_a_file_it_did_not_write(tmp_path):
         safe_extract(archive, dest)
     assert str(info.value) == (
         f"Flickr8k_text.zip would overwrite Flickr8k.token.txt in {dest}, which it did not write; "
-        "nothing was extracted: move them, or choose another --dest"
+        "nothing was extracted: move them, or choose another folder (--out)"
     )
     assert _tree(dest) == before
     assert (dest / "Flickr8k.token.txt").read_bytes() == b"my corrected captions\n"

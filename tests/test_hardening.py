@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from shared import TINY_CONFIG as TINY
 
 from helpers.scenes import IMAGE_DIR, make_shapes
 from helpers.training import (
@@ -27,18 +28,15 @@ from helpers.training import (
     prepare_data,
 )
 
-TINY = dict(
-    embed_size=8, hidden_size=16, image_size=32, epochs=1, batch_size=16, val_images=4, weights="random"
-)
-
 
 def quiet(_):
     pass
 
 
 @pytest.fixture()
-def shapes(tmp_path):
-    return make_shapes(tmp_path / "shapes", images=24, seed=0)
+def shapes(fresh_shapes):
+    """Each test here breaks or trains on a set of its own (conftest's ``shapes`` is one per module)."""
+    return fresh_shapes
 
 
 def test_broken_images_in_a_dataset_are_reported_and_skipped_before_training(shapes, tmp_path):

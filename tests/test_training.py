@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared import TINY_CONFIG as TINY
 
 from helpers import training
-from helpers.scenes import make_shapes
 from helpers.training import (
     CHECKPOINT,
     TrainConfig,
@@ -23,15 +23,6 @@ from helpers.training import (
     use_bf16,
     use_tf32,
 )
-
-TINY = dict(
-    embed_size=8, hidden_size=16, image_size=32, epochs=1, batch_size=16, val_images=4, weights="random"
-)
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    return make_shapes(tmp_path_factory.mktemp("data") / "shapes", images=24, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,19 @@ def test_encode_adds_start_end_and_maps_unknown_words():
     assert ids[1:-1] == [vocab.stoi["a"], vocab.stoi["red"], vocab.unk_id]
 
 
-def test_encode_max_len_cuts_words_but_keeps_end():
+def test_encode_max_words_cuts_words_but_keeps_start_and_end():
     vocab = Vocabulary.build(["a b c d e"])
-    ids = vocab.encode("a b c d e", max_len=2)
-    assert vocab.decode(ids, strip_special=False) == [START, "a", "b", END]
+    ids = vocab.encode("a b c d e", max_words=2)
+    assert vocab.decode(ids, strip_special=False) == [START, "a", "b", END]  # 2 words, 4 tokens
+    assert vocab.encode("a b", max_words=2) == vocab.encode("a b")  # a caption of max_words is not cut
+
+
+def test_encode_still_accepts_max_len_the_old_name_of_max_words():
+    vocab = Vocabulary.build(["a b c d e"])
+    assert vocab.encode("a b c d e", max_len=2) == vocab.encode("a b c d e", max_words=2)
+    assert len(vocab.encode("a b c d e", max_len=3)) == 3 + 2
+    with pytest.raises(TypeError, match="max_words=2 and max_len=3 disagree"):
+        vocab.encode("a b c d e", max_words=2, max_len=3)
 
 
 def test_decode_stops_at_end_and_drops_start_and_pad():
