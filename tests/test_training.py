@@ -184,6 +184,31 @@ def test_training_lowers_the_loss_and_moves_every_trainable_parameter(shapes, tm
     assert losses[-1] < losses[0] * 0.9, losses
 
 
+# What fit trained to before helpers/training.py was split into config, runs, features and training (main at
+# 6032365, on the course's 2-core CPU): reorganising the code must not change the numbers. Clipping bites
+# (grad_clip 0.5), dropout draws from the seeded generator, and fine-tuning sends images through layer4.
+# rel=1e-4 leaves room for another CPU's rounding; a changed step, schedule or shuffle moves them by more.
+RECORDED = {
+    "cached": (
+        dict(epochs=3, batch_size=8, lr=2e-2, grad_clip=0.5, dropout=0.3),
+        [3.8110247506035697, 3.324585633807712, 3.0711424403720433],
+    ),
+    "fine-tune": (
+        dict(epochs=2, batch_size=32, lr=2e-2, mode="fine-tune", train_backbone="last"),
+        [3.8605335659450954, 3.752646043565538],
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", RECORDED)
+def test_a_fixed_seed_fit_trains_to_the_recorded_losses(shapes, tmp_path, case):
+    settings, losses = RECORDED[case]
+    config = TrainConfig(**{**TINY, **settings})
+    result = fit(shapes, tmp_path / case, config, device="cpu", log=lambda _: None)
+    assert result.history["train_loss"].tolist() == pytest.approx(losses, rel=1e-4)
+
+
 @pytest.mark.slow
 def test_fit_one_tiny_epoch_writes_a_complete_run(trained):
     run, result = trained
