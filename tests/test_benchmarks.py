@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.config import TrainConfig
 from helpers.scenes import make_shapes
-from helpers.training import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 TOY = dict(

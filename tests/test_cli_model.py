@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
+from helpers.decoding import evaluate_split
+from helpers.features import prepare_data
+from helpers.runs import load_run
 from helpers.scenes import IMAGE_DIR, TRUTH_FILE, make_shapes
-from helpers.training import evaluate_split, load_run, prepare_data
 
 TINY_FLAGS = [
     "--device",
@@ -30,6 +32,10 @@ TINY_FLAGS = [
     "--weights",
     "random",
 ]
+
+
+def quiet(_):
+    pass
 
 
 def run(*args, env=None, timeout=300):
@@ -123,10 +129,10 @@ def test_running_out_of_gpu_memory_is_one_line_naming_batch_size(shapes, tmp_pat
 @pytest.mark.parametrize(
     "flags, mode, backbone",
     [
-        ([], "cached", "last"),
+        ([], "cached", "none"),
         (["--fine-tune"], "fine-tune", "last"),
         (["--fine-tune", "all"], "fine-tune", "all"),
-        (["--fine-tune", "none"], "cached", "last"),
+        (["--fine-tune", "none"], "cached", "none"),
     ],
 )
 def test_fine_tune_flag_picks_the_mode(shapes, tmp_path, monkeypatch, flags, mode, backbone):
@@ -192,10 +198,10 @@ def test_evaluate_json_has_each_attributes_accuracy_as_the_scorer_computes_it(ru
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)["attributes"]
     assert list(printed) == list(ATTRIBUTES)
-    model, vocab, config = load_run(run_dir)
+    trained = load_run(run_dir)
     data = prepare_data(shapes, log=lambda _: None)
     _, table = evaluate_split(
-        model, vocab, config, data, "test", cache_dir=shapes / ".cache", log=lambda _: None
+        trained.model, trained.vocab, trained.config, data, "test", cache_dir=shapes / ".cache", log=quiet
     )
     expected = attribute_accuracy(table["generated"], scenes_for(table["image"], read_scenes(shapes)))
     for name in ATTRIBUTES:

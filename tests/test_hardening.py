@@ -16,16 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.config import TrainConfig
+from helpers.features import prepare_data
+from helpers.runs import CHECKPOINT, load_checkpoint, load_run
 from helpers.scenes import IMAGE_DIR, make_shapes
-from helpers.training import (
-    CHECKPOINT,
-    TrainConfig,
-    atomic_save,
-    fit,
-    load_checkpoint,
-    load_run,
-    prepare_data,
-)
+from helpers.training import fit
+from helpers.utils import atomic_save
 
 TINY = dict(
     embed_size=8, hidden_size=16, image_size=32, epochs=1, batch_size=16, val_images=4, weights="random"
@@ -114,7 +110,7 @@ def test_a_checkpoint_from_another_architecture_gets_a_clear_error(shapes, tmp_p
     with pytest.raises(ValueError, match="does not fit the model"):
         load_run(tmp_path / "run")
     state["config"]["hidden_size"] = 16
-    state["vocab"] = state["vocab"] + ["extra"]
+    state["vocab"] = {"itos": state["vocab"]["itos"] + ["extra"]}
     atomic_save(state, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match="words"):
         load_run(tmp_path / "run")
