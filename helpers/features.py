@@ -9,6 +9,7 @@ and :class:`TrainingSet` an epoch's batches; :func:`cached_features` computes th
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -232,11 +233,14 @@ def extract_features(
     """Backbone features of every image: ``paths`` (N files) → ``[N, 2048]`` float32 on the CPU.
 
     ``model`` must be on ``device`` already; it is left as it was (its mode and its weights' layout).
-    Images go in channels-last, the layout tensor cores (and, measured, a CPU too) run convolutions
-    fastest on, and in the reduced precision that is fast on ``device`` (:func:`autocast_dtype`).
+    The backbone runs on channels-last images with channels-last weights, the layout tensor cores (and,
+    measured, a CPU too) run convolutions fastest on (on a copy, unless the weights are so already), in
+    eval mode, and in the reduced precision that is fast on ``device`` (:func:`autocast_dtype`).
     """
     device = torch.device(device)
     encoder = model.encoder
+    if not next(encoder.backbone.parameters()).is_contiguous(memory_format=torch.channels_last):
+        encoder = copy.deepcopy(encoder).to(memory_format=torch.channels_last)
     was_training = encoder.training
     encoder.eval()  # BatchNorm layers that are being fine-tuned must use their running statistics here
     loader = DataLoader(
