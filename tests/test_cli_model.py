@@ -152,6 +152,39 @@ def test_fine_tune_flag_picks_the_mode(shapes, tmp_path, monkeypatch, flags, mod
     assert (config.mode, config.train_backbone) == (mode, backbone)
 
 
+@pytest.mark.parametrize(("flags", "standardize"), [([], True), (["--no-standardize"], False)])
+def test_no_standardize_flag_reaches_the_configuration(shapes, tmp_path, monkeypatch, flags, standardize):
+    import helpers.training
+    from helpers import cli
+
+    class Seen(Exception):  # stops the command where it would start training
+        pass
+
+    def fit(data, out, config, **kw):
+        raise Seen(config)
+
+    monkeypatch.setattr(helpers.training, "fit", fit)
+    with pytest.raises(Seen) as seen:
+        cli.main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), *TINY_FLAGS, *flags])
+    assert seen.value.args[0].standardize is standardize
+
+
+def test_train_resume_reads_the_checkpoint_once(run_dir, shapes, tmp_path, monkeypatch, capsys):
+    import helpers.runs
+    from helpers import cli
+
+    out = copy_of(run_dir, tmp_path)
+    reads = []
+    real = helpers.runs.load_checkpoint
+    counted = lambda path, *a: reads.append(path) or real(path, *a)  # noqa: E731
+    monkeypatch.setattr(helpers.runs, "load_checkpoint", counted)
+    monkeypatch.setenv("CAPTION_PROGRESS", "0")
+    flags = [*TINY_FLAGS, "--epochs", "2", "--resume"]
+    code = cli.main(["train", "--data", str(shapes), "--out", str(out), *flags])
+    assert code == 0 and "Resuming after epoch 1 of 2." in capsys.readouterr().out
+    assert reads == [out / "checkpoint.pt"]
+
+
 def test_caption_and_evaluate_use_the_best_epoch_unless_told(run_dir, shapes, tmp_path):
     image = str(shapes / IMAGE_DIR / "scene_000000.jpg")
     old = tmp_path / "old"  # a run from before best.pt was kept
