@@ -78,5 +78,3 @@ def use_tf32(device: torch.device) -> bool:
         return False
     torch.set_float32_matmul_precision("high")
     return True
-
-

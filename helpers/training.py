@@ -181,7 +181,7 @@ def fit(
     device: torch.device | str, resume: bool = False, overwrite: bool = True,
     cache_dir: Path | str | None = None, log: Callable[[str], None] = print,
     dist_timeout: float = DIST_TIMEOUT_MINUTES, checkpoint: dict | None = None,
-) -> FitResult:  # fmt: skip
+) -> FitResult:
     """Train a captioner on ``data_dir`` on ``device`` (as :func:`helpers.utils.get_device` gives it) and
     write the run to ``run_dir``; the module's docstring says what each step does.
 
@@ -193,6 +193,8 @@ def fit(
     rank, world, device = distributed_context(torch.device(device), dist_timeout)
     log = log if rank == 0 else _silent
     run_dir, state, config = _start_run(run_dir, data_dir, config, device, resume, overwrite, checkpoint, log)
+    if rank == 0:  # (only rank 0 writes the run)
+        run_dir.mkdir(parents=True, exist_ok=True)
     amp_dtype = _precision(device, world, config, log)
     # 1. the data, the model (seeded: the same weights every time), the captions as tensors
     seed_everything(config.seed)
@@ -229,7 +231,7 @@ def fit(
                 run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler
             )
             log(f"epoch {epoch}/{config.epochs}  loss {loss:.3f}  dev BLEU-4 {row['dev_bleu4']:.3f}  "
-                f"({row['seconds']:.1f} s)")  # fmt: skip
+                f"({row['seconds']:.1f} s)")
         if world > 1:
             dist.barrier()
     return FitResult(model.eval(), vocab, config, pd.DataFrame(history), data)
@@ -242,7 +244,7 @@ def _silent(_: str) -> None:
 def _start_run(
     run_dir: Path | str, data_dir: Path | str, config: TrainConfig | None, device: torch.device,
     resume: bool, overwrite: bool, checkpoint: dict | None, log: Callable[[str], None],
-) -> tuple[Path, dict | None, TrainConfig]:  # fmt: skip
+) -> tuple[Path, dict | None, TrainConfig]:
     """The run folder, the checkpoint a resumed run continues from (or None), and the configuration.
 
     ``resume=True`` continues from the last completed epoch in ``run_dir``, with its saved configuration
@@ -268,8 +270,6 @@ def _start_run(
         state = None
     elif state is None and resume:
         log(f"No checkpoint in {run_dir} yet: training from epoch 1.")
-    if log is not _silent:  # rank 0 writes the run
-        run_dir.mkdir(parents=True, exist_ok=True)
     if state:
         config = resume_config(TrainConfig.from_dict(state["config"]), config, log)
     return run_dir, state, config or TrainConfig.for_device(device, min_freq=default_min_freq(data_dir))
