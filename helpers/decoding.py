@@ -1,6 +1,6 @@
-"""Turning image features into captions: the greedy loop of the classic tutorials (yunjey/pytorch-tutorial
-and the lessons built on it), which reads the whole caption again at every step; greedy with the LSTM
-state carried; beam search; then captions for many images at once, and their BLEU on a split.
+"""Turning image features into captions: the simplest greedy loop, which reads the whole caption again at
+every step; greedy with the LSTM state carried; beam search; then captions for many images at once, and
+their BLEU on a split.
 
 ``greedy_naive``, ``greedy`` and ``beam_search`` take a batch, ``features [B, E]`` (from
 :class:`~helpers.models.EncoderCNN`), begin every caption with :meth:`~helpers.models.DecoderRNN.start`,
@@ -49,7 +49,7 @@ def _finish(rows: torch.Tensor, vocab: Vocabulary, max_len: int) -> Decoded:
 def greedy_naive(
     decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = 20
 ) -> Decoded:
-    """The classic tutorials' greedy loop: at every step, feed the image and the *whole* caption so far again.
+    """The simplest greedy loop: at every step, feed the image and the *whole* caption so far again.
 
     After the first word (:meth:`~helpers.models.DecoderRNN.start`), step ``t`` runs the LSTM over
     ``t + 2`` positions (image, ``<start>``, ``t`` words) and keeps only the last prediction, so a caption

@@ -295,7 +295,7 @@ def packed_loss(
 def prefix_batch(
     features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The classic tutorials' training examples: every prefix of every caption, with the word after it.
+    """Training examples one prefix at a time: every prefix of every caption, with the word after it.
 
     A caption of ``n`` tokens gives ``n`` prefixes: (image) → ``<start>``, (image, ``<start>``) → first
     word, …, (image, ``<start>`` … last word) → ``<end>``. Returns ``(features [N, E], prefixes [N, P],
@@ -315,7 +315,7 @@ def prefix_batch(
 def prefix_loss(
     decoder: DecoderRNN, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
 ) -> torch.Tensor:
-    """The classic tutorials' loss: one forward pass per prefix, scored only at the prefix's last position.
+    """The loss the slow way: one forward pass per prefix, scored only at the prefix's last position.
 
     Each prefix of ``k`` tokens is run through the LSTM on its own (``k + 1`` steps with the image), and
     its last output is compared with the next word. Averaged over all prefixes this equals
