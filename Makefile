@@ -105,8 +105,9 @@ MUTANTS ?= \
 	'helpers.caption_files.x_read_coco*' 'helpers.caption_files.x__read_coco_file*' \
 	'helpers.download.x__target*' 'helpers.download.x__skipped*' 'helpers.download.x__plan_*' \
 	'helpers.download.x__marker*' \
-	'helpers.training.x_batches*' 'helpers.training.x_atomic_save*' 'helpers.training.x_load_checkpoint*' \
-	'helpers.training.x_load_run*' 'helpers.training.x_make_optimizer*'
+	'helpers.features.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
+	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.training.x_make_optimizer*' \
+	'helpers.training.x_train_epoch*'
 mutation: install ## mutation testing (mutmut) of the modules where a silent bug costs most; survivors listed
 	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	@echo "Survivors (mutmut show NAME for the diff):"

@@ -7,7 +7,7 @@ training example per caption prefix, a greedy loop that re-feeds the whole capti
     python benchmarks/run.py [--quick] [--json PATH] [--device cpu|cuda|auto] [--extras]
 
 Four measurements, each on the offline shapes dataset (``data/shapes``, drawn if missing) with the sizes
-the course trains with on this device (:meth:`helpers.training.TrainConfig.for_device`):
+the course trains with on this device (:meth:`helpers.config.TrainConfig.for_device`):
 
 - training epoch: the textbook pipeline (a DataLoader that reads and transforms every image every batch,
   the frozen ResNet50 forward under no_grad, then projection + decoder step) against the course's
@@ -32,6 +32,7 @@ import argparse
 import copy
 import ctypes
 import gc
+import itertools
 import json
 import os
 import platform
@@ -56,11 +57,14 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.caption_files import load_captions
+from helpers.config import TrainConfig
 from helpers.data import CaptionDataset, ImageFolderDataset, collate_captions, image_transform
 from helpers.decoding import greedy, greedy_naive
+from helpers.features import batches, encode_captions, extract_features
 from helpers.models import Captioner, DecoderRNN, EncoderCNN, packed_loss, prefix_loss, sequence_loss
+from helpers.precision import use_bf16, use_tf32
 from helpers.scenes import TOKEN_FILE, make_shapes
-from helpers.training import TrainConfig, batches, encode_captions, extract_features, use_bf16, use_tf32
+from helpers.training import TrainStep, train_epoch
 from helpers.utils import get_device
 from helpers.vocabulary import Vocabulary
 
@@ -282,17 +286,11 @@ def load_train_captions(data_dir: Path, n: int, batch_size: int) -> Captions:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _train_step(model: Captioner, optimizer, features, captions, lengths) -> None:
-    """The step both training sides share (``fit``'s): the decoder and its loss, backward, clip, update."""
-    loss = packed_loss(model.decoder, features, captions, lengths)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], 5.0)
-    optimizer.step()
+GRAD_CLIP = TrainConfig.grad_clip  # the course's: both training sides run fit's step (train_epoch)
 
 
 def cached_epoch(
-    model: Captioner,
+    step: TrainStep,
     optimizer,
     features: torch.Tensor,
     image_index: torch.Tensor,
@@ -302,18 +300,23 @@ def cached_epoch(
     generator: torch.Generator,
     limit: int | None = None,
 ) -> None:
-    """The course's epoch (as in :func:`helpers.training.fit`): index stored features, project, step.
+    """The course's epoch (:func:`helpers.training.train_epoch`, as ``fit`` runs it): index stored
+    features, then the step (projection, decoder, packed loss, backward, clip, update).
 
-    ``features [images, 2048]`` on the device, ``image_index [N]`` into them, ``captions [N, T]``,
-    ``lengths [N]``; ``limit`` stops after that many batches (the warm-up).
+    ``step``: a cached :class:`~helpers.training.TrainStep`; ``features [images, 2048]`` on the device,
+    ``image_index [N]`` into them, ``captions [N, T]``, ``lengths [N]``; ``limit`` stops after that many
+    batches (the warm-up).
     """
     device = features.device
-    model.train()
-    for idx in batches(len(captions), batch_size, generator)[:limit]:
-        batch_lengths = lengths[idx]
-        batch_captions = captions[idx, : int(batch_lengths.max())].to(device, non_blocking=True)
-        projected = model.encoder.project_features(features[image_index[idx].to(device)])
-        _train_step(model, optimizer, projected, batch_captions, batch_lengths)
+    inputs = (
+        (
+            features[image_index[idx].to(device)],
+            captions[idx, : int(lengths[idx].max())].to(device, non_blocking=True),
+            lengths[idx],
+        )
+        for idx in batches(len(captions), batch_size, generator)[:limit]
+    )
+    train_epoch(step, inputs, optimizer, GRAD_CLIP)
 
 
 def _model_and_optimizer(vocab_size: int, sizes: Sizes, device: torch.device):
@@ -343,6 +346,8 @@ class TrainingBench:
         )
         self.textbook, self.textbook_opt = _model_and_optimizer(len(vocab), sizes, device)
         self.cached, self.cached_opt = _model_and_optimizer(len(vocab), sizes, device)
+        self.textbook_step = TrainStep(self.textbook, cached=False)  # images through the whole encoder
+        self.cached_step = TrainStep(self.cached, cached=True)
         self.generator = torch.Generator().manual_seed(0)
         self.features: torch.Tensor | None = None
 
@@ -357,12 +362,12 @@ class TrainingBench:
             pin_memory=self.device.type == "cuda",
             generator=self.generator,
         )
-        self.textbook.train()  # the frozen backbone stays in eval mode (EncoderCNN.train)
-        for step, (images, captions, lengths) in enumerate(loader):
-            if limit is not None and step == limit:
-                break
-            features = self.textbook.encoder(images.to(self.device, non_blocking=True))
-            _train_step(self.textbook, self.textbook_opt, features, captions.to(self.device), lengths)
+        # (train_epoch puts the model in training mode; its frozen backbone stays in eval: EncoderCNN.train)
+        inputs = (
+            (images.to(self.device, non_blocking=True), captions.to(self.device), lengths)
+            for images, captions, lengths in itertools.islice(loader, limit)
+        )
+        train_epoch(self.textbook_step, inputs, self.textbook_opt, GRAD_CLIP)
 
     def extract(self) -> None:
         """The cached side's one-time cost: backbone features of every image, ``[images, 2048]``."""
@@ -375,7 +380,7 @@ class TrainingBench:
         if self.features is None:
             self.extract()
         cached_epoch(
-            self.cached,
+            self.cached_step,
             self.cached_opt,
             self.features,
             self.image_index,
@@ -635,9 +640,9 @@ def encoder_throughput(sizes: Sizes, device: torch.device) -> dict[str, object]:
     bf16 = forward(last, images_last, bf16=True)
     if use_bf16(device):
         variants.append(Side("bf16", bf16, bf16))
-        result["encoder_bf16_note"] = "bf16 autocast + channels-last (helpers.training.use_bf16: on)"
+        result["encoder_bf16_note"] = "bf16 autocast + channels-last (helpers.precision.use_bf16: on)"
     else:
-        reason = f"skipped: {device.type} without AMX, where helpers.training.use_bf16 keeps fp32"
+        reason = f"skipped: {device.type} without AMX, where helpers.precision.use_bf16 keeps fp32"
         result["encoder_img_s_bf16"] = None
         if device.type == "cpu" and sizes.bf16_on_cpu:
             small = images_last[:2]
@@ -670,10 +675,11 @@ def flickr_scale_decoder(sizes: Sizes, device: torch.device) -> dict[str, float]
     image_index = torch.randint(0, sizes.flickr_images, (n,), generator=generator)
     features = torch.randn(sizes.flickr_images, 2048, generator=generator).to(device)
     model, optimizer = _model_and_optimizer(sizes.flickr_vocab, sizes, device)
+    step = TrainStep(model, cached=True)
 
     def epoch(limit: int | None = None) -> None:
         cached_epoch(
-            model, optimizer, features, image_index, captions, lengths, sizes.flickr_batch, generator, limit
+            step, optimizer, features, image_index, captions, lengths, sizes.flickr_batch, generator, limit
         )
 
     samples, _ = compare([Side("epoch", epoch, lambda: epoch(limit=2))], sizes.repeats, device)

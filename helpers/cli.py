@@ -191,17 +191,17 @@ def device_name(value: str) -> str:
 
 
 def device_presets() -> dict[str, dict[str, Any]]:
-    """``helpers.training.DEVICE_PRESETS`` (what ``TrainConfig.for_device`` uses), for help texts.
+    """``helpers.config.DEVICE_PRESETS`` (what ``TrainConfig.for_device`` uses), for help texts.
 
     Read from the module's source as literals: importing it (torch) takes seconds, and ``--help`` should not.
     """
-    source = Path(importlib.util.find_spec("helpers.training").origin).read_text()
+    source = Path(importlib.util.find_spec("helpers.config").origin).read_text()
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(
             getattr(t, "id", "") == "DEVICE_PRESETS" for t in node.targets
         ):
             return ast.literal_eval(node.value)
-    raise LookupError("helpers/training.py defines no DEVICE_PRESETS")
+    raise LookupError("helpers/config.py defines no DEVICE_PRESETS")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -323,7 +323,7 @@ def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
 def stats_command(args: argparse.Namespace) -> int:
     from helpers.caption_files import load_captions, summarize
     from helpers.data import IMAGE_CHECKS_FILE, check_images
-    from helpers.training import dataset_root, default_min_freq
+    from helpers.features import dataset_root, default_min_freq
     from helpers.utils import progress_enabled
     from helpers.vocabulary import Vocabulary
 
@@ -465,6 +465,14 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dropout", type=float, help="dropout in the decoder, 0 to <1 (default: 0)")
     parser.add_argument(
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        default=None,
+        help="feed the pooled backbone features to the projection as they are, without standardising "
+        "each of them first (the default standardises: see helpers.models.EncoderCNN)",
+    )
+    parser.add_argument(
         "--dist-timeout",
         type=float,
         default=60.0,
@@ -477,7 +485,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def train_command(args: argparse.Namespace) -> int:
     import torch
 
-    from helpers.training import TrainConfig, default_min_freq, existing_run, fit
+    from helpers import training
+    from helpers.config import TrainConfig
+    from helpers.features import default_min_freq
+    from helpers.runs import existing_run
     from helpers.utils import get_device
 
     overrides = {
@@ -493,28 +504,27 @@ def train_command(args: argparse.Namespace) -> int:
             "dropout": args.dropout,
             "min_freq": args.min_freq,
             "seed": args.seed,
+            "standardize": args.standardize,
+            "train_backbone": args.fine_tune,
         }.items()
         if value is not None
     }
-    if args.fine_tune == "none":
-        overrides.update(mode="cached")
-    elif args.fine_tune:
-        overrides.update(mode="fine-tune", train_backbone=args.fine_tune)
     device = get_device(args.device)
-    state = existing_run(args.out) if args.resume else None
+    state = existing_run(args.out) if args.resume else None  # read once: fit is given it
     if state is not None:  # the flags given change the saved configuration (fit says what it ignores)
         config = TrainConfig.from_dict({**state["config"], **overrides})
     else:
         config = TrainConfig.for_device(device, **{"min_freq": default_min_freq(args.data), **overrides})
     try:
-        result = fit(
+        result = training.fit(
             args.data,
             args.out,
             config,
-            device=args.device,
+            device=device,
             resume=args.resume,
             overwrite=args.overwrite,
             dist_timeout=args.dist_timeout,
+            checkpoint=state,
         )
     except torch.cuda.OutOfMemoryError:
         # the one error a learner fixes with a flag; the traceback would bury it
@@ -552,44 +562,41 @@ def _checkpoint_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_run(args: argparse.Namespace, device):
-    """``load_run`` for ``--run`` and ``--checkpoint``; a run written before ``best.pt`` existed has only
-    its last epoch, which is then used, with a note on stderr."""
-    from helpers.training import BEST_CHECKPOINT, CHECKPOINT, load_run
+def _load_run(args: argparse.Namespace):
+    """The :class:`~helpers.runs.Run` of ``--run``, ``--checkpoint`` and ``--device``; a run written before
+    ``best.pt`` existed has only its last epoch, which is then used, with a note on stderr."""
+    from helpers.runs import BEST_CHECKPOINT, CHECKPOINT, Run
+    from helpers.utils import get_device
 
+    device = get_device(args.device)
     which = args.checkpoint
     if which == "best" and not (args.run / BEST_CHECKPOINT).exists() and (args.run / CHECKPOINT).exists():
         print(f"note: {args.run} has no {BEST_CHECKPOINT}; using its last epoch", file=sys.stderr)
         which = "last"
-    return load_run(args.run, device, checkpoint=which)
+    return Run.load(args.run, device, checkpoint=which)
+
+
+CAPTION_CHUNK = 64  # images read, then captioned, at a time: full-size photos take memory
 
 
 @command("caption", help="caption image files with a trained run", arguments=_caption_arguments)
 def caption_command(args: argparse.Namespace) -> int:
-    import torch
-
-    from helpers.data import ImageLoadError, image_transform, load_image
-    from helpers.training import decode_features
-    from helpers.utils import get_device
+    from helpers.data import ImageLoadError, load_image
 
     if args.beam < 1:
         return fail(f"--beam must be 1 or more, got {args.beam}")
-    device = get_device(args.device)
-    model, vocab, config = _load_run(args, device)
-    transform = image_transform(config.image_size)
-    readable, tensors, failed = [], [], 0
-    for path in args.images:
-        try:
-            tensors.append(transform(load_image(path)))
-            readable.append(path)
-        except ImageLoadError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failed += 1
-    if tensors:
-        with torch.no_grad():
-            pooled = model.encoder.backbone_features(torch.stack(tensors).to(device))
-        captions = decode_features(model, pooled, vocab, device, beam=args.beam, max_len=config.max_decode)
-        for path, caption in zip(readable, captions, strict=True):
+    run = _load_run(args)
+    failed = 0
+    for start in range(0, len(args.images), CAPTION_CHUNK):  # a chunk of decoded images in memory at a time
+        readable, images = [], []
+        for path in args.images[start : start + CAPTION_CHUNK]:
+            try:
+                images.append(load_image(path))
+                readable.append(path)
+            except ImageLoadError as error:
+                print(f"error: {error}", file=sys.stderr)
+                failed += 1
+        for path, caption in zip(readable, run.caption(images, beam_size=args.beam), strict=True):
             print(f"{path}\t{caption}")
     return EXIT_UNUSABLE if failed else EXIT_OK
 
@@ -635,19 +642,19 @@ def _format_attributes(accuracy: dict[str, float], report=None) -> list[str]:
 )
 def evaluate_command(args: argparse.Namespace) -> int:
     from helpers.attributes import attribute_accuracy, attribute_report, find_scenes, read_scenes, scenes_for
+    from helpers.decoding import evaluate_split
+    from helpers.features import dataset_root, prepare_data
     from helpers.metrics import as_percent, best_blind_caption, corpus_bleu_scores, human_ceiling
-    from helpers.training import dataset_root, evaluate_split, prepare_data
-    from helpers.utils import get_device
 
-    device = get_device(args.device)
-    model, vocab, config = _load_run(args, device)
+    run = _load_run(args)
+    config = run.config
     quiet = (lambda _: None) if args.json else print
     # the baselines choose their caption from the train captions by dev BLEU: those splits are used too
     splits = tuple(dict.fromkeys((args.split, "train", "dev"))) if args.baselines else (args.split,)
     data = prepare_data(args.data, config.min_freq, log=quiet, splits=splits)
     cache_dir = dataset_root(args.data) / ".cache"
     scores, table = evaluate_split(
-        model, vocab, config, data, args.split, args.beam, device, cache_dir=cache_dir, log=quiet
+        run.model, run.vocab, config, data, args.split, args.beam, run.device, cache_dir=cache_dir, log=quiet
     )
     truth = find_scenes(args.data)  # the shapes set has it; Flickr8k and COCO do not
     scenes = scenes_for(table["image"], read_scenes(truth)) if truth else None

@@ -1,17 +1,29 @@
-"""Turning image features into captions: the design's greedy loop, the carried-state loop, beam search.
+"""Turning image features into captions: the simplest greedy loop, which reads the whole caption again at
+every step; greedy with the LSTM state carried; beam search; then captions for many images at once, and
+their BLEU on a split.
 
-All three take a batch, ``features [B, E]`` (from :class:`~helpers.models.EncoderCNN`), and return a
-:class:`Decoded`: the word indices of each caption (no ``<start>``/``<end>``) and the caption as a string.
+``greedy_naive``, ``greedy`` and ``beam_search`` take a batch, ``features [B, E]`` (from
+:class:`~helpers.models.EncoderCNN`), begin every caption with :meth:`~helpers.models.DecoderRNN.start`,
+and return a :class:`Decoded`: the word indices of each caption (no ``<start>``/``<end>``) and the caption
+as a string.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
+import pandas as pd
 import torch
 
-from helpers.models import DecoderRNN
+from helpers.features import PreparedData, cached_features
+from helpers.metrics import corpus_bleu_scores
+from helpers.models import Captioner, DecoderRNN
 from helpers.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from helpers.config import TrainConfig
 
 
 class Decoded(NamedTuple):
@@ -37,24 +49,24 @@ def _finish(rows: torch.Tensor, vocab: Vocabulary, max_len: int) -> Decoded:
 def greedy_naive(
     decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = 20
 ) -> Decoded:
-    """The design's literal loop: at every step, feed the image and the *whole* caption so far again.
+    """The simplest greedy loop: at every step, feed the image and the *whole* caption so far again.
 
-    Step ``t`` runs the LSTM over ``t + 2`` positions (image, ``<start>``, ``t`` words) and keeps only
-    the last prediction, so a caption of ``n`` words costs about ``n² / 2`` LSTM steps. Stops when every
-    caption has produced ``<end>``, or after ``max_len`` words.
+    After the first word (:meth:`~helpers.models.DecoderRNN.start`), step ``t`` runs the LSTM over
+    ``t + 2`` positions (image, ``<start>``, ``t`` words) and keeps only the last prediction, so a caption
+    of ``n`` words costs about ``n² / 2`` LSTM steps. Stops when every caption has produced ``<end>``, or
+    after ``max_len`` words.
     """
     with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
         batch = features.shape[0]
-        sequence = torch.full((batch, 1), vocab.start_id, dtype=torch.long, device=features.device)
-        ended = torch.zeros(batch, dtype=torch.bool, device=features.device)
-        for _ in range(max_len + 1):
-            lengths = [sequence.shape[1]] * batch
-            logits = decoder(features, sequence, lengths)  # [B, t+2, V]: all positions, again
+        logits, _ = decoder.start(features, vocab.start_id)
+        word = logits.argmax(dim=-1)
+        sequence = torch.stack([torch.full_like(word, vocab.start_id), word], dim=1)  # [B, 2]
+        ended = word == vocab.end_id
+        while sequence.shape[1] <= max_len + 1 and not ended.all():  # max_len words, then room for <end>
+            logits = decoder(features, sequence, [sequence.shape[1]] * batch)  # [B, t+2, V]: all, again
             word = logits[:, -1].argmax(dim=-1)
             sequence = torch.cat([sequence, word.unsqueeze(1)], dim=1)
             ended |= word == vocab.end_id
-            if ended.all():
-                break
         return _finish(sequence[:, 1:], vocab, max_len)
 
 
@@ -66,17 +78,14 @@ def greedy(decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_l
     after ``max_len`` words.
     """
     with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
-        _, state = decoder.step(features)  # the image is the first input; its prediction is <start>
-        word = torch.full((features.shape[0],), vocab.start_id, dtype=torch.long, device=features.device)
-        ended = torch.zeros_like(word, dtype=torch.bool)
-        words = []
-        for _ in range(max_len + 1):
+        logits, state = decoder.start(features, vocab.start_id)
+        word = logits.argmax(dim=-1)
+        words, ended = [word], word == vocab.end_id
+        while len(words) <= max_len and not ended.all():  # max_len words, then room for <end>
             logits, state = decoder.step(decoder.embed(word), state)
             word = logits.argmax(dim=-1)
             words.append(word)
             ended |= word == vocab.end_id
-            if ended.all():
-                break
         return _finish(torch.stack(words, dim=1), vocab, max_len)
 
 
@@ -93,16 +102,15 @@ def beam_search(
     with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
         batch, vocab_size = features.shape[0], decoder.vocab_size
         device = features.device
-        _, (h, c) = decoder.step(features)
+        logits, (h, c) = decoder.start(features, vocab.start_id)
+        logits = logits.repeat_interleave(beam, dim=0)  # [B*k, V]
         h, c = h.repeat_interleave(beam, dim=1), c.repeat_interleave(beam, dim=1)  # [L, B*k, H]
         scores = torch.full((batch, beam), float("-inf"), device=device)
         scores[:, 0] = 0.0  # all beams start identical: let only the first one expand at step one
         tokens = torch.full((batch, beam, 0), vocab.end_id, dtype=torch.long, device=device)
         lengths = torch.zeros(batch, beam, device=device)
         ended = torch.zeros(batch, beam, dtype=torch.bool, device=device)
-        word = torch.full((batch * beam,), vocab.start_id, dtype=torch.long, device=device)
-        for _ in range(max_len + 1):
-            logits, (h, c) = decoder.step(decoder.embed(word), (h, c))
+        for step in range(max_len + 1):  # max_len words, then room for <end>
             log_probs = logits.log_softmax(dim=-1).view(batch, beam, vocab_size)
             # an ended caption may only "continue" with <end> at no cost, so it keeps its score
             frozen = torch.full_like(log_probs, float("-inf"))
@@ -118,11 +126,73 @@ def beam_search(
             ended = was_ended | (word_bk == vocab.end_id)
             rows = (origin + torch.arange(batch, device=device).unsqueeze(1) * beam).view(-1)
             h, c = h[:, rows], c[:, rows]
-            word = word_bk.view(-1)
-            if ended.all():
+            if ended.all() or step == max_len:
                 break
+            logits, (h, c) = decoder.step(decoder.embed(word_bk.view(-1)), (h, c))
         # prefer finished captions; among them the best average log-probability per token
         normalised = scores / lengths.clamp(min=1) + torch.where(ended, 0.0, float("-inf"))
         normalised = torch.where(ended.any(dim=1, keepdim=True), normalised, scores / lengths.clamp(min=1))
         best = normalised.argmax(dim=1)
         return _finish(tokens[torch.arange(batch, device=device), best], vocab, max_len)
+
+
+def decode_features(
+    model: Captioner,
+    features: torch.Tensor,
+    vocab: Vocabulary,
+    device: torch.device | str,
+    beam: int = 1,
+    max_len: int = 25,
+    batch_size: int = 500,
+) -> list[str]:
+    """Captions for backbone features ``[N, 2048]``: greedy when ``beam == 1``, else beam search."""
+    model.eval()
+    captions = []
+    with torch.no_grad():
+        for chunk in features.split(batch_size):
+            embedded = model.encoder.project_features(chunk.to(device))
+            if beam == 1:
+                captions += greedy(model.decoder, embedded, vocab, max_len=max_len).captions
+            else:
+                captions += beam_search(model.decoder, embedded, vocab, beam=beam, max_len=max_len).captions
+    return captions
+
+
+def evaluate_bleu(
+    model: Captioner,
+    features: torch.Tensor,
+    references: Sequence[Sequence[str]],
+    vocab: Vocabulary,
+    device: torch.device | str,
+    max_len: int = 25,
+) -> tuple[dict[str, float], list[str]]:
+    """Greedy captions from backbone features ``[N, 2048]`` (no teacher forcing) and their BLEU-1…4."""
+    hypotheses = decode_features(model, features, vocab, device, max_len=max_len)
+    return corpus_bleu_scores(references, hypotheses), hypotheses
+
+
+def evaluate_split(
+    model: Captioner,
+    vocab: Vocabulary,
+    config: TrainConfig,
+    data: PreparedData,
+    split: str = "test",
+    beam: int = 1,
+    device: torch.device | str = "cpu",
+    cache_dir: Path | str | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """BLEU-1…4 (0–1) of a trained model on every image of a split, and a table of its captions.
+
+    The table has one row per image: ``image``, ``generated``, ``references`` (a list).
+    """
+    device = torch.device(device)
+    images = data.images(split)
+    if not images:
+        raise ValueError(f"the {split!r} split has no usable images")
+    references = data.references(split)
+    features = cached_features(model, images, config.image_size, device, cache_dir, log)
+    generated = decode_features(model, features, vocab, device, beam=beam, max_len=config.max_decode)
+    refs = [references[image] for image in images]
+    table = pd.DataFrame({"image": images, "generated": generated, "references": refs})
+    return corpus_bleu_scores(refs, generated), table

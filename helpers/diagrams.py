@@ -128,7 +128,7 @@ def architecture_figure(embed_size: int = 300, hidden_size: int = 512, image_siz
     box(ax, left, 13.2, w, h, "images", TENSOR_COLOR)
     box(ax, left, 11.0, w, h, "ResNet50 without fc\nfrozen, BatchNorm in eval mode")
     box(ax, left, 9.0, w, h, "flatten")
-    # The design projects the pooled features directly; standardising them first is this course's own
+    # The classic encoder projects the pooled features directly; standardising them first is this course's own
     # step (EncoderCNN(standardize=False) leaves it out), so the figure says so.
     box(ax, left, 7.25, w, 1.2,
         f"standardise the 2048 features\n(the course's addition)\nLinear 2048 → {E}\nBatchNorm1d, ReLU")

@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torchvision.models import ResNet50_Weights, resnet50
 
+from helpers.vocabulary import Vocabulary
+
 WEIGHT_CHOICES = ("auto", "imagenet", "random")
 TRAIN_BACKBONE_CHOICES = ("none", "last", "all")
 IGNORE = -100  # a target that no loss counts (cross_entropy's ignore_index)
@@ -131,6 +133,13 @@ class EncoderCNN(nn.Module):
             self.backbone[7].train(mode)
         return self
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """What an optimiser trains, in the two groups that learn at different rates: ``"head"`` (the
+        projection and its BatchNorm, always) and ``"backbone"`` (the layers ``train_backbone`` unfroze;
+        empty when the backbone is frozen)."""
+        head = [p for name, p in self.named_parameters() if not name.startswith("backbone.")]
+        return {"head": head, "backbone": [p for p in self.backbone.parameters() if p.requires_grad]}
+
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B, 3, S, S] → pooled features [B, 2048]``: what a feature cache stores."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_backbone != "none"):
@@ -219,6 +228,19 @@ class DecoderRNN(nn.Module):
         output, state = self.lstm(self.dropout(inputs).unsqueeze(1), state)  # [B, 1, H]
         return self.linear(self.dropout(output.squeeze(1))), state
 
+    def start(
+        self, features: torch.Tensor, start_id: int = Vocabulary.start_id
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Begin captions for ``features [B, E]``: the image is the LSTM's first input, then ``<start>``.
+
+        Returns the scores of every caption's first word, ``logits [B, V]``, and the state ``(h, c)``
+        (each ``[num_layers, B, H]``) to carry on from with :meth:`step`. Every decoder in
+        :mod:`helpers.decoding` begins a caption here.
+        """
+        _, state = self.step(features)  # what the image step predicts is never used
+        start = torch.full((features.shape[0],), start_id, dtype=torch.long, device=features.device)
+        return self.step(self.embed(start), state)
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load weights, refusing weights made for another vocabulary with a clear message."""
         saved = state_dict.get("embed.weight")
@@ -273,7 +295,7 @@ def packed_loss(
 def prefix_batch(
     features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The design's training examples: every prefix of every caption, with the word that follows it.
+    """Training examples one prefix at a time: every prefix of every caption, with the word after it.
 
     A caption of ``n`` tokens gives ``n`` prefixes: (image) → ``<start>``, (image, ``<start>``) → first
     word, …, (image, ``<start>`` … last word) → ``<end>``. Returns ``(features [N, E], prefixes [N, P],
@@ -293,7 +315,7 @@ def prefix_batch(
 def prefix_loss(
     decoder: DecoderRNN, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor | Sequence[int]
 ) -> torch.Tensor:
-    """The design's loss: one forward pass per prefix, scored only at the prefix's last position.
+    """The loss the slow way: one forward pass per prefix, scored only at the prefix's last position.
 
     Each prefix of ``k`` tokens is run through the LSTM on its own (``k + 1`` steps with the image), and
     its last output is compared with the next word. Averaged over all prefixes this equals
@@ -318,9 +340,12 @@ class Captioner(nn.Module):
         weights: str = "auto",
         train_backbone: str = "none",
         dropout: float = 0.0,
+        standardize: bool = True,
     ):
         super().__init__()
-        self.encoder = EncoderCNN(embed_size, weights=weights, train_backbone=train_backbone)
+        self.encoder = EncoderCNN(
+            embed_size, weights=weights, train_backbone=train_backbone, standardize=standardize
+        )
         self.decoder = DecoderRNN(embed_size, hidden_size, vocab_size, num_layers, dropout)
 
     def forward(

@@ -1,5 +1,5 @@
 """Small conveniences every notebook uses: seeding, the device, the course folder, the encoder's weights,
-Colab, progress bars, and running a command with its output shown as it comes."""
+Colab, progress bars, running a command with its output shown as it comes, and saving a file atomically."""
 
 from __future__ import annotations
 
@@ -135,3 +135,17 @@ def stream_command(
         if text := decoder.decode(b"", final=True):
             write(text)
     return process.returncode
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    The rename is atomic, so ``path`` always holds either the previous complete file or the new one,
+    even if the process is killed or the disk fills up while writing. Checkpoints and feature caches use it.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

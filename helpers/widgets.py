@@ -3,14 +3,15 @@
 Two layers, so that the logic is testable without a browser:
 
 - :class:`CaptionStepper` is plain Python: ``reset(image)`` encodes an image, ``top_k()`` gives the most
-  probable next words, ``step()`` appends one word, ``caption`` is the caption so far. It carries the
-  LSTM state from word to word (``decoder.step``), exactly as :func:`helpers.decoding.greedy` does.
+  probable next words, ``step()`` appends one word, ``caption`` is the caption so far. It begins with
+  ``decoder.start`` and carries the LSTM state from word to word (``decoder.step``), exactly as
+  :func:`helpers.decoding.greedy` does.
 - :class:`DecodingExplorer` puts ipywidgets on top: an image picker, an upload button for your own
   image, "next word" and "reset" buttons, the image, the caption so far and the top-5 next words.
 
 In a notebook::
 
-    explorer = decoding_explorer(model, vocab, test_images, image_size=config.image_size)
+    explorer = decoding_explorer(Run.load(run_dir, device), test_images)
     explorer  # shows the widgets
 """
 
@@ -26,9 +27,9 @@ import ipywidgets as widgets
 import torch
 from PIL import Image
 
-from helpers.data import ImageLoadError, image_transform, load_image
-from helpers.models import Captioner
-from helpers.vocabulary import END, Vocabulary
+from helpers.data import ImageLoadError, load_image
+from helpers.runs import Run
+from helpers.vocabulary import END
 
 
 class CaptionStepper:
@@ -36,20 +37,14 @@ class CaptionStepper:
 
     After :meth:`reset`, :meth:`top_k` shows the next-word distribution; :meth:`step` takes its most
     probable word (or a word you choose) and moves on. ``words`` stops growing once ``<end>`` is chosen
-    or ``max_len`` words are reached (then ``done`` is True).
+    or ``max_len`` words are reached (then ``done`` is True; default: the run's ``max_decode``). Images
+    are read at the run's image size.
     """
 
-    def __init__(
-        self,
-        model: Captioner,
-        vocab: Vocabulary,
-        image_size: int = 224,
-        device: torch.device | str = "cpu",
-        max_len: int = 25,
-    ):
-        self.model, self.vocab, self.max_len = model.eval(), vocab, max_len
-        self.device = torch.device(device)
-        self.transform = image_transform(image_size)
+    def __init__(self, run: Run, max_len: int | None = None):
+        self.run, self.vocab = run, run.vocab
+        self.max_len = run.config.max_decode if max_len is None else max_len
+        self.model = run.model.eval()
         self.image: Image.Image | None = None
         self.words: list[str] = []
         self.done = False  # the caption is finished: the model said <end>, or max_len words were reached
@@ -60,12 +55,8 @@ class CaptionStepper:
     @torch.no_grad()
     def reset(self, image: Image.Image) -> None:
         """Start a new caption for an RGB image: encode it, feed it and ``<start>`` to the LSTM."""
-        pixels = self.transform(image).unsqueeze(0).to(self.device)  # [1, 3, S, S]
-        features = self.model.encoder(pixels)  # [1, E]
-        decoder = self.model.decoder
-        _, state = decoder.step(features)  # the image is the LSTM's first input
-        start = torch.tensor([self.vocab.start_id], device=self.device)
-        logits, self._state = decoder.step(decoder.embed(start), state)
+        features = self.model.encoder(self.run.pixels([image]))  # [1, 3, S, S] → [1, E]
+        logits, self._state = self.model.decoder.start(features, self.vocab.start_id)
         self._logits = logits[0]
         self.image, self.words, self.done, self.said_end = image, [], False, False
 
@@ -102,7 +93,7 @@ class CaptionStepper:
         self.words.append(self.vocab.itos[index])
         decoder = self.model.decoder
         logits, self._state = decoder.step(
-            decoder.embed(torch.tensor([index], device=self.device)), self._state
+            decoder.embed(torch.tensor([index], device=self.run.device)), self._state
         )
         self._logits = logits[0]
         self.done = len(self.words) >= self.max_len
@@ -275,13 +266,7 @@ class DecodingExplorer:
 
 
 def decoding_explorer(
-    model: Captioner,
-    vocab: Vocabulary,
-    images: Sequence[Path | str],
-    image_size: int = 224,
-    device: torch.device | str = "cpu",
-    max_len: int = 25,
-    k: int = 5,
+    run: Run, images: Sequence[Path | str], max_len: int | None = None, k: int = 5
 ) -> DecodingExplorer:
-    """A :class:`DecodingExplorer` over ``images`` for a trained model (see the module docstring)."""
-    return DecodingExplorer(CaptionStepper(model, vocab, image_size, device, max_len), images, k)
+    """A :class:`DecodingExplorer` over ``images`` for a trained run (see the module docstring)."""
+    return DecodingExplorer(CaptionStepper(run, max_len), images, k)

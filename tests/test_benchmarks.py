@@ -12,7 +12,7 @@ import pytest
 import torch
 from shared import copy_shapes
 
-from helpers.training import TrainConfig
+from helpers.config import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 TOY = dict(

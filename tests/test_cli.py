@@ -326,7 +326,7 @@ def test_a_device_this_machine_lacks_is_one_error_line(tmp_path, name):
 
 
 def test_train_help_shows_the_defaults_the_code_uses(tmp_path):
-    from helpers.training import TrainConfig
+    from helpers.config import TrainConfig
 
     cpu, gpu = TrainConfig.for_device("cpu"), TrainConfig.for_device("cuda", weights="imagenet")
     text = " ".join(run_cli("train", "--help", cwd=tmp_path).stdout.split())

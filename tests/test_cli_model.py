@@ -14,8 +14,14 @@ from PIL import Image
 from shared import TINY_TRAIN_FLAGS as TINY_FLAGS
 
 from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
+from helpers.decoding import evaluate_split
+from helpers.features import prepare_data
+from helpers.runs import load_run
 from helpers.scenes import IMAGE_DIR, TRUTH_FILE
-from helpers.training import evaluate_split, load_run, prepare_data
+
+
+def quiet(_):
+    pass
 
 
 def run(*args, env=None, timeout=300):
@@ -104,10 +110,10 @@ def test_running_out_of_gpu_memory_is_one_line_naming_batch_size(shapes, tmp_pat
 @pytest.mark.parametrize(
     "flags, mode, backbone",
     [
-        ([], "cached", "last"),
+        ([], "cached", "none"),
         (["--fine-tune"], "fine-tune", "last"),
         (["--fine-tune", "all"], "fine-tune", "all"),
-        (["--fine-tune", "none"], "cached", "last"),
+        (["--fine-tune", "none"], "cached", "none"),
     ],
 )
 def test_fine_tune_flag_picks_the_mode(shapes, tmp_path, monkeypatch, flags, mode, backbone):
@@ -125,6 +131,39 @@ def test_fine_tune_flag_picks_the_mode(shapes, tmp_path, monkeypatch, flags, mod
         cli.main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), *TINY_FLAGS, *flags])
     config = seen.value.args[0]
     assert (config.mode, config.train_backbone) == (mode, backbone)
+
+
+@pytest.mark.parametrize(("flags", "standardize"), [([], True), (["--no-standardize"], False)])
+def test_no_standardize_flag_reaches_the_configuration(shapes, tmp_path, monkeypatch, flags, standardize):
+    import helpers.training
+    from helpers import cli
+
+    class Seen(Exception):  # stops the command where it would start training
+        pass
+
+    def fit(data, out, config, **kw):
+        raise Seen(config)
+
+    monkeypatch.setattr(helpers.training, "fit", fit)
+    with pytest.raises(Seen) as seen:
+        cli.main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), *TINY_FLAGS, *flags])
+    assert seen.value.args[0].standardize is standardize
+
+
+def test_train_resume_reads_the_checkpoint_once(run_dir, shapes, tmp_path, monkeypatch, capsys):
+    import helpers.runs
+    from helpers import cli
+
+    out = copy_of(run_dir, tmp_path)
+    reads = []
+    real = helpers.runs.load_checkpoint
+    counted = lambda path, *a: reads.append(path) or real(path, *a)  # noqa: E731
+    monkeypatch.setattr(helpers.runs, "load_checkpoint", counted)
+    monkeypatch.setenv("CAPTION_PROGRESS", "0")
+    flags = [*TINY_FLAGS, "--epochs", "2", "--resume"]
+    code = cli.main(["train", "--data", str(shapes), "--out", str(out), *flags])
+    assert code == 0 and "Resuming after epoch 1 of 2." in capsys.readouterr().out
+    assert reads == [out / "checkpoint.pt"]
 
 
 def test_caption_and_evaluate_use_the_best_epoch_unless_told(run_dir, shapes, tmp_path):
@@ -173,10 +212,10 @@ def test_evaluate_json_has_each_attributes_accuracy_as_the_scorer_computes_it(ru
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)["attributes"]
     assert list(printed) == list(ATTRIBUTES)
-    model, vocab, config = load_run(run_dir)
+    trained = load_run(run_dir)
     data = prepare_data(shapes, log=lambda _: None)
     _, table = evaluate_split(
-        model, vocab, config, data, "test", cache_dir=shapes / ".cache", log=lambda _: None
+        trained.model, trained.vocab, trained.config, data, "test", cache_dir=shapes / ".cache", log=quiet
     )
     expected = attribute_accuracy(table["generated"], scenes_for(table["image"], read_scenes(shapes)))
     for name in ATTRIBUTES:

@@ -91,6 +91,8 @@ def test_beam_search_finds_a_more_probable_caption_than_greedy():
         def embed(self, word):
             return word.float().unsqueeze(1)
 
+        start = DecoderRNN.start  # the decoders begin every caption the model's way
+
     toy = Toy()
     features = torch.zeros(2, 1)
     assert greedy(toy, features, vocab, max_len=5).captions == ["x z"] * 2  # 0.55 * 0.34 = 0.187
@@ -124,6 +126,8 @@ class PrefixTree:
 
     def embed(self, word: torch.Tensor) -> torch.Tensor:
         return word.float().unsqueeze(1)  # [N] → [N, 1]
+
+    start = DecoderRNN.start  # the image, then <start>: the decoders begin every caption the model's way
 
     def step(self, inputs: torch.Tensor, state=None):
         """``inputs [N, 1]`` (a word index, or the image), ``state ([1, N, 1], same)`` → logits [N, V]."""

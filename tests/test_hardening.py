@@ -17,16 +17,12 @@ import torch
 from PIL import Image
 from shared import TINY_CONFIG as TINY
 
+from helpers.config import TrainConfig
+from helpers.features import prepare_data
+from helpers.runs import CHECKPOINT, load_checkpoint, load_run
 from helpers.scenes import IMAGE_DIR, make_shapes
-from helpers.training import (
-    CHECKPOINT,
-    TrainConfig,
-    atomic_save,
-    fit,
-    load_checkpoint,
-    load_run,
-    prepare_data,
-)
+from helpers.training import fit
+from helpers.utils import atomic_save
 
 
 def quiet(_):
@@ -112,7 +108,7 @@ def test_a_checkpoint_from_another_architecture_gets_a_clear_error(shapes, tmp_p
     with pytest.raises(ValueError, match="does not fit the model"):
         load_run(tmp_path / "run")
     state["config"]["hidden_size"] = 16
-    state["vocab"] = state["vocab"] + ["extra"]
+    state["vocab"] = {"itos": state["vocab"]["itos"] + ["extra"]}
     atomic_save(state, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match="words"):
         load_run(tmp_path / "run")

@@ -52,17 +52,13 @@ def test_make_lint_is_ruff_on_the_repository_and_ci_runs_it():
     assert re.search(r'^step "make lint" make lint$', (REPO / ".ci" / "run").read_text(), flags=re.MULTILINE)
 
 
-# Waiting for the module split of issue 14 (their docstrings are rewritten there).
-DESIGN_PENDING = {"helpers/decoding.py", "helpers/models.py"}
-
-
 def test_no_code_cites_a_design_that_is_not_in_the_repository():
     """"The design" was a document outside the repository: a docstring must say what it means itself."""
     files = [
         path
         for folder in ("helpers", "benchmarks", "tools", "scripts")
         for path in sorted((REPO / folder).rglob("*"))
-        if path.suffix in (".py", ".sh", ".md") and path.relative_to(REPO).as_posix() not in DESIGN_PENDING
+        if path.suffix in (".py", ".sh", ".md")
     ]
     assert len(files) > 20
     citing = [

@@ -200,3 +200,34 @@ def test_decoder_refuses_weights_from_another_vocabulary():
     trained = DecoderRNN(E, H, V).state_dict()
     with pytest.raises(ValueError, match=f"vocabulary of {V} words"):
         DecoderRNN(E, H, V + 5).load_state_dict(trained)
+
+
+@pytest.mark.parametrize("train_backbone", ["none", "last", "all"])
+def test_encoder_offers_its_head_and_the_backbone_layers_that_learn_as_two_groups(train_backbone):
+    encoder = EncoderCNN(embed_size=E, weights="random", train_backbone=train_backbone)
+    groups = encoder.parameter_groups()
+    head_ids = {id(p) for p in groups["head"]}
+    assert head_ids == {id(p) for p in (*encoder.project.parameters(), *encoder.bn.parameters())}
+    offered = {id(p) for p in groups["backbone"]}
+    backbone = {name for name, p in encoder.backbone.named_parameters() if id(p) in offered}
+    expected = {
+        "none": set(),
+        "last": {name for name, _ in encoder.backbone.named_parameters() if name.startswith("7.")},
+        "all": {name for name, _ in encoder.backbone.named_parameters()},
+    }[train_backbone]
+    assert backbone == expected
+    everything = {id(p) for p in encoder.parameters() if p.requires_grad}
+    assert head_ids | {id(p) for p in groups["backbone"]} == everything
+
+
+def test_start_feeds_the_image_then_start_and_scores_the_first_word():
+    torch.manual_seed(0)
+    decoder = DecoderRNN(E, H, V, num_layers=2).eval()
+    features = torch.randn(3, E)
+    logits, (h, c) = decoder.start(features, start_id=1)
+    assert logits.shape == (3, V) and h.shape == c.shape == (2, 3, H)
+    # the same as teacher forcing on the one-token caption "<start>": position 1 scores the first word
+    forced = decoder(features, torch.ones(3, 1, dtype=torch.long), [1, 1, 1])
+    torch.testing.assert_close(logits, forced[:, 1])
+    other, _ = decoder.start(features, start_id=2)
+    assert not torch.allclose(other, logits)  # the start token really is fed

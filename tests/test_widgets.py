@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers.config import TrainConfig
 from helpers.data import image_transform
 from helpers.decoding import greedy
 from helpers.models import Captioner
+from helpers.runs import Run
 from helpers.vocabulary import END, Vocabulary
 from helpers.widgets import (
     CaptionStepper,
@@ -34,6 +36,11 @@ def model_and_vocab():
     with torch.no_grad():  # an untrained decoder is nearly uniform; sharpen it so choices are visible
         model.decoder.linear.weight.mul_(30)
     return model, vocab
+
+
+def as_run(model: Captioner, vocab: Vocabulary) -> Run:
+    """The model as a trained run that reads images at ``SIZE`` pixels, on the CPU."""
+    return Run(model, vocab, TrainConfig(image_size=SIZE), torch.device("cpu"))
 
 
 @pytest.fixture
@@ -93,7 +100,7 @@ def test_uploaded_files_reads_ipywidgets_7_and_8_values():
 
 def test_stepper_gives_the_same_caption_as_greedy_decoding(model_and_vocab, images):
     model, vocab = model_and_vocab
-    stepper = CaptionStepper(model, vocab, image_size=SIZE, max_len=12)
+    stepper = CaptionStepper(as_run(model, vocab), max_len=12)
     for path in images:
         image = Image.open(path).convert("RGB")
         stepper.reset(image)
@@ -107,7 +114,7 @@ def test_stepper_gives_the_same_caption_as_greedy_decoding(model_and_vocab, imag
 
 def test_top_k_is_sorted_probabilities_of_distinct_words(model_and_vocab, images):
     model, vocab = model_and_vocab
-    stepper = CaptionStepper(model, vocab, image_size=SIZE)
+    stepper = CaptionStepper(as_run(model, vocab))
     stepper.reset(Image.open(images[0]).convert("RGB"))
     top = stepper.top_k(5)
     probs = [p for _, p in top]
@@ -119,7 +126,7 @@ def test_top_k_is_sorted_probabilities_of_distinct_words(model_and_vocab, images
 
 def test_step_appends_the_top_word_and_changes_the_next_word_distribution(model_and_vocab, images):
     model, vocab = model_and_vocab
-    stepper = CaptionStepper(model, vocab, image_size=SIZE)
+    stepper = CaptionStepper(as_run(model, vocab))
     stepper.reset(Image.open(images[0]).convert("RGB"))
     before = stepper.top_k(5)
     word = stepper.step()
@@ -132,7 +139,7 @@ def test_step_appends_the_top_word_and_changes_the_next_word_distribution(model_
 
 def test_step_with_a_chosen_word_follows_it_and_reset_starts_over(model_and_vocab, images):
     model, vocab = model_and_vocab
-    stepper = CaptionStepper(model, vocab, image_size=SIZE)
+    stepper = CaptionStepper(as_run(model, vocab))
     stepper.reset(Image.open(images[1]).convert("RGB"))
     first = stepper.top_k(5)
     assert stepper.step("blue") == "blue" and stepper.step("square") == "square"
@@ -148,7 +155,7 @@ def test_stepper_stops_at_end_and_at_max_len(images):
     vocab = Vocabulary(WORDS)
     image = Image.open(images[0]).convert("RGB")
     model = never_ending(Captioner(len(vocab), 8, 16, weights="random").eval(), vocab, "red")
-    stepper = CaptionStepper(model, vocab, image_size=SIZE, max_len=3)
+    stepper = CaptionStepper(as_run(model, vocab), max_len=3)
     stepper.reset(image)
     assert [stepper.step() for _ in range(4)] == ["red", "red", "red", None]
     assert stepper.done and stepper.caption == "red red red"
@@ -162,7 +169,7 @@ def test_stepper_stops_at_end_and_at_max_len(images):
 
 def test_stepper_needs_an_image_first(model_and_vocab):
     model, vocab = model_and_vocab
-    stepper = CaptionStepper(model, vocab, image_size=SIZE)
+    stepper = CaptionStepper(as_run(model, vocab))
     with pytest.raises(RuntimeError, match="reset"):
         stepper.top_k()
     with pytest.raises(RuntimeError, match="reset"):
@@ -177,7 +184,7 @@ def test_top_words_html_has_one_row_per_word_with_rounded_probabilities():
 
 def test_explorer_buttons_step_and_reset_the_caption(model_and_vocab, images):
     model, vocab = model_and_vocab
-    explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
+    explorer = decoding_explorer(as_run(model, vocab), images)
     assert explorer.stepper.caption == "" and "red.png" in explorer.caption_html.value
     assert bytes(explorer.picture.value).startswith(b"\x89PNG")
     top_before = explorer.top_html.value
@@ -200,7 +207,7 @@ def test_explorer_next_button_is_disabled_when_the_caption_ends(images):
     torch.manual_seed(0)
     vocab = Vocabulary(WORDS)
     model = never_ending(Captioner(len(vocab), 8, 16, weights="random").eval(), vocab, "blue")
-    explorer = DecodingExplorer(CaptionStepper(model, vocab, image_size=SIZE, max_len=2), images)
+    explorer = DecodingExplorer(CaptionStepper(as_run(model, vocab), max_len=2), images)
     explorer.next_button.click()
     assert not explorer.next_button.disabled and "blue" in explorer.caption_html.value
     explorer.next_button.click()
@@ -214,7 +221,7 @@ def test_explorer_shows_end_when_the_model_ends_the_caption(images):
     model = never_ending(Captioner(len(vocab), 8, 16, weights="random").eval(), vocab, "blue")
     with torch.no_grad():
         model.decoder.linear.bias[vocab.end_id] = 100
-    explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
+    explorer = decoding_explorer(as_run(model, vocab), images)
     explorer.next_button.click()
     assert explorer.stepper.said_end and explorer.next_button.disabled
     assert "&lt;end&gt;" in explorer.caption_html.value
@@ -224,7 +231,7 @@ def test_explorer_with_an_unreadable_first_image_explains_and_does_not_crash(mod
     model, vocab = model_and_vocab
     broken = tmp_path / "broken.jpg"
     broken.write_text("not a picture")
-    explorer = decoding_explorer(model, vocab, [broken], image_size=SIZE)
+    explorer = decoding_explorer(as_run(model, vocab), [broken])
     assert explorer.error.startswith("Cannot use broken.jpg")
     explorer.next_button.click()
     explorer.reset_button.click()
@@ -233,7 +240,7 @@ def test_explorer_with_an_unreadable_first_image_explains_and_does_not_crash(mod
 
 def test_explorer_picker_changes_the_image_and_starts_a_new_caption(model_and_vocab, images):
     model, vocab = model_and_vocab
-    explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
+    explorer = decoding_explorer(as_run(model, vocab), images)
     explorer.stepper.step("left")
     first_picture = explorer.picture.value
     explorer.picker.value = str(images[1])
@@ -244,7 +251,7 @@ def test_explorer_picker_changes_the_image_and_starts_a_new_caption(model_and_vo
 
 def test_explorer_upload_shows_a_readable_image_and_explains_an_unreadable_one(model_and_vocab, images):
     model, vocab = model_and_vocab
-    explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
+    explorer = decoding_explorer(as_run(model, vocab), images)
     deliver(explorer.upload, "notes.jpg", b"hello")
     assert explorer.error == "Cannot use notes.jpg: cannot read image (not an image file PIL recognises)"
     assert "Cannot use notes.jpg" in explorer.message.value
@@ -265,7 +272,7 @@ def test_explorer_upload_shows_a_readable_image_and_explains_an_unreadable_one(m
 
 def test_explorer_shows_a_short_stable_text_form(model_and_vocab, images, caplog):
     model, vocab = model_and_vocab
-    explorer = decoding_explorer(model, vocab, images, image_size=SIZE)
+    explorer = decoding_explorer(as_run(model, vocab), images)
     bundle = explorer._repr_mimebundle_(include=None, exclude=None)  # as IPython calls it
     # outside IPython, ipywidgets logs (does not raise) what a display callback raised
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -277,4 +284,4 @@ def test_explorer_shows_a_short_stable_text_form(model_and_vocab, images, caplog
 def test_explorer_needs_images(model_and_vocab):
     model, vocab = model_and_vocab
     with pytest.raises(ValueError, match="at least one image"):
-        decoding_explorer(model, vocab, [], image_size=SIZE)
+        decoding_explorer(as_run(model, vocab), [])

@@ -1,0 +1,141 @@
+"""What defines a training run: :class:`TrainConfig`, and the course's configuration for each kind of device.
+
+A configuration is stored in every checkpoint and in a run's ``config.json``. Which part of the encoder
+learns is one setting, ``train_backbone``:
+
+- ``"none"`` (cached features, the default and the fast way): the ResNet50 backbone is frozen, so its
+  pooled ``[N, 2048]`` features are computed once per image, stored on disk, and every epoch trains only
+  the projection and the decoder on them;
+- ``"last"`` or ``"all"`` (fine-tuning): images go through the backbone every batch, and its last block
+  (``layer4``) or all of it learns too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from helpers.models import TRAIN_BACKBONE_CHOICES, resolve_weights
+
+REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions: rare words become <unk>
+FINE_TUNE_GPU_BATCH = 64  # captions (each with its image) per fine-tuning batch on a GPU; see for_device
+# The course's configuration per kind of device (TrainConfig.for_device explains the choice). Plain literals,
+# so that the command line's --help can show them without importing torch (which takes seconds).
+# "gpu-random": a GPU without ImageNet weights, where frozen random features cannot tell shapes apart.
+DEVICE_PRESETS = {
+    "cpu": {"image_size": 64, "hidden_size": 256, "epochs": 12, "batch_size": 128, "lr": 4e-3},
+    "gpu": {"image_size": 224, "hidden_size": 512, "epochs": 15, "batch_size": 256, "lr": 3e-3},
+    "gpu-random": {
+        "image_size": 128,
+        "hidden_size": 512,
+        "epochs": 15,
+        "batch_size": 64,
+        "lr": 3e-3,
+        "train_backbone": "all",
+    },
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Stored in every checkpoint and in ``config.json``."""
+
+    embed_size: int = 300
+    hidden_size: int = 512
+    num_layers: int = 1
+    image_size: int = 224
+    train_backbone: str = "none"  # "none" (cached features), "last" (layer4 learns) or "all"
+    weights: str = "auto"  # "auto", "imagenet" or "random"
+    standardize: bool = True  # standardise the pooled features before the projection (EncoderCNN)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3  # the peak of the one-cycle schedule
+    backbone_lr_scale: float = 0.1  # fine-tuned backbone layers learn this much slower
+    grad_clip: float = 5.0
+    min_freq: int = 1  # train's default: 5 on real data, 1 on the shapes set (default_min_freq)
+    max_words: int = 30
+    max_decode: int = 25
+    val_images: int = 500  # dev images scored after every epoch (greedy, no teacher forcing)
+    seed: int = 0
+    num_workers: int = 0
+    dropout: float = 0.0  # in the decoder, on the LSTM's inputs and outputs; 0 leaves it out
+
+    @property
+    def mode(self) -> str:
+        """``"cached"`` (frozen backbone, stored features) or ``"fine-tune"``, as ``train_backbone`` says."""
+        return "cached" if self.train_backbone == "none" else "fine-tune"
+
+    @classmethod
+    def for_device(cls, device: torch.device | str, **overrides) -> TrainConfig:
+        """The course's configuration for a device: small and quick on a CPU, the full one on a GPU.
+
+        CPU (``DEVICE_PRESETS["cpu"]``): images at 64 px (ResNet50's adaptive pooling accepts any size,
+        and a 64 px image costs a small fraction of a 224 px one: notebook 03 measures it), cached
+        features, an LSTM of 256 hidden units and 12 epochs: with fewer, colour (the attribute frozen
+        random features do carry) is not yet learnt reliably. Notebook 05 and benchmarks/README.md give
+        the measured time and scores.
+
+        GPU with ImageNet weights (``"gpu"``): 224 px, cached features, 512 hidden units, 15 epochs.
+        GPU without them (``"gpu-random"``; ``weights`` ``"auto"`` is resolved here, and the result is
+        stored): frozen random features do not tell a circle from a square, so the whole backbone
+        is trained too, at 128 px, in batches of :data:`FINE_TUNE_GPU_BATCH`.
+
+        Fine-tuning on a GPU (``train_backbone`` ``"last"`` or ``"all"`` among ``overrides``) takes batches
+        of :data:`FINE_TUNE_GPU_BATCH`: every caption then sends its image through the backbone, whose
+        activations are kept for backpropagation, and 256 images at 224 px do not fit a 16 GB T4.
+        ``overrides`` may use the older spelling ``mode=`` (see :meth:`from_dict`).
+        """
+        overrides = _upgraded(overrides)
+        if torch.device(device).type == "cpu":
+            base = cls(**DEVICE_PRESETS["cpu"])
+        else:
+            weights = resolve_weights(overrides.get("weights", "auto"))
+            chosen = "train_backbone" in overrides
+            preset = "gpu-random" if weights == "random" and not chosen else "gpu"
+            base = cls(**DEVICE_PRESETS[preset], weights=weights, num_workers=min(8, os.cpu_count() or 1))
+            overrides = {**overrides, "weights": weights}
+            if overrides.get("train_backbone", "none") != "none" and "batch_size" not in overrides:
+                base.batch_size = FINE_TUNE_GPU_BATCH
+        return cls.from_dict({**asdict(base), **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a dict, refusing unknown keys (a typo should not be silently ignored).
+
+        Configurations written before ``train_backbone`` could say ``"none"`` held two keys for the same
+        choice, ``mode`` (``"cached"`` or ``"fine-tune"``) and ``train_backbone`` (which layers, with
+        fine-tuning only); they still load, as the one setting they meant.
+        """
+        known = {f.name for f in fields(cls)}
+        values = _upgraded(values)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+        config = cls(**values)
+        if config.train_backbone not in TRAIN_BACKBONE_CHOICES:
+            raise ValueError(
+                f"train_backbone must be one of {TRAIN_BACKBONE_CHOICES}, got {config.train_backbone!r}"
+            )
+        if not 0 <= config.dropout < 1:
+            raise ValueError(f"dropout must be at least 0 and below 1, got {config.dropout}")
+        if config.min_freq < 1:
+            raise ValueError(f"min_freq must be 1 or more, got {config.min_freq}")
+        return config
+
+
+def _upgraded(values: dict) -> dict:
+    """``values``, the older ``mode`` key folded into ``train_backbone`` (:meth:`TrainConfig.from_dict`)."""
+    if "mode" not in values:
+        return dict(values)
+    values = dict(values)
+    mode = values.pop("mode")
+    if mode == "cached":
+        values["train_backbone"] = "none"
+    elif mode == "fine-tune":
+        if values.get("train_backbone", "none") == "none":
+            values["train_backbone"] = "last"  # what fine-tuning trained when no layers were named
+    else:
+        raise ValueError(f"mode must be 'cached' or 'fine-tune', got {mode!r}")
+    return values
