@@ -485,7 +485,7 @@ from helpers.diagrams import data_flow_figure
 figure = data_flow_figure()
 
 # %% [markdown]
-# The same check as section 2, from a terminal: `python -m helpers data stats DIR` reports any dataset
+# The same check as section 2, from a terminal: `python -m helpers data stats --data DIR` reports any dataset
 # folder (add `--json` for a machine-readable report). It exits with an error when nothing usable is
 # left.
 
@@ -511,7 +511,7 @@ print("exit code:", result.returncode)
 # | image file → upright RGB → `[3, 224, 224]` normalised tensor, and back | `helpers.data.load_image`, `image_transform`, `denormalize` |
 # | (image, caption) pairs for a `DataLoader` | `helpers.data.CaptionDataset` |
 # | the figures of this notebook | `helpers.plots`, `helpers.diagrams.data_flow_figure` |
-# | the same from a terminal | `python -m helpers data make-shapes / stats` |
+# | the same from a terminal | `python -m helpers data make-shapes --out DIR`, `data stats --data DIR` |
 #
 # We wrote the tokenizer, the vocabulary and the padding in full, checked that they give exactly what the
 # package gives on all 40 000 captions, and then imported the package's versions. The vocabulary is built
@@ -526,7 +526,7 @@ print("exit code:", result.returncode)
 #    matter for the test score?
 # 3. Build the vocabulary with `min_freq=5000`. Encode a caption and decode it again: what became
 #    `<unk>`? Would a model trained with this vocabulary still be useful?
-# 4. If you have Flickr8k (see `data/README.md`), run `python -m helpers data stats data/flickr8k` and
+# 4. If you have Flickr8k (see `data/README.md`), run `python -m helpers data stats --data data/flickr8k` and
 #    redo the vocabulary-threshold table on it. How much smaller is the vocabulary at `min_freq=5`, and
 #    how much of the text does it still cover?
 # 5. `image_transform(112)` gives smaller tensors. What shape comes out, and how much less memory does a

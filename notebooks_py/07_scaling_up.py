@@ -149,24 +149,24 @@ for flags in ({"annotations_only": True}, {"val_only": True}, {}):
 # ## 2. Downloading
 #
 # One command per dataset, from the repository root (on Colab: the folder the notebook runs in). It
-# downloads into `DEST/downloads/`, checks, unpacks into `DEST`, and prints the `data stats` command
+# downloads into `OUT/downloads/`, checks, unpacks into `OUT`, and prints the `data stats` command
 # that checks the result:
 
 # %%
 why = "RUN_DOWNLOADS is False"
-shell("python -m helpers data download flickr8k --dest data/flickr8k", RUN_DOWNLOADS, why)
-shell("python -m helpers data stats data/flickr8k --check-images", RUN_DOWNLOADS, why)
+shell("python -m helpers data download flickr8k --out data/flickr8k", RUN_DOWNLOADS, why)
+shell("python -m helpers data stats --data data/flickr8k --check-images", RUN_DOWNLOADS, why)
 
 # %%
-shell("python -m helpers data download coco2017 --dest data/coco --annotations-only", False, "optional")
-shell("python -m helpers data download coco2017 --dest data/coco --val-only", False, "optional")
-shell("python -m helpers data download coco2017 --dest data/coco", False, "optional: 19 GiB")
-shell("python -m helpers data download coco2014 --dest data/coco2014 --val-only", False, "optional: 6.2 GiB")
+shell("python -m helpers data download coco2017 --out data/coco --annotations-only", False, "optional")
+shell("python -m helpers data download coco2017 --out data/coco --val-only", False, "optional")
+shell("python -m helpers data download coco2017 --out data/coco", False, "optional: 19 GiB")
+shell("python -m helpers data download coco2014 --out data/coco2014 --val-only", False, "optional: 6.2 GiB")
 
 # %% [markdown]
 # The command resumes a download that broke off (run it again: it asks the server for the missing bytes
 # only), checks each archive's MD5 against `DATASETS` (a mismatch deletes the file and says so), refuses
-# archive members that would land outside `DEST` or are links, and remembers what it has unpacked, so a
+# archive members that would land outside `OUT` or are links, and remembers what it has unpacked, so a
 # second run costs nothing. The README's "Checksums and resuming" has the details and the flags
 # (`--base-url` for a mirror, `--no-checksum`); `tests/test_download.py` shows each behaviour against a
 # web server on `127.0.0.1`.
@@ -249,7 +249,7 @@ print(comparison.to_string())
 # %% [markdown]
 # Fifteen real captions already use more distinct words than all 40 000 shapes captions together
 # (compare the columns above): the shapes annotators know a few dozen words, people know thousands. On the real Flickr8k
-# (run `python -m helpers data stats data/flickr8k` after downloading) you will find thousands of distinct
+# (run `python -m helpers data stats --data data/flickr8k` after downloading) you will find thousands of distinct
 # words, most of them seen only a handful of times. Three things follow:
 #
 # - **The vocabulary is a choice.** With `min_freq` (notebook 01) rare words become `<unk>`; on real data
@@ -257,7 +257,7 @@ print(comparison.to_string())
 #   words. Its size is `hidden_size × V + V`:
 
 # %%
-from helpers.training import TrainConfig
+from helpers.config import TrainConfig
 from helpers.vocabulary import Vocabulary
 
 shapes_vocab = Vocabulary.build(shapes.table.loc[shapes.table["split"] == "train", "caption"])
@@ -492,14 +492,14 @@ print("\nthe same on our 0–1 scale:\n" + (reference / 100).to_string(na_rep="�
 # |---|---|
 # | the files of Flickr8k and COCO 2017, with MD5s and sizes | `helpers.download.DATASETS`, `coco_selection` |
 # | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`download`, `safe_extract`); README "Checksums and resuming" |
-# | the same from a terminal | `python -m helpers data download flickr8k / coco2017 / coco2014 --dest ... [--annotations-only / --val-only]` |
+# | the same from a terminal | `python -m helpers data download flickr8k / coco2017 / coco2014 --out ... [--annotations-only / --val-only]` |
 # | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.caption_files.load_captions`; `python -m helpers data stats` |
 # | what real captions change: words, lengths, the output layer's size | `helpers.vocabulary.tokenize`, `Vocabulary`; `--min-freq` |
 # | ImageNet or random weights, chosen and reported | `COURSE_WEIGHTS` (`helpers.utils.course_weights`) in the notebooks; `train --weights` |
-# | settings for CPU or GPU | `helpers.training.TrainConfig.for_device` |
+# | settings for CPU or GPU | `helpers.config.TrainConfig.for_device` |
 # | train on one GPU or several, resume, fine-tune | `python -m helpers train` (`--resume`, `--fine-tune`); `torchrun --nproc_per_node N -m helpers train` |
 # | BLEU on the test split, ×100 as papers print it | `python -m helpers evaluate --split test --beam 3`; `helpers.metrics.as_percent` |
-# | precision by GPU, best and last checkpoints, vocabulary threshold | `helpers.training.training_precision`; `best.pt`, `--checkpoint`; `--min-freq` |
+# | precision by GPU, best and last checkpoints, vocabulary threshold | `helpers.precision.training_precision`; `best.pt`, `--checkpoint`; `--min-freq` |
 # | a child's output, line by line as it comes | `helpers.utils.stream_command` |
 #
 # Nothing in the model or the training loop changed between shapes and photographs: only the data, the
@@ -516,4 +516,4 @@ print("\nthe same on our 0–1 scale:\n" + (reference / 100).to_string(na_rep="�
 # 4. On Colab with a GPU: set both switches to `True`, run the notebook, and compare your test BLEU-4 ×100
 #    with the table. Then interrupt a run and continue it with `--resume`: is `history.csv` seamless?
 # 5. With COCO's annotations only (`--annotations-only`), count the captions per image and the words per
-#    caption with `python -m helpers data stats data/coco`. Why does it report no usable images?
+#    caption with `python -m helpers data stats --data data/coco`. Why does it report no usable images?
