@@ -37,6 +37,11 @@ DEVICE_PRESETS = {
     },
 }
 
+# The most words a generated caption may have (<start> and <end> not counted): the decoding loops run at
+# most MAX_DECODE + 1 steps, so that a caption of exactly MAX_DECODE words can still say <end>. Training
+# captions have their own limit, TrainConfig.max_words.
+MAX_DECODE = 25
+
 
 @dataclass
 class TrainConfig:
@@ -55,8 +60,8 @@ class TrainConfig:
     backbone_lr_scale: float = 0.1  # fine-tuned backbone layers learn this much slower
     grad_clip: float = 5.0
     min_freq: int = 1  # train's default: 5 on real data, 1 on the shapes set (default_min_freq)
-    max_words: int = 30
-    max_decode: int = 25
+    max_words: int = 30  # words kept of a training caption (<start>/<end> not counted)
+    max_decode: int = MAX_DECODE  # the most words a generated caption may have (<start>/<end> not counted)
     val_images: int = 500  # dev images scored after every epoch (greedy, no teacher forcing)
     seed: int = 0
     num_workers: int = 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pandas as pd
 import torch
 
+from helpers.config import MAX_DECODE
 from helpers.features import PreparedData, cached_features
 from helpers.metrics import corpus_bleu_scores
 from helpers.models import Captioner, DecoderRNN
@@ -47,7 +48,7 @@ def _finish(rows: torch.Tensor, vocab: Vocabulary, max_len: int) -> Decoded:
 
 
 def greedy_naive(
-    decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = 20
+    decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = MAX_DECODE
 ) -> Decoded:
     """The simplest greedy loop: at every step, feed the image and the *whole* caption so far again.
 
@@ -70,7 +71,9 @@ def greedy_naive(
         return _finish(sequence[:, 1:], vocab, max_len)
 
 
-def greedy(decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = 20) -> Decoded:
+def greedy(
+    decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = MAX_DECODE
+) -> Decoded:
     """Greedy decoding with the LSTM state carried from step to step: one LSTM step per word.
 
     Same captions as :func:`greedy_naive` (the LSTM is causal, so re-reading the past gives the state we
@@ -90,7 +93,7 @@ def greedy(decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_l
 
 
 def beam_search(
-    decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, beam: int = 3, max_len: int = 20
+    decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, beam: int = 3, max_len: int = MAX_DECODE
 ) -> Decoded:
     """Keep the ``beam`` most probable partial captions of each image, not just the best one.
 
@@ -142,7 +145,7 @@ def decode_features(
     vocab: Vocabulary,
     device: torch.device | str,
     beam: int = 1,
-    max_len: int = 25,
+    max_len: int = MAX_DECODE,
     batch_size: int = 500,
 ) -> list[str]:
     """Captions for backbone features ``[N, 2048]``: greedy when ``beam == 1``, else beam search."""
@@ -164,7 +167,7 @@ def evaluate_bleu(
     references: Sequence[Sequence[str]],
     vocab: Vocabulary,
     device: torch.device | str,
-    max_len: int = 25,
+    max_len: int = MAX_DECODE,
 ) -> tuple[dict[str, float], list[str]]:
     """Greedy captions from backbone features ``[N, 2048]`` (no teacher forcing) and their BLEU-1…4."""
     hypotheses = decode_features(model, features, vocab, device, max_len=max_len)

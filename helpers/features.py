@@ -133,7 +133,7 @@ def encode_captions(
     position = {image: i for i, image in enumerate(images)}
     index = torch.tensor([position[image] for image in table["image"]], dtype=torch.long)
     captions, lengths = pad_captions(
-        [torch.tensor(vocab.encode(c, max_len=max_words)) for c in table["caption"]]
+        [torch.tensor(vocab.encode(c, max_words)) for c in table["caption"]]
     )
     return index, captions, lengths
 

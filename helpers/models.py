@@ -252,10 +252,11 @@ class DecoderRNN(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def target_mask(lengths: torch.Tensor | Sequence[int], max_len: int) -> torch.Tensor:
-    """``[B, max_len]`` booleans: True where a caption has a real token (``t < length``)."""
+def target_mask(lengths: torch.Tensor | Sequence[int], steps: int) -> torch.Tensor:
+    """``[B, steps]`` booleans: True where a caption has a real token (``t < length``); ``steps`` counts
+    positions (tokens), not words."""
     lengths = torch.as_tensor(lengths, dtype=torch.long)
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 def sequence_loss(

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from helpers.config import MAX_DECODE
 from helpers.decoding import beam_search, greedy, greedy_naive
 from helpers.models import DecoderRNN
 from helpers.vocabulary import Vocabulary
@@ -216,9 +217,14 @@ def test_beam_search_stops_after_max_len_plus_one_steps():
 def test_decoding_defaults_are_the_documented_ones():
     import inspect
 
+    from helpers.config import TrainConfig
+    from helpers.decoding import decode_features, evaluate_bleu
+
     assert inspect.signature(beam_search).parameters["beam"].default == 3
-    for decode in (greedy_naive, greedy, beam_search):
-        assert inspect.signature(decode).parameters["max_len"].default == 20, decode.__name__
+    # one word limit for generated captions, whichever way they are made (it was 20 here, 25 elsewhere)
+    for decode in (greedy_naive, greedy, beam_search, decode_features, evaluate_bleu):
+        assert inspect.signature(decode).parameters["max_len"].default == 25, decode.__name__
+    assert TrainConfig().max_decode == 25
 
 
 def test_beam_search_keeps_each_image_with_its_own_states():
@@ -250,7 +256,7 @@ def test_an_empty_caption_is_scored_per_token_like_any_other():
     assert beam_search(tree, torch.zeros(1, 1), vocab, beam=2, max_len=3).captions == ["a"]
 
 
-def test_beam_search_keeps_three_captions_and_twenty_words_by_default(setup):
+def test_beam_search_keeps_three_captions_and_the_documented_word_limit_by_default(setup):
     """Four first words; only the fourth ("d") leads to a likely caption. Three beams never keep it."""
     vocab = Vocabulary(["a", "b", "c", "d"])
     table = {
@@ -263,4 +269,4 @@ def test_beam_search_keeps_three_captions_and_twenty_words_by_default(setup):
     decoder, vocab, features = setup
     with torch.no_grad():
         decoder.linear.bias[vocab.end_id] = -1e4  # never ends: every caption runs to max_len
-    assert {len(ids) for ids in beam_search(decoder, features[:2], vocab).ids} == {20}
+    assert {len(ids) for ids in beam_search(decoder, features[:2], vocab).ids} == {MAX_DECODE}
