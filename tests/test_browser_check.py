@@ -62,7 +62,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from helpers.config import TrainConfig
 from helpers.models import Captioner
+from helpers.runs import Run
 from helpers.vocabulary import Vocabulary
 from helpers.widgets import decoding_explorer
 
@@ -74,7 +76,8 @@ with torch.no_grad():  # an untrained decoder is nearly uniform; sharpen it so t
 folder = Path(tempfile.mkdtemp())
 for colour in ("red", "blue"):
     Image.new("RGB", (40, 30), colour).save(folder / f"{colour}.png")
-decoding_explorer(model, vocab, [folder / "red.png", folder / "blue.png"], image_size=32)
+run = Run(model, vocab, TrainConfig(embed_size=8, hidden_size=16, image_size=32), torch.device("cpu"))
+decoding_explorer(run, [folder / "red.png", folder / "blue.png"])
 """
 
 # An explorer-like widget with the parts the checker reads (a "next word" button, an image picker, a
