@@ -604,3 +604,40 @@ def test_torchrun_processes_wait_as_long_as_asked(monkeypatch):
     assert joined["timeout"] == timedelta(minutes=90)
     training.distributed_context(torch.device("cpu"))
     assert joined["timeout"] == timedelta(minutes=training.DIST_TIMEOUT_MINUTES) > timedelta(minutes=10)
+
+
+def test_save_run_keeps_the_best_epoch_apart_without_optimiser_state_and_stores_an_enabled_scaler(tmp_path):
+    """Without ``fit`` (its end-to-end runs are too slow for ``make mutation``): what ``best=True`` and a
+    gradient scaler add to a run folder."""
+    from helpers.vocabulary import Vocabulary
+
+    torch.manual_seed(0)
+    config = TrainConfig(**TINY)
+    vocab = Vocabulary(["a", "red", "circle"])
+    model = training.build_model(config, len(vocab))
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
+    history = [{"epoch": 1, "train_loss": 2.5, "dev_bleu4": 0.125}]
+    scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
+
+    run = (model, optimizer, scheduler, 1, vocab, config, history, "random")
+    training.save_run(tmp_path, *run)
+    assert not (tmp_path / training.BEST_CHECKPOINT).exists()  # best=False: no best.pt
+    assert load_checkpoint(tmp_path / CHECKPOINT)["scaler"] is None  # no scaler: nothing to resume
+
+    training.save_run(tmp_path, *run, best=True, scaler=scaler)
+    best = load_checkpoint(tmp_path / training.BEST_CHECKPOINT)
+    last = load_checkpoint(tmp_path / CHECKPOINT)
+    assert set(best) == {"model", "epoch", "vocab", "config", "weights", "history"}
+    assert set(last) == set(best) | {"optimizer", "scheduler", "scaler"}
+    for state in (best, last):
+        assert (state["epoch"], state["vocab"], state["weights"]) == (1, vocab.itos, "random")
+        assert state["history"] == history
+        assert state["config"] == json.loads((tmp_path / "config.json").read_text())
+        assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
+    assert last["scaler"] == scaler.state_dict() and last["scaler"]["scale"] == 512.0
+    assert last["scheduler"] == scheduler.state_dict()
+    assert last["optimizer"]["param_groups"] == optimizer.state_dict()["param_groups"]
+
+    disabled = torch.amp.GradScaler("cpu", enabled=False)
+    training.save_run(tmp_path, *run, best=False, scaler=disabled)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["scaler"] is None  # a disabled scaler has no state
