@@ -693,6 +693,7 @@ def test_kaggle_blank_rows_are_ignored_and_the_rows_after_them_are_read(tmp_path
 
     assert (table["caption"].tolist(), skipped) == (["A dog .", "Kids play ."], [])
     assert table.attrs["root"] == str(tmp_path)
+    assert table.dtypes.tolist() == [object] * 3  # not pandas 3's inferred "str": prints the same everywhere
 
 
 def test_karpathy_skips_malformed_entries_and_sentences_naming_each_and_reads_the_rest(tmp_path: Path):
@@ -915,3 +916,47 @@ def test_flickr8k_with_an_empty_image_folder_says_the_image_is_not_in_it(tmp_pat
 
     assert table.empty
     assert skipped == [Skipped(A, "image file not found in Flicker8k_Dataset/")]
+
+
+def test_flickr8k_looks_past_hidden_folders_and_macosx_leftovers(tmp_path: Path):
+    """A hidden folder holding an old token file sorts first, and ``__MACOSX/`` before a lower-case folder
+    name: neither may be read instead of the real files."""
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [A], image_dir="flickr8k/Flicker8k_Dataset")
+    (tmp_path / ".backup").mkdir()
+    (tmp_path / ".backup" / "Flickr8k.token.txt").write_text(f"{A}#0\tAn old caption .\n")
+    write_images(tmp_path / "__MACOSX" / "Flicker8k_Dataset", [f"._{A}"])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert skipped == []
+    assert table["caption"].tolist() == ["A dog ."]
+    assert table["image"].tolist() == [str(tmp_path / "flickr8k" / "Flicker8k_Dataset" / A)]
+
+
+def test_flickr8k_reads_a_utf16_token_file(tmp_path: Path):
+    write_flickr8k(tmp_path, [], {"train": [A]}, [A])
+    (tmp_path / "Flickr8k.token.txt").write_bytes(f"{A}#0\tA caf\u00e9 .\r\n".encode("utf-16"))
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert (table["caption"].tolist(), skipped) == (["A caf\u00e9 ."], [])
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["windows", "old-mac"])
+def test_flickr8k_line_numbers_count_windows_and_old_mac_line_ends_once(tmp_path: Path, newline: str):
+    lines = [f"{A}#0\tA dog .", f"{A}#1 no tab .", f"{A}#2\tA brown dog ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A], newline=newline)
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog .", "A brown dog ."]
+    assert table["image"].tolist() == [str(tmp_path / "Flicker8k_Dataset" / A)] * 2
+    assert skipped == [Skipped("Flickr8k.token.txt line 2", "no tab between 'name.jpg#k' and the caption")]
+
+
+def test_a_file_given_as_the_dataset_folder_is_named_as_a_file(tmp_path: Path):
+    (tmp_path / "captions.txt").write_text("image,caption\n")
+
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k_kaggle(tmp_path / "captions.txt")
+    assert str(info.value) == f"{tmp_path / 'captions.txt'} is a file, not a dataset directory."
