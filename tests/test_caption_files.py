@@ -921,7 +921,8 @@ def test_flickr8k_with_an_empty_image_folder_says_the_image_is_not_in_it(tmp_pat
 def test_flickr8k_looks_past_hidden_folders_and_macosx_leftovers(tmp_path: Path):
     """A hidden folder holding an old token file sorts first, and ``__MACOSX/`` before a lower-case folder
     name: neither may be read instead of the real files."""
-    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [A], image_dir="flickr8k/Flicker8k_Dataset")
+    image_dir = "flickr8k/Flicker8k_Dataset"
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [A], text_dir="text", image_dir=image_dir)
     (tmp_path / ".backup").mkdir()
     (tmp_path / ".backup" / "Flickr8k.token.txt").write_text(f"{A}#0\tAn old caption .\n")
     write_images(tmp_path / "__MACOSX" / "Flicker8k_Dataset", [f"._{A}"])
