@@ -92,22 +92,32 @@ colab-rehearsal: install ## notebooks as on Colab, in a Colab-like environment (
 	$(BIN)/python tools/colab_rehearsal.py $(NB)
 
 # Mutation testing: mutmut puts one small bug at a time into the functions where a silent bug costs most
-# (the losses, beam search, COCO's caption reader, safe extraction's checks, checkpoint loading, BLEU,
-# sharding and the optimiser's groups) and runs the unit tests that reach each; a mutant that no test
-# notices survives. About 780 mutants: 40-50 min on the 2 shared cores of the course's CI machine.
-# Configuration (which files, which tests) in pyproject.toml's [tool.mutmut]; results stay in mutants/.
-# MUTANTS picks functions by mutmut's names; more, e.g.: make mutation MUTANTS="'helpers.caption_files.*'"
+# (the losses, greedy and beam search, the caption-file readers, safe extraction, checkpoint saving and
+# loading, BLEU, sharding and the optimiser's groups) and runs the unit tests that reach each; a mutant
+# that no test notices survives. About 1,700 mutants: some 1 h 45 min on the 2 shared cores of the
+# course's CI machine (README, "Mutation testing"). Configuration (which files, which tests) in
+# pyproject.toml's [tool.mutmut]; results stay in mutants/. MUTANTS picks functions by mutmut's names,
+# e.g. a part: make mutation MUTANTS="'helpers.decoding.x_greedy*'"
 MUTATION_JOBS ?= 2
 MUTANTS ?= \
 	'helpers.models.x__cpu_lengths*' 'helpers.models.x_target_mask*' 'helpers.models.x_sequence_loss*' \
 	'helpers.models.x_packed_loss*' 'helpers.models.x_prefix_batch*' 'helpers.models.x_prefix_loss*' \
-	'helpers.decoding.x_beam_search*' 'helpers.decoding.x__finish*' 'helpers.metrics.*' \
-	'helpers.caption_files.x_read_coco*' 'helpers.caption_files.x__read_coco_file*' \
+	'helpers.decoding.x_greedy*' 'helpers.decoding.x_beam_search*' 'helpers.decoding.x__finish*' \
+	'helpers.metrics.*' \
+	'helpers.caption_files.x_read_*' 'helpers.caption_files.x_kaggle_split*' \
+	'helpers.caption_files.x__existing_dir*' 'helpers.caption_files.x__search_dirs*' \
+	'helpers.caption_files.x__find_file*' 'helpers.caption_files.x__list_files*' \
+	'helpers.caption_files.x__find_image_dir*' 'helpers.caption_files.x__read_text*' \
+	'helpers.caption_files.x__read_json*' 'helpers.caption_files.x__table*' \
+	'helpers.caption_files.x__keep_images*' 'helpers.caption_files.x__missing_reason*' \
+	'helpers.caption_files.x__parse_flickr8k_tokens*' 'helpers.caption_files.x__read_flickr8k_splits*' \
+	'helpers.caption_files.x__read_coco_file*' 'helpers.caption_files.x__karpathy_missing_reason*' \
 	'helpers.download.x__target*' 'helpers.download.x__skipped*' 'helpers.download.x__plan_*' \
-	'helpers.download.x__marker*' \
+	'helpers.download.x__marker*' 'helpers.download.x_safe_extract*' 'helpers.download.x__write_members*' \
+	'helpers.download.x__recorded*' 'helpers.download.x__same_bytes*' \
 	'helpers.features.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
-	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.training.x_make_optimizer*' \
-	'helpers.training.x_train_epoch*'
+	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.runs.x_save_run*' \
+	'helpers.training.x_make_optimizer*' 'helpers.training.x_train_epoch*'
 mutation: install ## mutation testing (mutmut) of the modules where a silent bug costs most; survivors listed
 	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	@echo "Survivors (mutmut show NAME for the diff):"

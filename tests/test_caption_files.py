@@ -686,3 +686,296 @@ def test_flickr8k_layout_is_defined_once_for_reader_writer_and_download(tmp_path
     assert (len(table), skipped) == (5 * 8, [])
     assert sorted(table["split"].unique()) == ["dev", "test", "train"]
     assert {Path(path).parent for path in table["image"]} == {root / caption_files.FLICKR8K_IMAGE_DIR}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Found by mutation testing (make mutation): messages, malformed entries, rows after a skipped one
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_kaggle_without_captions_file_or_with_an_empty_one_says_which(tmp_path: Path):
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k_kaggle(tmp_path)
+    assert str(info.value) == f"No captions.txt in {tmp_path} or its immediate subfolders."
+
+    write_kaggle(tmp_path, "", [A])
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k_kaggle(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'captions.txt'} is empty."
+
+
+def test_kaggle_blank_rows_are_ignored_and_the_rows_after_them_are_read(tmp_path: Path):
+    write_kaggle(tmp_path, f"image,caption\n{A},A dog .\n\n , \n{B},Kids play .\n", [A, B])
+
+    table, skipped = read_flickr8k_kaggle(tmp_path)
+
+    assert (table["caption"].tolist(), skipped) == (["A dog .", "Kids play ."], [])
+    assert table.attrs["root"] == str(tmp_path)
+    assert table.dtypes.tolist() == [object] * 3  # not pandas 3's inferred "str": prints the same everywhere
+
+
+def test_karpathy_skips_malformed_entries_and_sentences_naming_each_and_reads_the_rest(tmp_path: Path):
+    images = [
+        "not an object",
+        {"filename": "   ", "split": "train", "sentences": [{"raw": "Blank name."}]},
+        {"filename": 7, "split": "train", "sentences": [{"raw": "Numeric name."}]},
+        {"filename": "s.jpg", "split": ["train"], "sentences": [{"raw": "A list as split."}]},
+        {"filename": "n.jpg", "split": "train", "sentences": "A dog."},  # not a list of sentences
+        {
+            "filename": "m.jpg",
+            "filepath": 5,  # not a folder name: ignored
+            "split": "test",
+            "sentences": ["A raw string.", {"tokens": ["a"]}, {"raw": 3}, {"raw": "  "}, {"raw": " A cat. "}],
+        },
+        karpathy_image("a.jpg", "train", "A dog."),
+    ]
+    write_karpathy(tmp_path, "dataset_flickr8k.json", images)
+    write_images(tmp_path / "Images", ["s.jpg", "n.jpg", "m.jpg", "a.jpg"])
+
+    table, skipped = read_karpathy(tmp_path)
+
+    assert table["caption"].tolist() == ["A cat.", "A dog."]
+    assert table["image"].tolist() == [str(tmp_path / "Images" / n) for n in ("m.jpg", "a.jpg")]
+    assert table["split"].tolist() == ["test", "train"]
+    assert table.attrs["root"] == str(tmp_path)
+    no_name, no_raw = "image entry without a 'filename'", "sentence without 'raw' text"
+    assert skipped == [
+        *(Skipped(f"dataset_flickr8k.json images[{i}]", no_name) for i in range(3)),
+        Skipped("s.jpg", "unknown split ['train']"),
+        Skipped("n.jpg", "image has no captions"),
+        Skipped("m.jpg sentence 0", no_raw),
+        Skipped("m.jpg sentence 1", no_raw),
+        Skipped("m.jpg sentence 2", no_raw),
+        Skipped("m.jpg sentence 3", "empty caption"),
+    ]
+
+
+def test_karpathy_without_a_split_file_or_with_several_names_them(tmp_path: Path):
+    with pytest.raises(DatasetFormatError) as info:
+        read_karpathy(tmp_path)
+    assert str(info.value) == (
+        "No dataset_flickr8k.json, dataset_flickr30k.json, dataset_coco.json in "
+        f"{tmp_path} or its immediate subfolders."
+    )
+
+    write_karpathy(tmp_path, "dataset_flickr8k.json", [])
+    write_karpathy(tmp_path, "dataset_coco.json", [])
+    with pytest.raises(DatasetFormatError) as info:
+        read_karpathy(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path} holds several Karpathy split files (dataset_flickr8k.json, dataset_coco.json); "
+        "pass the path of the one you want."
+    )
+
+
+def test_karpathy_coco_image_missing_from_a_2014_folder_that_exists_is_not_told_to_fetch_2014(tmp_path: Path):
+    images = [
+        karpathy_image("gone.jpg", "test", "A dog.", filepath="val2014"),
+        karpathy_image("lost.jpg", "test", "A cat.", filepath="val2017"),
+        karpathy_image("far.jpg", "train", "A bus.", filepath="train2014"),
+    ]
+    write_karpathy(tmp_path, "dataset_coco.json", images)
+    write_images(tmp_path / "val2014", ["other.jpg"])
+
+    table, skipped = read_karpathy(tmp_path)
+
+    generic = "image file not found under the root or its image folders"
+    assert table.empty
+    fetch = (
+        "image file not found: no train2014/ folder (Karpathy's COCO split names COCO 2014 images; "
+        "fetch them with: python -m helpers data download coco2014)"
+    )
+    assert skipped == [
+        Skipped("val2014/gone.jpg", generic),
+        Skipped("val2017/lost.jpg", generic),
+        Skipped("train2014/far.jpg", fetch),
+    ]
+
+
+def test_kaggle_skips_jpg_dot_1_rows_and_empty_captions_naming_each_line(tmp_path: Path):
+    write_kaggle(tmp_path, f"image,caption\n{A}.1,A dog again .\n{A}, \n{A},A dog .\n", [A])
+
+    table, skipped = read_flickr8k_kaggle(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog ."]
+    assert skipped == [
+        Skipped("captions.txt line 2", "known duplicate row: image name ends in '.jpg.1'"),
+        Skipped("captions.txt line 3", "empty caption"),
+    ]
+
+
+def test_kaggle_file_that_csv_cannot_read_raises_naming_file_and_line(tmp_path: Path):
+    write_kaggle(tmp_path, f"image,caption\n{A},A dog .\n{A},{'x' * 200_000}\n", [A])
+
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k_kaggle(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'captions.txt'} is not readable as CSV: "
+        "field larger than field limit (131072) (line 3)."
+    )
+
+
+def test_kaggle_finds_images_next_to_a_captions_file_in_a_subfolder_or_names_the_folders(tmp_path: Path):
+    write_kaggle(tmp_path / "flickr8k", f"image,caption\n{A},A dog .\n", [A])
+
+    table, skipped = read_flickr8k_kaggle(tmp_path)
+
+    assert (table["image"].tolist(), skipped) == ([str(tmp_path / "flickr8k" / "Images" / A)], [])
+
+    (tmp_path / "flickr8k" / "Images" / A).unlink()
+    (tmp_path / "flickr8k" / "Images").rmdir()
+    table, skipped = read_flickr8k_kaggle(tmp_path)
+    assert table.empty
+    assert skipped == [Skipped(A, f"no image folder found under {tmp_path} (looked for Images/, images/)")]
+
+
+def test_a_json_file_that_is_not_an_object_raises_naming_file_and_type(tmp_path: Path):
+    (tmp_path / "dataset_flickr8k.json").write_text("[]")
+
+    with pytest.raises(DatasetFormatError) as info:
+        read_karpathy(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'dataset_flickr8k.json'} holds a JSON list, expected an object."
+
+
+def test_flickr8k_without_token_file_or_split_files_names_every_file_it_looked_for(tmp_path: Path):
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k(tmp_path)
+    assert str(info.value) == f"No Flickr8k.token.txt in {tmp_path} or its immediate subfolders."
+
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {}, [A])
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k(tmp_path)
+    assert str(info.value) == (
+        "None of the split files Flickr_8k.trainImages.txt, Flickr_8k.devImages.txt, "
+        f"Flickr_8k.testImages.txt is in {tmp_path} or its immediate subfolders."
+    )
+
+
+def test_flickr8k_finds_split_files_in_another_folder_than_the_token_file(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog .", f"{B}#0\tKids ."], {}, [A, B], text_dir="Flickr8k_text")
+    (tmp_path / "Flickr_8k.trainImages.txt").write_text(f"{A}\n")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "Flickr_8k.testImages.txt").write_text(f"{B}\n")
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert (table["split"].tolist(), skipped) == (["train", "test"], [])
+
+
+def test_flickr8k_reads_the_names_after_a_blank_line_in_a_split_file(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog .", f"{B}#0\tKids ."], {}, [A, B])
+    (tmp_path / "Flickr_8k.trainImages.txt").write_text(f"{A}\n\n  \n{B}\n")
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert (table["split"].tolist(), skipped) == (["train", "train"], [])
+
+
+def test_flickr8k_reads_on_after_malformed_lines_and_splits_name_and_number_at_the_last_hash(tmp_path: Path):
+    hashed = "4000_#4.jpg"
+    lines = [
+        f"{A}#0\tA dog .",
+        f"{A}#1 no tab .",
+        f"{A}#x\tA letter for a number .",
+        "#0\tNo name .",
+        f"{A}#1\tA brown dog .",
+        f"{hashed}#0\tA hash in the name .",
+    ]
+    write_flickr8k(tmp_path, lines, {"train": [A, hashed]}, [A, hashed])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog .", "A brown dog .", "A hash in the name ."]
+    assert table["image"].tolist()[-1] == str(tmp_path / "Flicker8k_Dataset" / hashed)
+    expected = "expected 'name.jpg#k' before the tab"
+    assert skipped == [
+        Skipped("Flickr8k.token.txt line 2", "no tab between 'name.jpg#k' and the caption"),
+        Skipped("Flickr8k.token.txt line 3", expected),
+        Skipped("Flickr8k.token.txt line 4", expected),
+    ]
+
+
+def test_flickr8k_checks_every_image_after_one_it_dropped_and_names_the_root_without_images(tmp_path: Path):
+    lines = [f"{B}#0\tKids .", f"{B}#1\tMore kids .", f"{A}#0\tA dog .", f"{C}#0\tA man ."]
+    write_flickr8k(tmp_path, lines, {"train": [A, C]}, [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog ."]
+    assert skipped == [
+        Skipped(B, "not in any split file"),
+        Skipped(C, "image file not found in Flicker8k_Dataset/"),
+    ]
+
+    (tmp_path / "Flicker8k_Dataset" / A).unlink()
+    (tmp_path / "Flicker8k_Dataset").rmdir()
+    _, skipped = read_flickr8k(tmp_path)
+    folders = "Flicker8k_Dataset/, Flickr8k_Dataset/, Images/, images/"
+    assert skipped[1] == Skipped(A, f"no image folder found under {tmp_path} (looked for {folders})")
+
+
+def test_flickr8k_skips_empty_captions_and_repeated_rows_with_their_reasons(tmp_path: Path):
+    lines = [f"{A}#0\tA dog .", f"{A}#1\t   ", f"{A}#0\tRepeat .", f"{A}#2\tA brown dog ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog .", "A brown dog ."]
+    assert skipped == [
+        Skipped("Flickr8k.token.txt line 2", "empty caption"),
+        Skipped("Flickr8k.token.txt line 3", "repeats an earlier 'name.jpg#k' row; the first is kept"),
+    ]
+
+
+def test_flickr8k_with_an_empty_image_folder_says_the_image_is_not_in_it(tmp_path: Path):
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [])  # Flicker8k_Dataset/ made, empty
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table.empty
+    assert skipped == [Skipped(A, "image file not found in Flicker8k_Dataset/")]
+
+
+def test_flickr8k_looks_past_hidden_folders_and_macosx_leftovers(tmp_path: Path):
+    """A hidden folder holding an old token file sorts first, and ``__MACOSX/`` before a lower-case folder
+    name: neither may be read instead of the real files."""
+    image_dir = "flickr8k/Flicker8k_Dataset"
+    write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [A], text_dir="text", image_dir=image_dir)
+    (tmp_path / ".backup").mkdir()
+    (tmp_path / ".backup" / "Flickr8k.token.txt").write_text(f"{A}#0\tAn old caption .\n")
+    write_images(tmp_path / "__MACOSX" / "Flicker8k_Dataset", [f"._{A}"])
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert skipped == []
+    assert table["caption"].tolist() == ["A dog ."]
+    assert table["image"].tolist() == [str(tmp_path / "flickr8k" / "Flicker8k_Dataset" / A)]
+
+
+def test_flickr8k_reads_a_utf16_token_file(tmp_path: Path):
+    write_flickr8k(tmp_path, [], {"train": [A]}, [A])
+    (tmp_path / "Flickr8k.token.txt").write_bytes(f"{A}#0\tA caf\u00e9 .\r\n".encode("utf-16"))
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert (table["caption"].tolist(), skipped) == (["A caf\u00e9 ."], [])
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"], ids=["windows", "old-mac"])
+def test_flickr8k_line_numbers_count_windows_and_old_mac_line_ends_once(tmp_path: Path, newline: str):
+    lines = [f"{A}#0\tA dog .", f"{A}#1 no tab .", f"{A}#2\tA brown dog ."]
+    write_flickr8k(tmp_path, lines, {"train": [A]}, [A], newline=newline)
+
+    table, skipped = read_flickr8k(tmp_path)
+
+    assert table["caption"].tolist() == ["A dog .", "A brown dog ."]
+    assert table["image"].tolist() == [str(tmp_path / "Flicker8k_Dataset" / A)] * 2
+    assert skipped == [Skipped("Flickr8k.token.txt line 2", "no tab between 'name.jpg#k' and the caption")]
+
+
+def test_a_file_given_as_the_dataset_folder_is_named_as_a_file(tmp_path: Path):
+    (tmp_path / "captions.txt").write_text("image,caption\n")
+
+    with pytest.raises(DatasetFormatError) as info:
+        read_flickr8k_kaggle(tmp_path / "captions.txt")
+    assert str(info.value) == f"{tmp_path / 'captions.txt'} is a file, not a dataset directory."

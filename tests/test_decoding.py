@@ -270,3 +270,80 @@ def test_beam_search_keeps_three_captions_and_the_documented_word_limit_by_defau
     with torch.no_grad():
         decoder.linear.bias[vocab.end_id] = -1e4  # never ends: every caption runs to max_len
     assert {len(ids) for ids in beam_search(decoder, features[:2], vocab).ids} == {MAX_DECODE}
+
+
+# Found by mutation testing (make mutation): defaults and step counts of the greedy loops. (The signature
+# test above cannot see a changed default through mutmut's wrapper; these tests see its effect.)
+
+
+def _never_ending(decoder: DecoderRNN, vocab: Vocabulary) -> DecoderRNN:
+    with torch.no_grad():
+        decoder.linear.bias.fill_(-100)
+        decoder.linear.bias[vocab.stoi["red"]] = 100  # "red red red ..." forever
+    return decoder
+
+
+@pytest.mark.parametrize("decode", [greedy_naive, greedy])
+def test_greedy_loops_stop_after_the_documented_word_limit_by_default(setup, decode):
+    decoder, vocab, features = setup
+    out = decode(_never_ending(decoder, vocab), features[:2], vocab)
+    assert out.captions == [" ".join(["red"] * MAX_DECODE)] * 2
+
+
+@pytest.mark.parametrize(("decode", "image_steps"), [(greedy_naive, 1), (greedy, 1)])
+def test_greedy_loops_run_max_len_plus_one_steps_at_most_and_stop_once_all_ended(setup, decode, image_steps):
+    """Both begin with ``DecoderRNN.start``: the LSTM once on the image, once on ``<start>`` (the first
+    word); then ``greedy`` runs it once per word, ``greedy_naive`` once per word over the whole caption so
+    far. ``max_len + 1`` word steps give a ``max_len``-word caption its ``<end>``."""
+    decoder, vocab, features = setup
+    calls = []
+    decoder.lstm.register_forward_hook(lambda *_: calls.append(1))
+    decode(_never_ending(decoder, vocab), features, vocab, max_len=4)
+    assert len(calls) == image_steps + 5
+
+    calls.clear()
+    with torch.no_grad():
+        decoder.linear.bias[vocab.end_id] = 200  # every caption ends at the first word
+    assert decode(decoder, features, vocab, max_len=4).captions == [""] * 6
+    assert len(calls) == image_steps + 1
+
+
+class CountingTree(PrefixTree):
+    """A :class:`PrefixTree` that ``greedy_naive`` can call too (the whole caption so far each time), and
+    that counts the calls of either kind."""
+
+    def __init__(self, vocab: Vocabulary, table: dict[tuple[str, ...], dict[str, float]]):
+        super().__init__(vocab, table)
+        self.calls = 0
+
+    def step(self, inputs: torch.Tensor, state=None):
+        self.calls += 1
+        return super().step(inputs, state)
+
+    def __call__(self, features: torch.Tensor, sequence: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """``features [B, 1]`` (image i: ``i``), ``sequence [B, T]`` → logits ``[B, T + 1, V]``."""
+        self.calls += 1
+        logits = torch.zeros(sequence.shape[0], sequence.shape[1] + 1, self.vocab_size)
+        for row in range(sequence.shape[0]):
+            tag = f"#{int(features[row, 0])}"
+            words = tuple(self.vocab.itos[int(i)] for i in sequence[row, 1:])
+            logits[row, -1] = self._log_probs(((tag,) if (tag,) in self.table else ()) + words)
+        return logits
+
+
+@pytest.mark.parametrize(("decode", "image_steps"), [(greedy_naive, 1), (greedy, 1)])
+def test_greedy_loops_stop_once_every_caption_has_ended_at_its_own_step(decode, image_steps):
+    """Image 0 ends at once and then says other words; image 1 ends after "a a". Both have ended after
+    three steps, though never at the same step."""
+    vocab = Vocabulary(["a", "b"])
+    table = {
+        ("#0",): {"<end>": 0.9},
+        ("#0", "<end>"): {"b": 0.9},
+        ("#0", "<end>", "b"): {"b": 0.9},
+        ("#1",): {"a": 0.9},
+        ("#1", "a"): {"a": 0.9},
+        ("#1", "a", "a"): {"<end>": 0.9},
+    }
+    tree = CountingTree(vocab, table)
+    assert decode(tree, torch.tensor([[0.0], [1.0]]), vocab, max_len=8).captions == ["", "a a"]
+    assert tree.calls == image_steps + 3

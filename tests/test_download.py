@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import stat
 import tarfile
@@ -588,3 +589,118 @@ def test_module_uses_only_the_standard_library_and_tqdm():
         "dataclasses",
         "pathlib",
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Found by mutation testing (make mutation): what counts as "the member's exact bytes"
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "in_the_way",
+    [TOKEN_TXT[:-2] + b"?\n", TOKEN_TXT + b"my extra line\n"],
+    ids=["same-size-other-bytes", "the-member-then-more"],
+)
+def test_a_file_in_the_way_that_only_resembles_the_member_is_not_overwritten(tmp_path, in_the_way):
+    archive = tmp_path / "Flickr8k_text.zip"
+    archive.write_bytes(FLICKR_TEXT_ZIP)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "Flickr8k.token.txt").write_bytes(in_the_way)
+
+    with pytest.raises(ValueError, match=r"would overwrite Flickr8k\.token\.txt in .*which it did not write"):
+        safe_extract(archive, dest)
+    assert _tree(dest) == {"Flickr8k.token.txt"}
+    assert (dest / "Flickr8k.token.txt").read_bytes() == in_the_way
+
+
+def test_an_identical_file_larger_than_one_read_is_kept(tmp_path):
+    big = bytes(range(251)) * 4200  # 1,054,200 bytes: more than one 1 MiB chunk
+    archive = tmp_path / "big.zip"
+    archive.write_bytes(zip_bytes({"big.bin": big}))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "big.bin").write_bytes(big)
+    mtime = (dest / "big.bin").stat().st_mtime_ns
+
+    assert safe_extract(archive, dest) == [dest / "big.bin"]
+    assert (dest / "big.bin").read_bytes() == big
+    assert (dest / "big.bin").stat().st_mtime_ns == mtime  # kept, not written again
+
+
+def test_every_file_in_the_way_is_checked_not_only_those_before_the_first_free_one(tmp_path):
+    archive = tmp_path / "two.zip"
+    archive.write_bytes(zip_bytes({"new.txt": b"new", "mine.txt": b"from the archive"}))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "mine.txt").write_bytes(b"the learner's own")
+
+    with pytest.raises(ValueError, match=r"^two\.zip would overwrite mine\.txt in "):
+        safe_extract(archive, dest)
+    assert _tree(dest) == {"mine.txt"}
+    assert (dest / "mine.txt").read_bytes() == b"the learner's own"
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"), [(3, "f0.txt, f1.txt, f2.txt"), (4, "f0.txt, f1.txt, f2.txt and 1 more")]
+)
+def test_the_refusal_names_three_files_in_the_way_and_counts_the_rest(tmp_path, count, shown):
+    names = [f"f{i}.txt" for i in range(count)]
+    archive = tmp_path / "many.zip"
+    archive.write_bytes(zip_bytes({name: b"archive" for name in names}))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    for name in names:
+        (dest / name).write_bytes(b"mine")
+
+    with pytest.raises(ValueError) as info:
+        safe_extract(archive, dest)
+    assert str(info.value) == (
+        f"many.zip would overwrite {shown} in {dest}, which it did not write; "
+        "nothing was extracted: move them, or choose another --dest"
+    )
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_changed_archive_overwrites_the_files_its_marker_says_it_wrote(tmp_path, kind):
+    archive = tmp_path / f"data.{kind}"
+    dest = tmp_path / "out"
+    archive.write_bytes(_archive(kind, {"a/x.txt": b"version 1"}))
+    assert safe_extract(archive, dest) == [dest / "a" / "x.txt"]
+
+    archive.write_bytes(_archive(kind, {"a/x.txt": b"version 2, longer", "a/y.txt": b"new"}))
+    assert safe_extract(archive, dest) == [dest / "a" / "x.txt", dest / "a" / "y.txt"]
+    assert (dest / "a" / "x.txt").read_bytes() == b"version 2, longer"
+    assert (dest / "a" / "y.txt").read_bytes() == b"new"
+    marker = json.loads((dest / f".extracted-data.{kind}").read_text())
+    size = archive.stat().st_size
+    assert marker == {"archive": f"data.{kind}", "size": size, "files": ["a/x.txt", "a/y.txt"]}
+    assert not (dest / f".extracting-data.{kind}").exists()
+
+
+def test_extraction_makes_every_missing_parent_of_the_destination(tmp_path):
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(zip_bytes({"x.txt": b"x"}))
+
+    files = safe_extract(archive, tmp_path / "new" / "nested" / "out")
+
+    assert files == [tmp_path / "new" / "nested" / "out" / "x.txt"]
+    assert files[0].read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_folders_are_made_with_their_parents_in_any_order_and_may_already_exist(tmp_path, kind):
+    archive = tmp_path / f"tree.{kind}"
+    if kind == "zip":
+        archive.write_bytes(zip_bytes({"top/sub/": b"", "top/": b"", "deep/er/x.txt": b"x"}))
+    else:
+        folders = [tarfile.TarInfo("top/sub"), tarfile.TarInfo("top")]
+        for folder in folders:
+            folder.type = tarfile.DIRTYPE
+        archive.write_bytes(_tar_gz([*folders, tarfile.TarInfo("deep/er/x.txt")], {"deep/er/x.txt": b"x"}))
+
+    files = safe_extract(archive, tmp_path / "out")
+
+    assert files == [tmp_path / "out" / "deep" / "er" / "x.txt"]
+    assert files[0].read_bytes() == b"x"
+    assert (tmp_path / "out" / "top" / "sub").is_dir()

@@ -618,3 +618,40 @@ def test_train_epoch_steps_every_batch_clips_and_returns_the_mean_loss_per_capti
     after = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
     # plain SGD moves by lr × the clipped gradient: at most 1 × 1e-3, then 0.5 × 1e-3
     assert 0 < (after - before).norm() <= 1.5e-3 + 1e-6
+
+
+def test_save_run_keeps_the_best_epoch_apart_without_optimiser_state_and_stores_an_enabled_scaler(tmp_path):
+    """Without ``fit`` (its end-to-end runs are too slow for ``make mutation``): what ``best=True`` and a
+    gradient scaler add to a run folder."""
+    from helpers.vocabulary import Vocabulary
+
+    torch.manual_seed(0)
+    config = TrainConfig(**TINY)
+    vocab = Vocabulary(["a", "red", "circle"])
+    model = runs.build_model(config, len(vocab))
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
+    history = [{"epoch": 1, "train_loss": 2.5, "dev_bleu4": 0.125}]
+    scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
+
+    run = (model, optimizer, scheduler, 1, vocab, config, history, "random")
+    runs.save_run(tmp_path, *run)
+    assert not (tmp_path / runs.BEST_CHECKPOINT).exists()  # best=False: no best.pt
+    assert load_checkpoint(tmp_path / CHECKPOINT)["scaler"] is None  # no scaler: nothing to resume
+
+    runs.save_run(tmp_path, *run, best=True, scaler=scaler)
+    best = load_checkpoint(tmp_path / runs.BEST_CHECKPOINT)
+    last = load_checkpoint(tmp_path / CHECKPOINT)
+    assert set(best) == {"model", "epoch", "vocab", "config", "weights", "history"}
+    assert set(last) == set(best) | {"optimizer", "scheduler", "scaler"}
+    for state in (best, last):
+        assert (state["epoch"], state["vocab"], state["weights"]) == (1, vocab.to_dict(), "random")
+        assert state["history"] == history
+        assert state["config"] == json.loads((tmp_path / "config.json").read_text())
+        assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
+    assert last["scaler"] == scaler.state_dict() and last["scaler"]["scale"] == 512.0
+    assert last["scheduler"] == scheduler.state_dict()
+    assert last["optimizer"]["param_groups"] == optimizer.state_dict()["param_groups"]
+
+    disabled = torch.amp.GradScaler("cpu", enabled=False)
+    runs.save_run(tmp_path, *run, best=False, scaler=disabled)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["scaler"] is None  # a disabled scaler has no state
