@@ -187,7 +187,7 @@ from helpers.training import batches
 train_table = data.split("train")
 textbook_loader = DataLoader(
     CaptionDataset(train_table["image"], train_table["caption"], vocab, image_transform(config.image_size),
-                   max_len=config.max_words),
+                   max_words=config.max_words),
     batch_size=config.batch_size,
     shuffle=True,
     collate_fn=collate_captions,
