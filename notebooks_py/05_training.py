@@ -36,9 +36,8 @@
 #
 # **Run time:** on a quiet 2-core CPU, `fit` alone takes about 3.5 minutes (12 epochs; its cell prints how
 # long it took), and the rest of the notebook a few minutes more; several times that on a machine busy
-# with other programs. **GPU:** helps a lot, and
-# changes what is trained: `TrainConfig.for_device` then picks a larger configuration by itself (section 1),
-# and it still takes only minutes.
+# with other programs. **GPU:** helps a lot, and changes what is trained: `TrainConfig.for_device` then
+# picks a larger configuration by itself (section 1), and it still takes only minutes.
 
 # %% tags=["colab-setup"]
 import sys
@@ -340,8 +339,9 @@ print(f"loss on the same batch: {loss.item():.3f} before the step, {after.item()
 assert after.item() < loss.item()
 
 # %% [markdown]
-# From here on, `train_epoch` is the step. Repeated over the next batches, it is a training loop; we write
-# it out once more, to see the loss and the learning rate of every step:
+# That is the whole step, the same one `train_epoch` takes. Repeated over the next batches, it is a training
+# loop; we write that loop out too, to watch the loss and the learning rate step by step (`fit` instead
+# hands `train_epoch` a whole epoch of batches):
 
 # %%
 losses, rates = [loss.item()], [first_rate]
