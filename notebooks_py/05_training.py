@@ -35,7 +35,7 @@
 # its loss); what gradient descent and Adam are.
 #
 # **Run time:** on a quiet 2-core CPU, `fit` alone takes about 3.5 minutes (12 epochs; its cell prints how
-# long it took), and the rest of the notebook a few minutes more; several times that on a machine busy
+# long it took), and the rest of the notebook about a minute more; several times that on a machine busy
 # with other programs. **GPU:** helps a lot, and changes what is trained: `TrainConfig.for_device` then
 # picks a larger configuration by itself (section 1), and it still takes only minutes.
 
