@@ -26,7 +26,7 @@
 # **You will learn to**
 # - explain why we compute the frozen ResNet50's features once and cache them, and measure the speed-up;
 # - write one training step: forward, `sequence_loss`, backward, gradient clipping, an Adam step, and a
-#   one-cycle learning-rate schedule;
+#   one-cycle learning-rate schedule; and check it against the step `fit` takes, `train_epoch`;
 # - validate the way the model is used: greedy decoding without teacher forcing, scored with BLEU;
 # - train with `fit`, read its history, and score the model on the test split: BLEU between a floor (the
 #   best image-blind caption) and a ceiling (the humans), then attribute by attribute (colour, shape, …).
@@ -82,16 +82,19 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from helpers.training import TrainConfig
+from helpers.config import TrainConfig
 from helpers.utils import course_weights
 
 config = TrainConfig.for_device(device, weights=course_weights())
 pd.Series(asdict(config), name="value").to_frame()
 
 # %% [markdown]
-# `mode="cached"` means the ResNet50 stays frozen and we train only what comes after it: the projection
-# to the embedding size and the decoder (`train_backbone` matters only with `mode="fine-tune"`). The
-# dataset is read, checked and turned into a vocabulary by `prepare_data` (notebook 01 did these steps one
+# `train_backbone="none"` means the ResNet50 stays frozen and we train only what comes after it: the
+# projection to the embedding size and the decoder (`"last"` or `"all"` would train the backbone's last
+# block or all of it). `standardize=True` is the course's own addition to the design (notebook 03): the
+# pooled features are standardised before the projection.
+#
+# The dataset is read, checked and turned into a vocabulary by `prepare_data` (notebook 01 did these steps one
 # by one).
 
 # %%
@@ -106,7 +109,7 @@ make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
 # %%
-from helpers.training import prepare_data
+from helpers.features import prepare_data
 
 data = prepare_data(DATA, config.min_freq)
 vocab = data.vocab
@@ -120,7 +123,7 @@ print(f"vocabulary: {len(vocab)} words | train: {len(train_images)} images | dev
 # turns the training captions into one padded tensor, with the index of each row's image.
 
 # %%
-from helpers.training import encode_captions
+from helpers.features import encode_captions
 
 image_index, captions, lengths = encode_captions(data.split("train"), train_images, vocab, config.max_words)
 print("image_index:", tuple(image_index.shape), image_index[:7].tolist())
@@ -135,7 +138,7 @@ print("lengths:    ", tuple(lengths.shape), lengths[:7].tolist())
 # ones `fit` will use, and the feature cache below can be shared with it.
 
 # %%
-from helpers.training import build_model
+from helpers.runs import build_model
 
 seed_everything(config.seed)
 model = build_model(config, len(vocab)).to(device)
@@ -156,7 +159,7 @@ print(f"trained (projection + decoder): {sum(p.numel() for p in trainable):>11,}
 # them (a minute or two on a CPU); the message below says which happened.
 
 # %% tags=["nbval-ignore-output"]
-from helpers.training import cached_features
+from helpers.features import cached_features
 
 train_features = cached_features(model, train_images, config.image_size, device, CACHE)
 dev_features = cached_features(model, dev_images, config.image_size, device, CACHE)
@@ -181,7 +184,7 @@ from torch.utils.data import DataLoader
 
 from helpers.data import CaptionDataset, collate_captions, image_transform
 from helpers.models import sequence_loss
-from helpers.training import batches
+from helpers.features import batches
 
 train_table = data.split("train")
 textbook_loader = DataLoader(
@@ -231,7 +234,7 @@ print(f"one epoch is {steps} batches: {steps * textbook / 60:.1f} min the textbo
 # %% [markdown]
 # Computing the features once costs about one textbook epoch divided by five (each image once, not once
 # per caption), and every epoch after that is the cheap one. The price: the backbone cannot learn. That is
-# what fine-tuning (`TrainConfig(mode="fine-tune")`, `--fine-tune` on the command line) pays the textbook
+# what fine-tuning (`TrainConfig(train_backbone="last")`, `--fine-tune` on the command line) pays the textbook
 # cost for.
 #
 # ## 4. One training step, by hand
@@ -305,20 +308,17 @@ print(f"learning rate of this step: {first_rate:.3g}")
 # to rounding, not to the last bit.)
 
 # %%
-from helpers.training import _TrainStep  # DRAFT: until train_epoch lands
+from helpers.training import TrainStep, train_epoch
 
 twin_trainable = [p for p in start.parameters() if p.requires_grad]
 twin_optimizer = torch.optim.Adam(twin_trainable, lr=config.lr)
 twin_scheduler = torch.optim.lr_scheduler.OneCycleLR(
     twin_optimizer, max_lr=config.lr, total_steps=HAND_STEPS, pct_start=0.25
 )
-twin_loss_t = _TrainStep(start.train(), cached=True)(inputs, batch_captions, batch_lengths)  # DRAFT
-twin_optimizer.zero_grad(set_to_none=True)
-twin_loss_t.backward()
-torch.nn.utils.clip_grad_norm_(start.parameters(), config.grad_clip)
-twin_optimizer.step()
-twin_scheduler.step()
-twin_loss = twin_loss_t.item()
+twin_loss = train_epoch(  # one "epoch" of one batch: our batch
+    TrainStep(start, cached=True), [(inputs, batch_captions, batch_lengths)], twin_optimizer, config.grad_clip,
+    twin_scheduler,
+)
 torch.testing.assert_close(twin_loss, loss.item())
 for (name, mine), (_, theirs) in zip(model.state_dict().items(), start.state_dict().items(), strict=True):
     torch.testing.assert_close(mine, theirs, msg=lambda text, name=name: f"{name}: {text}")
@@ -407,10 +407,10 @@ print(f"first step {full_rates[0]:.3g}, last step {full_rates[-1]:.3g}")
 # When we use the model, there are no true words: it reads its own previous guesses, and one early mistake
 # can derail the rest. So we validate the way the model will be used: greedy decoding from the image alone
 # (notebook 06 looks inside it), scored against the five human captions with BLEU (0 to 1; papers print it
-# ×100). `evaluate_bleu` does both.
+# ×100). `evaluate_bleu` does both; `fit` calls it after every epoch, through `helpers.training.validate`.
 
 # %%
-from helpers.training import evaluate_bleu
+from helpers.decoding import evaluate_bleu
 
 dev_refs = data.references("dev")
 references = [dev_refs[image] for image in dev_images]
@@ -432,11 +432,12 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # ## 7. All of this now lives in `helpers.training.fit`
 #
 # `fit(data_dir, run_dir, config)` is sections 1–6 in a loop: prepare the data, build the model (seeded),
-# cache the features, then for every epoch shuffle, run the steps above with Adam, clipping and the one-cycle
-# schedule, validate with greedy BLEU on the dev images, and save a checkpoint (weights, optimiser, schedule,
-# vocabulary, configuration) to `run_dir`. It starts from a fresh model: the one we trained by hand above is
-# not used again. One difference from the hand loop: `fit` computes the loss with `packed_loss` (notebook
-# 04, section 6), the same value and gradients as `sequence_loss` without scoring the padding.
+# cache the features, build Adam and the one-cycle schedule (`make_optimizer`), then for every epoch
+# shuffle (`batches`), take the steps of section 4 (`train_epoch`), validate with greedy BLEU on the dev
+# images (`validate`), and save a checkpoint (weights, optimiser, schedule, vocabulary, configuration) to
+# `run_dir`. It starts from a fresh model: the one we trained by hand above is not used again. Its loss is
+# `packed_loss` (notebook 04, section 6): the same value and gradients as `sequence_loss`, without scoring
+# the padding.
 #
 # This is the long cell: on a quiet 2-core CPU about 3.5 minutes (12 epochs, plus computing the cached
 # features when section 3 has not). It prints one line per epoch, and its time.
@@ -445,7 +446,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 from helpers.training import fit
 
 start = time.perf_counter()
-result = fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
+result = fit(DATA, run_dir=RUN, config=config, device=device, cache_dir=CACHE)
 print(f"fit took {(time.perf_counter() - start) / 60:.1f} min")
 
 # %% jupyter={"source_hidden": true} tags=["check"]
@@ -482,7 +483,7 @@ figure = plot_history(history)
 # A score means something only next to a floor and a ceiling measured on the same captions (below).
 
 # %%
-from helpers.training import evaluate_split
+from helpers.decoding import evaluate_split
 
 model = result.model
 test_scores, test_table = evaluate_split(
@@ -576,7 +577,7 @@ figure = plot_confusion(attribute_confusion(greedy_captions, test_scenes, "kind"
 #
 # What it guesses, in part: the **kind**. It is right more often than chance (one in three) and than the
 # blind caption, but far from always, and the matrix shows where it goes wrong: circles and squares are
-# taken for each other about a third of the time; triangles are named best. So colour and kind are right
+# often taken for each other (a quarter to a third of them); triangles are named best. So colour and kind are right
 # together for fewer shapes (**object**), and fewer than half of the captions are right in every fact
 # (**all**). BLEU-4 hides this: colours, counts and layouts are most of every caption's words, and a square
 # called a circle costs one word.
@@ -605,14 +606,16 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 #
 # | Step | Where it lives |
 # |---|---|
-# | the configuration for the device (small on a CPU, full on a GPU) | `helpers.training.TrainConfig.for_device` |
-# | read, check, build the vocabulary; captions as tensors | `prepare_data`, `encode_captions` |
-# | the model from a configuration | `build_model` (a `helpers.models.Captioner`) |
-# | frozen backbone features, computed once and stored | `cached_features` (`extract_features` inside) |
-# | shuffled batches; one step: the loss (`packed_loss`, equal to `sequence_loss`), backward, clip, Adam, one-cycle | `batches`, the loop in `fit` |
-# | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `evaluate_bleu`, `helpers.metrics.corpus_bleu_scores` |
-# | the whole loop, with checkpoints in a run folder | `fit` → `FitResult(model, vocab, config, history, data)` |
-# | a trained model on a split | `evaluate_split` (and `load_run` to read a run folder back) |
+# | the configuration for the device (small on a CPU, larger on a GPU) | `helpers.config.TrainConfig.for_device` |
+# | read, check, build the vocabulary; captions as tensors | `helpers.features.prepare_data`, `encode_captions` |
+# | the model from a configuration | `helpers.runs.build_model` (a `helpers.models.Captioner`) |
+# | frozen backbone features, computed once and stored | `helpers.features.cached_features` |
+# | shuffled batches | `helpers.features.batches` |
+# | one step: the loss, backward, clip, Adam, one-cycle (written in section 4) | `helpers.training.train_epoch` with `TrainStep` (`packed_loss`, equal to `sequence_loss`) |
+# | Adam over what trains, the one-cycle schedule | `helpers.training.make_optimizer` |
+# | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `helpers.decoding.evaluate_bleu` (`helpers.training.validate` in `fit`) |
+# | the whole loop, with checkpoints in a run folder | `helpers.training.fit` → `FitResult(model, vocab, config, history, data)` |
+# | a trained model on a split; a run folder read back | `helpers.decoding.evaluate_split`; `helpers.runs.Run.load` |
 # | the floor and the ceiling: the best image-blind caption, the humans | `helpers.metrics.best_blind_caption`, `human_ceiling` |
 # | what a caption gets right, fact by fact; where it goes wrong | `helpers.attributes.attribute_accuracy`, `attribute_confusion`; `helpers.plots.plot_confusion` |
 # | the figures | `helpers.plots.plot_lr_schedule`, `plot_history`, `show_captions` |
@@ -630,5 +633,5 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 #    training time and the test BLEU-4 change?
 # 4. Another image-blind baseline: the most common training caption for every test image. Is its BLEU-4
 #    higher or lower than the best blind caption's? Why? (Hint: look at its length.)
-# 5. With `TrainConfig(mode="fine-tune")` (`--fine-tune` on the command line) the backbone learns too. Time
+# 5. With `TrainConfig(train_backbone="last")` (`--fine-tune` on the command line) the backbone learns too. Time
 #    one epoch on your machine against the cached epoch above: is it worth it on these shapes?

@@ -61,9 +61,10 @@ device = get_device()
 # %% [markdown]
 # ## 1. The trained model
 #
-# Notebook 05 saved its run in `runs/shapes`. `load_run` reads the checkpoint back (weights, vocabulary and
-# configuration; never pickled code) and returns the model in eval mode. If there is no run yet, we train
-# one now with the same `fit` and the same configuration, so the result is the same model either way.
+# Notebook 05 saved its run in `runs/shapes`. `Run.load` reads the checkpoint back (weights, vocabulary and
+# configuration; never pickled code) and returns a `Run`: the model in eval mode, with the vocabulary, the
+# configuration and the device that travel with it. If there is no run yet, we train one now with the same
+# `fit` and the same configuration, so the result is the same model either way.
 
 # %%
 from helpers.scenes import make_shapes
@@ -77,15 +78,18 @@ make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
 # %% tags=["nbval-ignore-output"]
-from helpers.training import TrainConfig, fit, load_run
+from helpers.config import TrainConfig
+from helpers.runs import Run
+from helpers.training import fit
 from helpers.utils import course_weights
 
 print("device:", device)
 if not (RUN / "checkpoint.pt").exists():
     print("No trained run yet: training one (this is what notebook 05 does).")
     config = TrainConfig.for_device(device, weights=course_weights())
-    fit(DATA, run_dir=RUN, config=config, device=str(device), cache_dir=CACHE)
-model, vocab, config = load_run(RUN, device)
+    fit(DATA, run_dir=RUN, config=config, device=device, cache_dir=CACHE)
+run = Run.load(RUN, device)
+model, vocab, config = run.model, run.vocab, run.config
 
 # %%
 print(f"vocabulary: {len(vocab)} words | images at {config.image_size} px | hidden size {config.hidden_size}"
@@ -99,7 +103,7 @@ assert not model.training
 # %%
 import torch
 
-from helpers.training import cached_features, prepare_data
+from helpers.features import cached_features, prepare_data
 
 data = prepare_data(DATA, config.min_freq, log=lambda _: None)
 test_images = data.images("test")
@@ -113,14 +117,16 @@ print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ f
 # %% [markdown]
 # ## 2. Greedy decoding, the design's way
 #
-# The design's loop: start from `<start>`; at every step run the decoder over the image and *the whole
-# caption so far*, keep the last position's scores, append the most probable word; stop at `<end>`. All
+# Every decoder begins the same way: the image is the LSTM's first input, then `<start>`; the scores after
+# `<start>` are those of the first word. The decoder offers this as one method, `decoder.start(features)`
+# → `(logits [B, V], state)`.
+#
+# The design's loop: after the first word, run the decoder over the image and *the whole caption so far*
+# at every step, keep the last position's scores, append the most probable word; stop at `<end>`. All
 # test images go through it at once, as one batch (section 4 says why). A caption that has ended keeps
 # being extended until all have; `words_until_end` afterwards keeps each caption's words up to its first
-# `<end>`.
-#
-# The loop runs `max_len + 1` times so that a caption of exactly `max_len` words can still say `<end>`; one
-# that never does is cut to `max_len` words.
+# `<end>`. The loop allows `max_len` words and then one more token, so that a caption of exactly `max_len`
+# words can still say `<end>`; one that never does is cut to `max_len` words.
 
 # %%
 def words_until_end(ids: list[int], vocab, max_len: int) -> str:
@@ -133,16 +139,16 @@ def words_until_end(ids: list[int], vocab, max_len: int) -> str:
 def my_greedy_naive(decoder, features, vocab, max_len: int) -> list[str]:
     """``features [B, E]`` → B captions; every step re-reads the image and the whole caption so far."""
     batch = features.shape[0]
-    sequence = torch.full((batch, 1), vocab.start_id, dtype=torch.long, device=features.device)
-    ended = torch.zeros(batch, dtype=torch.bool, device=features.device)
     with torch.no_grad():
-        for _ in range(max_len + 1):
+        logits, _ = decoder.start(features, vocab.start_id)  # [B, V]: the first word's scores
+        word = logits.argmax(dim=-1)  # [B]
+        sequence = torch.stack([torch.full_like(word, vocab.start_id), word], dim=1)  # [B, 2]
+        ended = word == vocab.end_id
+        while sequence.shape[1] <= max_len + 1 and not ended.all():  # <start> + max_len words, then <end>
             logits = decoder(features, sequence, [sequence.shape[1]] * batch)  # [B, t+2, V]: all again
             word = logits[:, -1].argmax(dim=-1)  # the last position predicts the next word
             sequence = torch.cat([sequence, word.unsqueeze(1)], dim=1)
             ended |= word == vocab.end_id
-            if ended.all():
-                break
     return [words_until_end(row, vocab, max_len) for row in sequence[:, 1:].tolist()]  # without <start>
 
 
@@ -173,19 +179,15 @@ print(f"my_greedy_naive and greedy_naive: the same {len(naive)} captions")
 # %%
 def my_greedy(decoder, features, vocab, max_len: int) -> list[str]:
     """``features [B, E]`` → B captions, one LSTM step per word with the state carried along."""
-    batch = features.shape[0]
-    word = torch.full((batch,), vocab.start_id, dtype=torch.long, device=features.device)
-    ended = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    words = []
     with torch.no_grad():
-        _, state = decoder.step(features)  # the image is the first input; we keep only the state
-        for _ in range(max_len + 1):
-            logits, state = decoder.step(decoder.embed(word), state)  # the newest word, and the state
-            word = logits.argmax(dim=-1)  # [B]
+        logits, state = decoder.start(features, vocab.start_id)  # the image, then <start>
+        word = logits.argmax(dim=-1)  # [B]
+        words, ended = [word], word == vocab.end_id
+        while len(words) <= max_len and not ended.all():  # max_len words, then room for <end>
+            logits, state = decoder.step(decoder.embed(word), state)  # only the newest word, and the state
+            word = logits.argmax(dim=-1)
             words.append(word)
             ended |= word == vocab.end_id
-            if ended.all():
-                break
     return [words_until_end(row, vocab, max_len) for row in torch.stack(words, dim=1).tolist()]
 
 
@@ -282,12 +284,11 @@ def my_beam_search(decoder, features, vocab, beam: int, max_len: int) -> list[st
     ended = torch.zeros(batch, beam, dtype=torch.bool, device=device)  # [B, k]
     only_end = torch.full((vocab_size,), float("-inf"), device=device)
     only_end[vocab.end_id] = 0.0  # an ended caption may only go on with <end>, at no cost
-    word = torch.full((batch * beam,), vocab.start_id, dtype=torch.long, device=device)
     with torch.no_grad():
-        _, (h, c) = decoder.step(features)  # [layers, B, H] each
+        logits, (h, c) = decoder.start(features, vocab.start_id)  # [B, V]; (h, c) [layers, B, H] each
+        logits = logits.repeat_interleave(beam, dim=0)  # [B*k, V]: k rows per image
         h, c = h.repeat_interleave(beam, dim=1), c.repeat_interleave(beam, dim=1)  # [layers, B*k, H]
-        for _ in range(max_len + 1):
-            logits, (h, c) = decoder.step(decoder.embed(word), (h, c))
+        for step in range(max_len + 1):  # max_len words, then room for <end>
             log_probs = logits.log_softmax(dim=-1).view(batch, beam, vocab_size)
             log_probs[ended] = only_end
             candidates = (scores.unsqueeze(-1) + log_probs).view(batch, beam * vocab_size)
@@ -300,9 +301,9 @@ def my_beam_search(decoder, features, vocab, beam: int, max_len: int) -> list[st
             ended = parent_ended | (new_word == vocab.end_id)
             rows = (parent + beam * torch.arange(batch, device=device).unsqueeze(1)).view(-1)
             h, c = h[:, rows], c[:, rows]  # each row continues from its parent's state
-            word = new_word.view(-1)
-            if ended.all():
+            if ended.all() or step == max_len:
                 break
+            logits, (h, c) = decoder.step(decoder.embed(new_word.view(-1)), (h, c))
     per_token = scores / tokens.clamp(min=1)
     # finished captions first: where an image has one, its unfinished ones are out of the running
     per_token = per_token.masked_fill(~ended & ended.any(dim=1, keepdim=True), float("-inf"))
@@ -402,7 +403,7 @@ for name in ("greedy", "beam 3", "beam 5"):
 scores.round(3)
 
 # %% [markdown]
-# Beam search raises BLEU-4 a little (the first three rows), and the facts not at all: colour, kind,
+# Beam search raises BLEU-4 a little (the first three rows), and the facts hardly at all: colour, kind,
 # relation and the whole-caption score (**all**) stay where greedy put them, or slip a little. A decoder
 # cannot add what the features do not carry: the **kind** stays partly a guess with every decoder (notebook
 # 05, section 9, traces it to the frozen random ResNet50). Beam search's BLEU gain is style: ranking
@@ -424,6 +425,14 @@ table = pd.DataFrame(
 figure = show_captions(table, n=6, columns=3, references=2, seed=1)
 
 # %% [markdown]
+# From image files (or pictures) to captions in one call: `run.caption` reads them at the run's image size,
+# encodes them, and decodes greedily, or with beam search when given a `beam_size`.
+
+# %% tags=["nbval-ignore-output"]
+for path, caption in zip(test_images[:3], run.caption(test_images[:3], beam_size=3), strict=True):
+    print(f"{Path(path).name}: {caption}")
+
+# %% [markdown]
 # ## 8. Inside one decoding, step by step
 #
 # `helpers.widgets.CaptionStepper` runs greedy decoding one word at a time, with the carried state, and lets
@@ -435,7 +444,7 @@ figure = show_captions(table, n=6, columns=3, references=2, seed=1)
 from helpers.data import load_image
 from helpers.widgets import CaptionStepper
 
-stepper = CaptionStepper(model, vocab, config.image_size, device, max_len=config.max_decode)
+stepper = CaptionStepper(run)
 image_path = test_images[0]
 stepper.reset(load_image(image_path))
 trace = []
@@ -451,8 +460,7 @@ print("caption:", stepper.caption)
 # %% jupyter={"source_hidden": true} tags=["check"]
 # greedy() on the features of this one image, computed the same way as the stepper's
 with torch.no_grad():
-    own = greedy(model.decoder, model.encoder(stepper.transform(load_image(image_path)).unsqueeze(0).to(device)),
-                 vocab, config.max_decode)
+    own = greedy(model.decoder, model.encoder(run.pixels([load_image(image_path)])), vocab, config.max_decode)
 assert stepper.caption == own.captions[0]
 assert trace[-1][0] == "<end>" and len(trace) == len(carried[0].split()) + 1  # every word, then <end>
 
@@ -484,9 +492,7 @@ assert all(1 >= top[0][1] >= top[-1][1] > 0 for _, top in trace)
 # %%
 from helpers.widgets import decoding_explorer
 
-explorer = decoding_explorer(
-    model, vocab, test_images[:30], image_size=config.image_size, device=device, max_len=config.max_decode
-)
+explorer = decoding_explorer(run, test_images[:30])
 explorer
 
 # %% [markdown]
@@ -494,7 +500,7 @@ explorer
 # shows:
 
 # %% tags=["nbval-ignore-output"]
-demo = decoding_explorer(model, vocab, test_images[:1], image_size=config.image_size, device=device)
+demo = decoding_explorer(run, test_images[:1])
 for _ in range(3):
     demo.next_button.click()
 print("after three presses:", repr(demo.stepper.caption))
@@ -518,11 +524,13 @@ assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 #
 # | Step | Where it lives |
 # |---|---|
-# | read a trained run back (weights, vocabulary, configuration) | `helpers.training.load_run` |
-# | greedy, re-reading the caption at every step (the design's loop) | `helpers.decoding.greedy_naive` |
-# | greedy with the carried LSTM state, one `decoder.step` per word | `helpers.decoding.greedy` |
-# | beam search, best log-probability per word | `helpers.decoding.beam_search` |
-# | captions for cached features, in batches; BLEU on a split | `helpers.training.decode_features`, `evaluate_split` |
+# | read a trained run back (model, vocabulary, configuration, device) | `helpers.runs.Run.load` |
+# | begin a caption: the image, then `<start>` (every decoder below) | `helpers.models.DecoderRNN.start` |
+# | greedy, re-reading the caption at every step (the design's loop): `my_greedy_naive` | `helpers.decoding.greedy_naive` |
+# | greedy with the carried LSTM state, one `decoder.step` per word: `my_greedy` | `helpers.decoding.greedy` |
+# | beam search, the best finished caption per token: `my_beam_search` | `helpers.decoding.beam_search` |
+# | captions for cached features, in batches; BLEU on a split | `helpers.decoding.decode_features`, `evaluate_split` |
+# | captions for image files or pictures, greedy or beam | `Run.caption(images, beam_size=...)` |
 # | BLEU-1…4 (0–1); the blind floor and the human ceiling | `helpers.metrics.corpus_bleu_scores`, `best_blind_caption`, `human_ceiling` |
 # | every attribute's accuracy against the scene's truth | `helpers.attributes.attribute_accuracy` |
 # | one word at a time, with the top-k next words | `helpers.widgets.CaptionStepper` |
