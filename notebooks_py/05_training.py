@@ -34,7 +34,7 @@
 # **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
 # its loss); what gradient descent and Adam are.
 #
-# **Run time:** on a quiet 2-core CPU, `fit` alone takes about 3.5 minutes (12 epochs; its cell prints how
+# **Run time:** on a quiet 2-core CPU, `fit` alone takes 3.5 to 5 minutes (12 epochs; its cell prints how
 # long it took), and the rest of the notebook about a minute more; several times that on a machine busy
 # with other programs. **GPU:** helps a lot, and changes what is trained: `TrainConfig.for_device` then
 # picks a larger configuration by itself (section 1), and it still takes only minutes.
@@ -262,7 +262,7 @@ print("lengths: ", tuple(batch_lengths.shape))
 # %%
 import copy
 
-start = copy.deepcopy(model)  # the model as it is now: below, the helpers' step starts from this copy
+twin = copy.deepcopy(model)  # the model as it is now: below, the helpers' step starts from this copy
 model.train()
 features = model.encoder.project_features(inputs)
 logits = model.decoder(features, batch_captions, batch_lengths)
@@ -302,25 +302,25 @@ print(f"learning rate of this step: {first_rate:.3g}")
 
 # %% [markdown]
 # **Check it against the helpers.** `fit` runs its epochs with `helpers.training.train_epoch`. Given the
-# copy of the model we kept before the step, an optimiser and a schedule built the same way, and the same
-# one batch, it must compute the same loss and leave the same weights as our step did. (It computes the
-# loss with `packed_loss`, notebook 04's equal of `sequence_loss` that skips the padding, so the two agree
-# to rounding, not to the last bit.)
+# copy of the model we kept before the step (`twin`), an optimiser and a schedule built the same way, and
+# the same one batch, it must compute the same loss and leave the same weights as our step did. (It
+# computes the loss with `packed_loss`, notebook 04's equal of `sequence_loss` that skips the padding, so
+# the two agree to rounding, not to the last bit.)
 
 # %%
 from helpers.training import TrainStep, train_epoch
 
-twin_trainable = [p for p in start.parameters() if p.requires_grad]
+twin_trainable = [p for p in twin.parameters() if p.requires_grad]
 twin_optimizer = torch.optim.Adam(twin_trainable, lr=config.lr)
 twin_scheduler = torch.optim.lr_scheduler.OneCycleLR(
     twin_optimizer, max_lr=config.lr, total_steps=HAND_STEPS, pct_start=0.25
 )
 twin_loss = train_epoch(  # one "epoch" of one batch: our batch
-    TrainStep(start, cached=True), [(inputs, batch_captions, batch_lengths)], twin_optimizer, config.grad_clip,
+    TrainStep(twin, cached=True), [(inputs, batch_captions, batch_lengths)], twin_optimizer, config.grad_clip,
     twin_scheduler,
 )
 torch.testing.assert_close(twin_loss, loss.item())
-for (name, mine), (_, theirs) in zip(model.state_dict().items(), start.state_dict().items(), strict=True):
+for (name, mine), (_, theirs) in zip(model.state_dict().items(), twin.state_dict().items(), strict=True):
     torch.testing.assert_close(mine, theirs, msg=lambda text, name=name: f"{name}: {text}")
 print(f"train_epoch on the same batch: the same loss, and all {len(model.state_dict())} tensors of the model's "
       "state equal to ours after the step")
@@ -439,7 +439,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # `packed_loss` (notebook 04, section 6): the same value and gradients as `sequence_loss`, without scoring
 # the padding.
 #
-# This is the long cell: on a quiet 2-core CPU about 3.5 minutes (12 epochs, plus computing the cached
+# This is the long cell: on a quiet 2-core CPU 3.5 to 5 minutes (12 epochs, plus computing the cached
 # features when section 3 has not). It prints one line per epoch, and its time.
 
 # %% tags=["nbval-ignore-output"]

@@ -35,8 +35,9 @@
 # **Prerequisites:** notebook 04 (the decoder, `step`) and notebook 05 (training; its run folder
 # `runs/shapes`). If that run is missing, this notebook trains it first.
 #
-# **Run time:** 1 to 2 minutes on a 2-core CPU when notebook 05 has run (plus notebook 05's training time
-# otherwise). **GPU:** not needed: decoding is small work, and timings here are made on the CPU.
+# **Run time:** under a minute on a quiet 2-core CPU when notebook 05 has run, about a minute on a busy one
+# (plus notebook 05's training time otherwise). **GPU:** not needed: decoding is small work (the stored
+# timings were measured on a CPU).
 
 # %% tags=["colab-setup"]
 import sys
@@ -360,7 +361,7 @@ assert all(len(decoded) == len(test_images) for decoded in beams.values())
 # caption that one of the five annotators wrote word for word, and greedy does not. Why so many changes?
 # At several steps our model hesitates between words of similar probability (section 8 shows where);
 # greedy takes the narrow winner and cannot go back, beam search keeps the alternatives and picks the
-# caption that is most probable *as a whole*.
+# caption that is most probable *as a whole* (per token).
 #
 # ## 6. Scores on the test split: words and facts
 #
