@@ -318,14 +318,18 @@ for image, caption in list(zip(test_images, beams[3], strict=True))[:4]:
     print(f"{Path(image).name}: {caption}")
 
 # %% [markdown]
-# The same as `helpers.decoding.beam_search`, for both beam widths:
+# The same as `helpers.decoding.beam_search`, for both beam widths. Also with room for only 8 words: then
+# some captions cannot finish, and the rule that prefers finished ones decides.
 
 # %%
 from helpers.decoding import beam_search
 
 for k, captions in beams.items():
     assert captions == beam_search(model.decoder, features, vocab, beam=k, max_len=config.max_decode).captions, k
-print(f"my_beam_search and beam_search: the same {len(test_images)} captions with beams of 3 and 5")
+    short = my_beam_search(model.decoder, features, vocab, beam=k, max_len=8)
+    assert short == beam_search(model.decoder, features, vocab, beam=k, max_len=8).captions, k
+print(f"my_beam_search and beam_search: the same {len(test_images)} captions with beams of 3 and 5, "
+      f"with {config.max_decode} words at most and with 8")
 
 # %% tags=["nbval-ignore-output"]
 from helpers.vocabulary import tokenize
