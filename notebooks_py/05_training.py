@@ -572,7 +572,7 @@ figure = plot_confusion(attribute_confusion(greedy_captions, test_scenes, "kind"
 # **colour** of nearly every shape (a shape left out or invented counts as a wrong colour; the few colours it
 # mixes up are neighbours, such as orange with yellow or red). How well depends a little on the random
 # start: over seeds 0, 1 and 2 (`TrainConfig(seed=...)`, which also draws the random ResNet50), runs of 12
-# epochs on a 2-core CPU measured colour 0.89 to 0.96 and BLEU-4 0.75 to 0.80. With 4 epochs, one seed had
+# epochs on a 2-core CPU measured colour 0.89 to 0.96 and BLEU-4 0.73 to 0.80. With 4 epochs, one seed had
 # not learnt colour at all (0.55): that is why the CPU configuration trains 12.
 #
 # What it guesses, in part: the **kind**. It is right more often than chance (one in three) and than the
