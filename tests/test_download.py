@@ -657,7 +657,7 @@ def test_the_refusal_names_three_files_in_the_way_and_counts_the_rest(tmp_path, 
         safe_extract(archive, dest)
     assert str(info.value) == (
         f"many.zip would overwrite {shown} in {dest}, which it did not write; "
-        "nothing was extracted: move them, or choose another --dest"
+        "nothing was extracted: move them, or choose another folder (--out)"
     )
 
 
