@@ -5,8 +5,8 @@ here acts on nbval's notebook items alone; the unit tests in ``tests/`` are left
 
 Plain ``pytest --nbval notebooks/`` runs the way ``make nbval`` does: with the sanitize file
 ``tests/nbval_sanitize.cfg``, in the current environment (``--nbval-current-env``, so the kernel name
-stored in a notebook never matters), with the output timeout below, and without progress bars. Options given on the
-command line win.
+stored in a notebook never matters), with the output timeout below, and without progress bars.
+Options given on the command line win.
 
 Strict mode compares every output except the MIME types below, which change from run to run or
 machine to machine without anything being wrong:
