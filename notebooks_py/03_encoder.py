@@ -581,8 +581,8 @@ cache_dir.cleanup()
 # - Pretrained weights change what the 2048 numbers mean, not their shape; random frozen features still
 #   carry the background and, more faintly, the colours; shape kinds hardly show without pretraining.
 # - A frozen backbone's features can be computed once and cached: training then reads `[N, 2048]` rows
-#   instead of running ResNet50 again every epoch. The course's training code does exactly this (the
-#   `"cached"` mode of `helpers/training.py`).
+#   instead of running ResNet50 again every epoch. The course's training code does exactly this
+#   (`TrainConfig(train_backbone="none")`, the default; `helpers.features.cached_features`).
 #
 # ## Exercises
 #

@@ -289,7 +289,7 @@ for label, size in [("shapes (measured)", len(shapes_vocab)), ("a real vocabular
 #
 # ## 4. Training time: where it goes
 #
-# With the frozen backbone (the default, `mode="cached"`), every image goes through ResNet50 **once**, and
+# With the frozen backbone (the default, `train_backbone="none"`), every image goes through ResNet50 **once**, and
 # the epochs train the decoder on the stored features. That one pass is the expensive part. Here it is,
 # measured on this machine's CPU (the fastest of three batches of 4 images), at the course's CPU size
 # (64 px) and at the photograph size (224 px):
