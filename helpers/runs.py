@@ -3,8 +3,8 @@ back and captions images.
 
 A run folder holds ``checkpoint.pt`` (written atomically at the end of every epoch: weights as a
 ``state_dict``, optimiser and schedule state, the vocabulary and the configuration — never a pickled
-module), ``best.pt`` (the weights of the epoch with the best dev BLEU-4), plus ``vocab.json``,
-``config.json`` and ``history.csv`` for people to read::
+module), ``best.pt`` (the weights of the epoch with the best dev BLEU-4: the model a run's figures come
+from), plus ``vocab.json``, ``config.json`` and ``history.csv`` for people to read::
 
     run = Run.load("runs/shapes", device)
     run.caption(["a.png", "b.png"])  # → ["a red circle on the left", ...]
@@ -166,11 +166,13 @@ def resume_config(
     return replace(saved, **{name: getattr(wanted, name) for name in changed & set(RESUMABLE)})
 
 
-def load_run(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> Run:
+def load_run(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "best") -> Run:
     """The trained model of a run folder, in eval mode on ``device``, with its vocabulary and configuration.
 
-    ``checkpoint="last"`` reads ``checkpoint.pt`` (the last completed epoch, what ``--resume`` continues);
-    ``"best"`` reads ``best.pt`` (the epoch with the best dev BLEU-4). :meth:`Run.load` is the same.
+    The course's one rule for which model a run's figures come from: ``checkpoint="best"`` (the default)
+    reads ``best.pt``, the epoch with the best dev BLEU-4, chosen without looking at the test split; the
+    notebooks, ``evaluate`` and ``caption`` all use it. ``"last"`` reads ``checkpoint.pt`` (the last
+    completed epoch, what ``--resume`` continues). :meth:`Run.load` is the same.
     """
     if checkpoint not in ("last", "best"):
         raise ValueError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
@@ -203,7 +205,7 @@ class Run:
     device: torch.device
 
     @classmethod
-    def load(cls, run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "last") -> Run:
+    def load(cls, run_dir: Path | str, device: torch.device | str = "cpu", checkpoint: str = "best") -> Run:
         """Read a run folder written by :func:`~helpers.training.fit` (see :func:`load_run`)."""
         return load_run(run_dir, device, checkpoint)
 

@@ -439,7 +439,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # `packed_loss` (notebook 04, section 6): the same value and gradients as `sequence_loss`, without scoring
 # the padding.
 #
-# This is the long cell: on a quiet 2-core CPU 3.5 to 5 minutes (12 epochs, plus computing the cached
+# This is the long cell: on a quiet 2-core CPU about 5 minutes (12 epochs, plus computing the cached
 # features when section 3 has not). It prints one line per epoch, and its time.
 
 # %% tags=["nbval-ignore-output"]
@@ -473,6 +473,13 @@ figure = plot_history(history)
 # model is not just memorising the training captions. If BLEU stalled or fell while the loss kept dropping,
 # that would be overfitting.
 #
+# **Which model do we report?** The run folder holds two checkpoints: `checkpoint.pt`, the last epoch
+# (with the optimiser's state, for `--resume`), and `best.pt`, the epoch with the best dev BLEU-4. The
+# course has one rule: **every figure of a run comes from `best.pt`**. The dev images choose the epoch; the
+# test images are then scored once, by that model. `Run.load`, the command line's `evaluate` and
+# `caption`, the README and every later notebook follow the same rule, so `python -m helpers evaluate`
+# after this notebook prints the numbers below.
+#
 # ## 8. The test split: how good is it?
 #
 # The dev images helped us choose settings; the test images were never used for anything. `evaluate_split`
@@ -484,8 +491,10 @@ figure = plot_history(history)
 
 # %%
 from helpers.decoding import evaluate_split
+from helpers.runs import Run
 
-model = result.model
+run = Run.load(RUN, device)  # best.pt: the course's rule
+model = run.model
 test_scores, test_table = evaluate_split(
     model, vocab, config, data, "test", device=device, cache_dir=CACHE, log=lambda _: None
 )
@@ -494,6 +503,9 @@ print(f"test split: {len(test_table)} images, {sum(map(len, test_refs))} referen
 
 # %% tags=["nbval-ignore-output"]
 from helpers.metrics import as_percent
+
+best_epoch = int(history.loc[history["dev_bleu4"].idxmax(), "epoch"])
+print(f"best.pt holds epoch {best_epoch} of {len(history)} (dev BLEU-4 {history['dev_bleu4'].max():.3f})")
 
 percent = as_percent(test_scores)
 for name, value in test_scores.items():

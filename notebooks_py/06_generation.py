@@ -62,8 +62,9 @@ device = get_device()
 # %% [markdown]
 # ## 1. The trained model
 #
-# Notebook 05 saved its run in `runs/shapes`. `Run.load` reads the checkpoint back (weights, vocabulary and
-# configuration; never pickled code) and returns a `Run`: the model in eval mode, with the vocabulary, the
+# Notebook 05 saved its run in `runs/shapes`. `Run.load` reads back `best.pt`, the epoch with the best dev
+# BLEU-4 (the course's rule: a run's figures come from that checkpoint, notebook 05, section 7): weights,
+# vocabulary and configuration, never pickled code. It returns a `Run`: the model in eval mode, with the vocabulary, the
 # configuration and the device that travel with it. If there is no run yet, we train one now with the same
 # `fit` and the same configuration, so the result is the same model either way.
 

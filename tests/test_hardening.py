@@ -106,12 +106,12 @@ def test_a_checkpoint_from_another_architecture_gets_a_clear_error(shapes, tmp_p
     state["config"]["hidden_size"] = 32  # the weights are for 16
     atomic_save(state, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match="does not fit the model"):
-        load_run(tmp_path / "run")
+        load_run(tmp_path / "run", checkpoint="last")
     state["config"]["hidden_size"] = 16
     state["vocab"] = {"itos": state["vocab"]["itos"] + ["extra"]}
     atomic_save(state, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match="words"):
-        load_run(tmp_path / "run")
+        load_run(tmp_path / "run", checkpoint="last")
 
 
 def test_training_killed_mid_epoch_resumes_from_the_last_checkpoint(tmp_path):

@@ -26,7 +26,7 @@ def run_dir(tmp_path):
         model.decoder.linear.weight.mul_(30)
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
     history = [{"epoch": 1, "dev_bleu4": 0.1}]
-    save_run(tmp_path, model, optimizer, scheduler, 1, vocab, config, history, "random")
+    save_run(tmp_path, model, optimizer, scheduler, 1, vocab, config, history, "random", best=True)
     return tmp_path
 
 
@@ -85,3 +85,31 @@ def test_caption_with_a_beam_and_a_word_limit(run_dir, images):
     assert run.caption(images, beam_size=3) == beam
     with pytest.raises(ValueError, match="beam_size must be 1 or more"):
         run.caption(images, beam_size=0)
+
+
+def test_one_checkpoint_rule_run_load_reads_best_pt_unless_asked_for_the_last(run_dir):
+    """A run's figures come from best.pt (the epoch with the best dev BLEU-4): Run.load, load_run and the
+    command line's --checkpoint all default to it, so a notebook and `evaluate` report the same model."""
+    first = load_run(run_dir, checkpoint="last").model.state_dict()
+    config, vocab = TrainConfig(**TINY), Vocabulary(WORDS)
+    later = build_model(config, len(vocab))  # epoch 2: other weights, worse on dev
+    optimizer, scheduler = make_optimizer(later, config, steps_per_epoch=2)
+    history = [{"epoch": 1, "dev_bleu4": 0.1}, {"epoch": 2, "dev_bleu4": 0.05}]
+    save_run(run_dir, later, optimizer, scheduler, 2, vocab, config, history, "random")
+    weight = "decoder.linear.weight"
+    assert torch.equal(Run.load(run_dir).model.state_dict()[weight], first[weight])
+    assert torch.equal(load_run(run_dir).model.state_dict()[weight], first[weight])
+    last = Run.load(run_dir, checkpoint="last").model.state_dict()[weight]
+    assert torch.equal(last, later.state_dict()[weight])
+
+
+def test_one_checkpoint_rule_the_command_line_defaults_to_the_same_checkpoint_as_run_load():
+    import inspect
+
+    from helpers.cli import build_parser
+
+    parser = build_parser()
+    for command in ("evaluate", "caption"):
+        extra = ["a.png"] if command == "caption" else ["--data", "data/shapes"]
+        args = parser.parse_args([command, "--run", "runs/x", *extra])
+        assert args.checkpoint == inspect.signature(Run.load).parameters["checkpoint"].default == "best"

@@ -293,7 +293,7 @@ def test_save_run_then_load_run_gives_back_every_weight_the_vocabulary_and_the_c
     assert pd.read_csv(tmp_path / "run" / "history.csv").to_dict("records") == history
     assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")] == []  # no temporary file
 
-    run = load_run(tmp_path / "run")
+    run = load_run(tmp_path / "run", checkpoint="last")
     loaded = run.model
     assert (run.vocab, run.config) == (vocab, config)
     assert not loaded.training
@@ -316,7 +316,7 @@ def test_load_run_maps_the_checkpoint_to_the_requested_device(tmp_path, monkeypa
     real_build = runs.build_model
     monkeypatch.setattr(torch, "load", recording_load)
     monkeypatch.setattr(runs, "build_model", lambda *a, **k: built.append(k) or real_build(*a, **k))
-    model = load_run(tmp_path / "run", device=torch.device("cpu")).model
+    model = load_run(tmp_path / "run", device=torch.device("cpu"), checkpoint="last").model
     assert locations == [(torch.device("cpu"), True)]  # the caller's device; never unpickles code
     assert built == [{"weights": "random"}]  # every weight comes from the checkpoint: nothing downloaded
     assert next(model.parameters()).device.type == "cpu"
@@ -344,12 +344,12 @@ def test_load_run_refuses_weights_that_do_not_fit_its_configuration_or_vocabular
     state["config"]["hidden_size"] = 32  # the weights are for 16
     atomic_save(state, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match=r"run: checkpoint does not fit the model its configuration"):
-        load_run(tmp_path / "run")
+        load_run(tmp_path / "run", checkpoint="last")
     state["config"]["hidden_size"] = 16
     state["vocab"] = {"itos": state["vocab"]["itos"] + ["extra"]}
     atomic_save(state, tmp_path / "run" / CHECKPOINT)
     with pytest.raises(ValueError, match=r"run: checkpoint weights are for 7 words, its vocabulary has 8"):
-        load_run(tmp_path / "run")
+        load_run(tmp_path / "run", checkpoint="last")
 
 
 def test_load_checkpoint_names_a_missing_file_and_lists_the_keys_it_needs(tmp_path):
@@ -509,7 +509,7 @@ def test_best_and_last_checkpoints_are_kept_apart(shapes, tmp_path, monkeypatch)
     assert (best["epoch"], last["epoch"]) == (2, 3)
     assert "optimizer" not in best and "optimizer" in last  # only resuming needs it
     best_model = load_run(tmp_path / "run", checkpoint="best").model
-    last_model = load_run(tmp_path / "run").model
+    last_model = load_run(tmp_path / "run", checkpoint="last").model
     key = "decoder.linear.weight"
     assert torch.equal(best_model.state_dict()[key], best["model"][key])
     assert not torch.equal(best_model.state_dict()[key], last_model.state_dict()[key])
