@@ -32,6 +32,45 @@ def arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str = 
 FILES_COLOR, STEP_COLOR, TENSOR_COLOR = "#eeeeee", "#dbe9f6", "#d9f0d3"
 
 
+# One box per block reads better than what the formatter would make of this table.
+# fmt: off
+DATA_FLOW_BOXES = [  # (x, y, width, height, colour, lines of text) of the steps in data_flow_figure
+    (2.0, 9.1, 6.0, 1.0, FILES_COLOR, (
+        "files on disk (Flickr8k layout)",
+        "Flickr8k.token.txt · Flickr_8k.*Images.txt · Flicker8k_Dataset/*.jpg",
+    )),
+    (2.0, 7.25, 6.0, 1.05, STEP_COLOR, (
+        "caption table: image | caption | split",
+        "one row per caption (5 per image); rows it cannot use",
+        "are listed in .skipped, with the reason",
+    )),
+    (0.2, 5.35, 4.2, 1.05, STEP_COLOR, (
+        "load_image(path)   [helpers.data]",
+        "any file → upright RGB PIL image",
+        "(a broken file raises ImageLoadError)",
+    )),
+    (0.2, 3.3, 4.2, 1.3, STEP_COLOR, (
+        "image_transform()   [helpers.data]",
+        "Resize 224×224 → ToTensor [0, 1]",
+        "→ Normalize (ImageNet mean, std)",
+    )),
+    (5.6, 5.35, 4.2, 1.05, STEP_COLOR, (
+        "tokenize(caption)   [helpers.vocabulary]",
+        "\"A red circle .\" → ['a', 'red', 'circle']",
+    )),
+    (5.6, 3.3, 4.2, 1.3, STEP_COLOR, (
+        "Vocabulary.build(train captions)",
+        "encode: <start> a red circle <end>",
+        "→ indices (unseen words → <unk>)",
+    )),
+    (1.2, 1.55, 7.6, 1.05, STEP_COLOR, (
+        "CaptionDataset + DataLoader(collate_fn=collate_captions)",
+        "stack the images · pad the captions with <pad> = 0 to the longest",
+    )),
+]
+# fmt: on
+
+
 def data_flow_figure() -> plt.Figure:
     """From files on disk to a padded batch: which helper does each step, and what comes out of it.
 
@@ -42,44 +81,7 @@ def data_flow_figure() -> plt.Figure:
     ax.set_xlim(0, 10)
     ax.set_ylim(-0.4, 10.4)
     ax.axis("off")
-    # One box per block reads better than what the formatter would make of this table.
-    # fmt: off
-    boxes = [  # (x, y, width, height, colour, lines of text)
-        (2.0, 9.1, 6.0, 1.0, FILES_COLOR, (
-            "files on disk (Flickr8k layout)",
-            "Flickr8k.token.txt · Flickr_8k.*Images.txt · Flicker8k_Dataset/*.jpg",
-        )),
-        (2.0, 7.25, 6.0, 1.05, STEP_COLOR, (
-            "caption table: image | caption | split",
-            "one row per caption (5 per image); rows it cannot use",
-            "are listed in .skipped, with the reason",
-        )),
-        (0.2, 5.35, 4.2, 1.05, STEP_COLOR, (
-            "load_image(path)   [helpers.data]",
-            "any file → upright RGB PIL image",
-            "(a broken file raises ImageLoadError)",
-        )),
-        (0.2, 3.3, 4.2, 1.3, STEP_COLOR, (
-            "image_transform()   [helpers.data]",
-            "Resize 224×224 → ToTensor [0, 1]",
-            "→ Normalize (ImageNet mean, std)",
-        )),
-        (5.6, 5.35, 4.2, 1.05, STEP_COLOR, (
-            "tokenize(caption)   [helpers.vocabulary]",
-            "\"A red circle .\" → ['a', 'red', 'circle']",
-        )),
-        (5.6, 3.3, 4.2, 1.3, STEP_COLOR, (
-            "Vocabulary.build(train captions)",
-            "encode: <start> a red circle <end>",
-            "→ indices (unseen words → <unk>)",
-        )),
-        (1.2, 1.55, 7.6, 1.05, STEP_COLOR, (
-            "CaptionDataset + DataLoader(collate_fn=collate_captions)",
-            "stack the images · pad the captions with <pad> = 0 to the longest",
-        )),
-    ]
-    # fmt: on
-    for x, y, w, h, colour, lines in boxes:
+    for x, y, w, h, colour, lines in DATA_FLOW_BOXES:
         box(ax, x, y, w, h, "\n".join(lines), colour)
     batch = "batch → the model (notebooks 03–05)\nimages [B, 3, 224, 224]   captions [B, T]   lengths [B]"
     box(ax, 1.2, -0.2, 7.6, 1.0, batch, TENSOR_COLOR, fontsize=10)
@@ -180,7 +182,6 @@ def packing_figure(captions, lengths, vocab, image_first: bool = True):
     its row in ``packed.data``. Returns the Figure (axes 0 and 1 are the two panels).
     """
     import torch
-    from matplotlib.patches import Rectangle
     from torch.nn.utils.rnn import pack_padded_sequence
 
     ids = torch.as_tensor(captions, dtype=torch.long)
@@ -190,48 +191,13 @@ def packing_figure(captions, lengths, vocab, image_first: bool = True):
         lengths = lengths + 1
     B, steps = ids.shape
     packed = pack_padded_sequence(ids.unsqueeze(-1), lengths, batch_first=True, enforce_sorted=False)
-    batch_sizes = packed.batch_sizes.tolist()
-    order = packed.sorted_indices.tolist()
-
-    def word(i: int) -> str:
-        return "image" if i == -1 else vocab.itos[i]
-
-    def cell(ax, x, y, text, color, small=""):
-        ax.add_patch(Rectangle((x, y), 1, 1, fc=color, ec="white", lw=1.5))
-        ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize=7)
-        if small:
-            ax.text(x + 0.06, y + 0.92, small, ha="left", va="top", fontsize=5, color="#444444")
+    words = [["image" if i == -1 else vocab.itos[i] for i in row] for row in ids.tolist()]
 
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(0.72 * steps + 1.6, 0.42 * 2 * B + 2.4), gridspec_kw={"height_ratios": [B, B + 1.2]}
     )
-    for row in range(B):
-        y = B - 1 - row
-        color = PALETTE[row % len(PALETTE)]
-        for t in range(steps):
-            real = t < lengths[row]
-            cell(top, t, y, word(int(ids[row, t])) if real else "<pad>", color if real else PAD_COLOR)
-        size = f"{int(lengths[row]) - 1} tokens + image" if image_first else f"{int(lengths[row])} tokens"
-        top.text(-0.15, y + 0.5, f"caption {row}\n{size}", ha="right", va="center", fontsize=7)
-    width = f"T+1={steps}" if image_first else f"T={steps}"
-    top.set_title(
-        f"Padded batch [B={B}, {width}]: every caption is as long as the longest; grey cells are padding",
-        fontsize=9,
-    )
-
-    data_row = 0
-    for t, size in enumerate(batch_sizes):
-        for k, row in enumerate(order[:size]):
-            cell(bottom, t, B - 1 - k, word(int(ids[row, t])), PALETTE[row % len(PALETTE)], str(data_row))
-            data_row += 1
-        bottom.text(t + 0.5, -0.35, str(size), ha="center", va="center", fontsize=8, weight="bold")
-    bottom.text(-0.15, -0.35, "batch_sizes", ha="right", va="center", fontsize=7, weight="bold")
-    bottom.text(-0.15, B / 2, "captions still\nrunning,\nlongest first", ha="right", va="center", fontsize=7)
-    bottom.set_title(
-        f"Packed: time step t holds only the captions still running; packed.data has {data_row} rows, "
-        "column by column",
-        fontsize=9,
-    )
+    _draw_padded(top, words, lengths.tolist(), image_first)
+    _draw_packed(bottom, words, packed.batch_sizes.tolist(), packed.sorted_indices.tolist())
     for ax in (top, bottom):
         ax.set_xlim(-0.05, steps + 0.05)
         ax.set_aspect("equal")
@@ -246,6 +212,53 @@ def packing_figure(captions, lengths, vocab, image_first: bool = True):
     bottom.set_xlabel("time step t", fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def _cell(ax, x: float, y: float, text: str, color: str, small: str = "") -> None:
+    """One token of :func:`packing_figure`: a coloured square with its word (and its row in packed.data)."""
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((x, y), 1, 1, fc=color, ec="white", lw=1.5))
+    ax.text(x + 0.5, y + 0.5, text, ha="center", va="center", fontsize=7)
+    if small:
+        ax.text(x + 0.06, y + 0.92, small, ha="left", va="top", fontsize=5, color="#444444")
+
+
+def _draw_padded(ax, words: list[list[str]], lengths: list[int], image_first: bool) -> None:
+    """The top panel of :func:`packing_figure`: one row per caption, padding in grey."""
+    B, steps = len(words), len(words[0])
+    for row in range(B):
+        y = B - 1 - row
+        color = PALETTE[row % len(PALETTE)]
+        for t in range(steps):
+            real = t < lengths[row]
+            _cell(ax, t, y, words[row][t] if real else "<pad>", color if real else PAD_COLOR)
+        size = f"{lengths[row] - 1} tokens + image" if image_first else f"{lengths[row]} tokens"
+        ax.text(-0.15, y + 0.5, f"caption {row}\n{size}", ha="right", va="center", fontsize=7)
+    width = f"T+1={steps}" if image_first else f"T={steps}"
+    ax.set_title(
+        f"Padded batch [B={B}, {width}]: every caption is as long as the longest; grey cells are padding",
+        fontsize=9,
+    )
+
+
+def _draw_packed(ax, words: list[list[str]], batch_sizes: list[int], order: list[int]) -> None:
+    """The bottom panel of :func:`packing_figure`: per time step, the captions still running, longest
+    first, each cell numbered with its row in ``packed.data``."""
+    B = len(words)
+    data_row = 0
+    for t, size in enumerate(batch_sizes):
+        for k, row in enumerate(order[:size]):
+            _cell(ax, t, B - 1 - k, words[row][t], PALETTE[row % len(PALETTE)], str(data_row))
+            data_row += 1
+        ax.text(t + 0.5, -0.35, str(size), ha="center", va="center", fontsize=8, weight="bold")
+    ax.text(-0.15, -0.35, "batch_sizes", ha="right", va="center", fontsize=7, weight="bold")
+    ax.text(-0.15, B / 2, "captions still\nrunning,\nlongest first", ha="right", va="center", fontsize=7)
+    ax.set_title(
+        f"Packed: time step t holds only the captions still running; packed.data has {data_row} rows, "
+        "column by column",
+        fontsize=9,
+    )
 
 
 def packing_example_figure():
