@@ -261,26 +261,7 @@ def make_shapes(
     # a staging folder of this process's own, so two processes drawing at once cannot collide
     staging = Path(tempfile.mkdtemp(prefix=f"{root.name}.partial-", dir=root.parent))
     try:
-        (staging / IMAGE_DIR).mkdir()
-        names, lines, truth = [], [], []
-        for i in range(images):
-            rng = np.random.default_rng([seed, i])
-            scene = random_scene(rng)
-            name = f"scene_{i:06d}.jpg"
-            render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
-            names.append(name)
-            lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
-            truth.append(json.dumps(scene_record(scene, name)))
-        (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
-        (staging / TRUTH_FILE).write_text("\n".join(truth) + "\n")
-
-        start = 0
-        for split, count in split_sizes(images).items():
-            (staging / SPLIT_FILES[split]).write_text("\n".join(names[start : start + count]) + "\n")
-            start += count
-        files = sorted(p.name for p in staging.iterdir())
-        (staging / MARKER).write_text(json.dumps({**asdict(config), "files": files}))
-
+        files = _draw_set(staging, config)
         if not root.is_symlink() and root.is_dir() and not any(root.iterdir()):
             root.rmdir()  # an empty folder holds nothing to keep
         if not root.exists() and not root.is_symlink():
@@ -298,6 +279,31 @@ def make_shapes(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def _draw_set(staging: Path, config: ShapesConfig) -> list[str]:
+    """Draw the set ``config`` describes into the empty folder ``staging``: images, captions, truth, splits,
+    and the marker listing them, last. Returns the names written (the marker not included)."""
+    (staging / IMAGE_DIR).mkdir()
+    names, lines, truth = [], [], []
+    for i in range(config.images):
+        rng = np.random.default_rng([config.seed, i])
+        scene = random_scene(rng)
+        name = f"scene_{i:06d}.jpg"
+        render(scene, rng).save(staging / IMAGE_DIR / name, quality=92)
+        names.append(name)
+        lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
+        truth.append(json.dumps(scene_record(scene, name)))
+    (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
+    (staging / TRUTH_FILE).write_text("\n".join(truth) + "\n")
+
+    start = 0
+    for split, count in split_sizes(config.images).items():
+        (staging / SPLIT_FILES[split]).write_text("\n".join(names[start : start + count]) + "\n")
+        start += count
+    files = sorted(p.name for p in staging.iterdir())
+    (staging / MARKER).write_text(json.dumps({**asdict(config), "files": files}))
+    return files
 
 
 def _read_record(path: Path) -> dict | None:
