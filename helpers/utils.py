@@ -43,7 +43,7 @@ def course_weights() -> str:
     Read from the environment variable ``COURSE_WEIGHTS`` (``"random"`` when it is unset or empty), never
     guessed from the network: the same setting gives the same stored outputs on every machine, with or
     without internet, whatever torch's cache holds. ``%env COURSE_WEIGHTS=imagenet`` in a notebook (before
-    the cell that calls this) switches to ImageNet's weights, which need the internet once (about 100 MB).
+    the cell that calls this) switches to ImageNet's weights, which are downloaded once.
     Any other value raises a ``ValueError`` that names the allowed ones.
     """
     value = os.environ.get("COURSE_WEIGHTS", "").strip().lower() or "random"
