@@ -3,15 +3,14 @@
 The arithmetic is checked with made-up timings: every ratio must be median(A) / median(B).
 """
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from shared import copy_shapes
 
+from benchmarks import common, encoder, memory, run
 from helpers.config import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
@@ -67,24 +66,14 @@ POSITIVE_KEYS = [
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("benchmarks_run", RUN)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their own module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-
-
-@pytest.fixture(scope="module")
 def shapes(drawn_shapes, tmp_path_factory):
     """12 images (not the shared 24): the toy benchmark run needs no more."""
     return copy_shapes(drawn_shapes(12), tmp_path_factory.mktemp("data"))
 
 
-def test_toy_run_reports_every_key_with_positive_values(bench, shapes):
-    result = bench.run_benchmarks(
-        bench.Sizes(**TOY), shapes, torch.device("cpu"), extras=True, log=lambda _: None
+def test_toy_run_reports_every_key_with_positive_values(shapes):
+    result = run.run_benchmarks(
+        common.Sizes(**TOY), shapes, torch.device("cpu"), extras_too=True, log=lambda _: None
     )
     for key in POSITIVE_KEYS:
         assert result[key] > 0, key
@@ -94,59 +83,60 @@ def test_toy_run_reports_every_key_with_positive_values(bench, shapes):
     assert result["decode_captions_identical"] is True
     assert result["decode_steps"] == TOY["decode_max_len"] + 1
     assert result["train_captions"] == 20 and result["train_images"] == 4  # 5 captions per image
-    assert set(result["met"]) == set(bench.TARGETS)
+    assert set(result["met"]) == set(common.TARGETS)
     json.loads(json.dumps(result))  # what --json writes
-    text = bench.table(result)
+    text = run.table(result)
     assert "training epoch (20 captions, 32 px)" in text and "greedy (4 images, 6 steps)" in text
 
 
-def test_compare_alternates_the_sides_and_warms_each_up_first(bench):
+def test_compare_alternates_the_sides_and_warms_each_up_first():
     calls = []
     sides = [
-        bench.Side(name, lambda n=name: calls.append(n), lambda n=name: calls.append(n + "-warm"))
+        common.Side(name, lambda n=name: calls.append(n), lambda n=name: calls.append(n + "-warm"))
         for name in ("a", "b")
     ]
-    samples, peaks = bench.compare(sides, 3, torch.device("cpu"))
+    samples, peaks = common.compare(sides, 3, torch.device("cpu"))
     assert calls == ["a-warm", "b-warm", "a", "b", "b", "a", "a", "b"]
     assert all(len(times) == 3 and min(times) >= 0 for times in samples.values())
     assert peaks == {"a": None, "b": None}  # peaks come from the subprocess check on a CPU
 
 
-def test_rss_rise_sees_the_memory_a_function_touches(bench):
+def test_rss_rise_sees_the_memory_a_function_touches():
     if not Path("/proc/self/status").exists():
         pytest.skip("needs Linux's /proc")
-    rise = bench.rss_rise_mb(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MB, every page written
+    rise = common.rss_rise_mb(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MB, every page written
     assert 48 < rise < 256
 
 
-def test_memory_check_runs_each_side_in_a_fresh_process(bench, shapes):
+def test_memory_check_runs_each_side_in_a_fresh_process(shapes):
     specs = [("decode", "batched"), ("loss", "full")]
-    peaks = bench.child_memories(specs, bench.Sizes(**TOY), shapes)
+    peaks = memory.child_memories(specs, common.Sizes(**TOY), shapes)
     assert set(peaks) == set(specs) and all(peak >= 0 for peak in peaks.values())
 
 
-def test_memory_children_cover_every_side_and_fill_the_table_keys(bench, shapes, monkeypatch):
+def test_memory_children_cover_every_side_and_fill_the_table_keys(shapes, monkeypatch):
     calls = []
 
     def fake(specs, sizes, data):
         calls.extend(specs)
         return dict.fromkeys(specs, 1.0)
 
-    monkeypatch.setattr(bench, "child_memories", fake)
-    peaks = bench.cpu_memory_children(bench.Sizes(**TOY), shapes, log=lambda _: None)
-    assert sorted(calls) == sorted((b, side) for b, sides in bench.BENCH_SIDES.items() for side in sides)
-    for b, sides in bench.BENCH_SIDES.items():  # each side of each comparison, under the table's key
+    monkeypatch.setattr(memory, "child_memories", fake)
+    toy = common.Sizes(**TOY)
+    peaks = memory.cpu_memory_children(toy, shapes, log=lambda _: None)
+    assert sorted(calls) == sorted((b, side) for b, sides in memory.BENCH_SIDES.items() for side in sides)
+    for b, sides in memory.BENCH_SIDES.items():  # each side of each comparison, under the table's key
         assert {side for side in sides} == {
             s.name
-            for s in bench.BENCHES[b](
-                bench.bench_captions(b, bench.Sizes(**TOY), shapes), bench.Sizes(**TOY), torch.device("cpu")
+            for s in memory.BENCHES[b](
+                common.bench_captions(b, toy, shapes), toy, torch.device("cpu")
             ).sides()
         }
     assert set(peaks) == {f"{b}_{side}_peak_mb" for b, side in calls}
 
 
-def test_quick_sizes_are_the_course_cpu_model_at_the_design_image_size(bench):
-    sizes, config = bench.sizes_for(torch.device("cpu"), quick=True), TrainConfig.for_device("cpu")
+def test_quick_sizes_are_the_course_cpu_model_at_the_design_image_size():
+    sizes, config = common.sizes_for(torch.device("cpu"), quick=True), TrainConfig.for_device("cpu")
     assert (sizes.embed_size, sizes.hidden_size, sizes.batch_size, sizes.epochs) == (
         config.embed_size,
         config.hidden_size,
@@ -156,46 +146,44 @@ def test_quick_sizes_are_the_course_cpu_model_at_the_design_image_size(bench):
     assert sizes.image_size == 224  # the textbook pipeline's size, the one caching replaces
 
 
-def test_help_shows_the_image_size_the_sizes_use(bench, capsys):
+def test_help_shows_the_image_size_the_sizes_use(capsys):
     with pytest.raises(SystemExit) as info:
-        bench.main(["--help"])
+        run.main(["--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    quick = bench.sizes_for(torch.device("cpu"), quick=True).image_size
-    full = bench.sizes_for(torch.device("cpu"), quick=False).image_size
+    quick = common.sizes_for(torch.device("cpu"), quick=True).image_size
+    full = common.sizes_for(torch.device("cpu"), quick=False).image_size
     assert f"(default: {quick} px quick, {full} full)" in text
     assert quick == 224  # what README's benchmark section says
 
 
-def test_a_device_this_machine_lacks_is_one_error_line(bench, capsys, tmp_path):
+def test_a_device_this_machine_lacks_is_one_error_line(capsys, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(SystemExit) as info:
-        bench.main(["--device", "cuda", "--data", str(tmp_path / "shapes")])
+        run.main(["--device", "cuda", "--data", str(tmp_path / "shapes")])
     assert info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "no CUDA GPU here" in errors[0]
     assert list(tmp_path.iterdir()) == []
 
 
-def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(
-    bench, capsys, tmp_path, monkeypatch
-):
+def test_json_refuses_a_file_the_benchmark_did_not_write_before_any_work(capsys, tmp_path, monkeypatch):
     def ran(*args, **kwargs):
         raise AssertionError("the benchmark ran")
 
-    monkeypatch.setattr(bench, "run_benchmarks", ran)
+    monkeypatch.setattr(run, "run_benchmarks", ran)
     notes = tmp_path / "notes.json"
     notes.write_text('{"my": "numbers"}\n')
     with pytest.raises(SystemExit) as info:
-        bench.main(["--device", "cpu", "--json", str(notes), "--data", str(tmp_path / "shapes")])
+        run.main(["--device", "cpu", "--json", str(notes), "--data", str(tmp_path / "shapes")])
     assert info.value.code == 2
     assert f"{notes} exists and was not written by this benchmark" in capsys.readouterr().err
     assert notes.read_text() == '{"my": "numbers"}\n'
     assert not (tmp_path / "shapes").exists()  # refused before drawing the dataset
     earlier = tmp_path / "bench.json"
     earlier.write_text(json.dumps({"mode": "quick", "wall_s": 1.0}))
-    assert bench.written_by_run(earlier) and not bench.written_by_run(notes)
+    assert run.written_by_run(earlier) and not run.written_by_run(notes)
 
 
 # Each side's made-up repetitions: median 2 × base, mean 7/3 × base, minimum 1 × base, so that a ratio
@@ -216,16 +204,17 @@ FAKE_BASE = {
 }
 
 
-def test_every_ratio_is_the_median_of_one_side_over_the_median_of_the_other(bench, shapes, monkeypatch):
+def test_every_ratio_is_the_median_of_one_side_over_the_median_of_the_other(shapes, monkeypatch):
     def fake_compare(sides, repeats, device):
         for side in sides:
             side.warmup = side.run = None  # nothing is timed for real
         samples = {side.name: [FAKE_BASE[side.name] * f for f in (1.0, 4.0, 2.0)] for side in sides}
         return samples, dict.fromkeys(samples)
 
-    monkeypatch.setattr(bench, "compare", fake_compare)
-    sizes = bench.Sizes(**{**TOY, "repeats": 3})
-    result = bench.run_benchmarks(sizes, shapes, torch.device("cpu"), log=lambda _: None)
+    monkeypatch.setattr(common, "compare", fake_compare)
+    monkeypatch.setattr(encoder, "compare", fake_compare)
+    sizes = common.Sizes(**{**TOY, "repeats": 3})
+    result = run.run_benchmarks(sizes, shapes, torch.device("cpu"), log=lambda _: None)
     m = {name: 2.0 * base for name, base in FAKE_BASE.items()}  # the medians
     amortised = m["cached"] + m["extract"] / sizes.epochs
     expected = {
@@ -247,16 +236,16 @@ def test_every_ratio_is_the_median_of_one_side_over_the_median_of_the_other(benc
     assert result["train_cached_amortised_epoch_s"] == pytest.approx(amortised)
     assert result["train_amortised_over_epochs"] == sizes.epochs
     assert result["encoder_img_s_fp32"] == pytest.approx(sizes.encoder_batch / m["fp32"])
-    text = bench.table(result)
+    text = run.table(result)
     for key in expected:
         if key != "train_speedup_cached_vs_textbook_per_epoch":  # the headline key's value, printed once
             assert f"{result[key]:.1f}x" in text, key
 
 
-def test_help_and_readme_say_training_is_compared_at_the_textbook_size(bench, capsys):
+def test_help_and_readme_say_training_is_compared_at_the_textbook_size(capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--help"])
+        run.main(["--help"])
     assert "64 px" not in capsys.readouterr().out
-    assert bench.Sizes().image_size == 224
+    assert common.Sizes().image_size == 224
     how = (RUN.parent / "README.md").read_text().split("## How it measures")[1].split("## The comparisons")[0]
     assert "training images at the textbook's 224 px on every device" in how
