@@ -366,6 +366,57 @@ print(f"step {HAND_STEPS:>3}: loss {losses[-1]:.3f}")
 assert len(losses) == HAND_STEPS and sum(losses[-5:]) / 5 < losses[0] - 1.0
 
 # %% [markdown]
+# **The first check of any training recipe: overfit one batch.** Before training for real, ask whether the
+# model can learn *anything*: take 16 captions of 16 different images and train on them alone, over and
+# over. A model that works drives the loss on them towards zero within a few hundred steps, since it only
+# has to memorise 16 sentences. We train a fresh copy, so `model` above is left as it is.
+
+# %%
+one_per_image: dict[int, int] = {}  # image → the first caption row of it
+for row, image in enumerate(image_index.tolist()):
+    one_per_image.setdefault(image, row)
+rows = torch.tensor(list(one_per_image.values())[:16])
+tiny_lengths = lengths[rows]
+tiny_captions = captions[rows, : int(tiny_lengths.max())].to(device)
+tiny_inputs = train_features[image_index[rows]].to(device)
+print(f"{len(rows)} captions of {len(set(image_index[rows].tolist()))} different images")
+
+torch.manual_seed(config.seed)
+probe = build_model(config, len(vocab)).to(device).train()
+probe_optimizer = torch.optim.Adam([p for p in probe.parameters() if p.requires_grad], lr=config.lr)
+overfit_losses = []
+for _ in range(200):
+    logits = probe.decoder(probe.encoder.project_features(tiny_inputs), tiny_captions, tiny_lengths)
+    loss = sequence_loss(logits, tiny_captions, tiny_lengths)
+    probe_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    probe_optimizer.step()
+    overfit_losses.append(loss.item())
+
+# %% tags=["nbval-ignore-output"]
+import matplotlib.pyplot as plt
+
+for step in (1, 25, 50, 100, 200):
+    print(f"step {step:>3}: loss {overfit_losses[step - 1]:.4f}")
+figure, ax = plt.subplots(figsize=(6, 2.8))
+ax.plot(range(1, 201), overfit_losses)
+ax.set(yscale="log", xlabel="step", ylabel="loss (log scale)", title="16 captions, learnt by heart")
+figure.tight_layout()
+assert overfit_losses[-1] < 0.05 * overfit_losses[0], overfit_losses[-1]
+
+# %% [markdown]
+# It can. When this check fails, nothing else is worth running yet; the usual causes, and how to see each:
+# - **the loss stalls near ln V** (chance): the gradients do not reach the weights (`requires_grad` off, the
+#   optimiser given other parameters, a learning rate of 0): print the gradient norm of each layer;
+# - **it falls, then stalls well above 0**: the targets are not what the inputs predict (shifted by one
+#   position too many or too few, notebook 04), or the padding is scored: decode one target row with
+#   `vocab.decode` and compare it with the caption;
+# - **it jumps around or becomes nan**: the learning rate is too high, or the gradients are not clipped.
+#
+# And the reverse does not hold: a model that overfits one batch can still fail to generalise. That is
+# what the dev split is for (section 6).
+
+# %% [markdown]
 # ## 5. The one-cycle learning-rate schedule
 #
 # `OneCycleLR` starts low, climbs to the peak `config.lr` over the first quarter of training (warm-up: the
@@ -408,6 +459,140 @@ print(f"first step {full_rates[0]:.3g}, last step {full_rates[-1]:.3g}")
 # can derail the rest. So we validate the way the model will be used: greedy decoding from the image alone
 # (notebook 06 looks inside it), scored against the five human captions with BLEU (0 to 1; papers print it
 # ×100). `evaluate_bleu` does both; `fit` calls it after every epoch, through `helpers.training.validate`.
+
+# ### BLEU, built by hand
+#
+# BLEU asks how many of a caption's *n-grams* (runs of n words, n = 1 to 4) also appear in the references.
+# We build BLEU-4 from its four parts on real captions of the test split: for every test image, its first
+# human caption plays the model, and the other four are its references (the same game as the human
+# ceiling in section 8). First, the n-grams of one caption:
+
+# %%
+import math
+from collections import Counter
+
+from helpers.vocabulary import tokenize
+
+
+def ngrams(words: list[str], n: int) -> Counter:
+    """How often each run of ``n`` words occurs in ``words``."""
+    return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+
+
+test_groups = [[tokenize(c) for c in group] for group in data.references("test").values()]
+hypotheses_by_hand = [group[0] for group in test_groups]  # the first annotator "plays the model"
+references_by_hand = [group[1:] for group in test_groups]  # the other four are its references
+caption = hypotheses_by_hand[0]
+print(" ".join(caption))
+print("its bigrams:", [" ".join(gram) for gram in ngrams(caption, 2)])
+
+# %% [markdown]
+# **Clipped precision.** The share of the caption's n-grams found in a reference, where an n-gram counts
+# at most as often as it occurs in any one reference. Without the clip, a caption that repeats a common
+# word would score perfectly: "a a a a a a" has six unigrams, and every one of them is "a".
+
+# %%
+def clipped_matches(hypothesis: list[str], references: list[list[str]], n: int) -> tuple[int, int]:
+    """(matching n-grams, each clipped to its largest count in one reference; n-grams in the hypothesis)."""
+    most: Counter = Counter()
+    for reference in references:
+        for gram, count in ngrams(reference, n).items():
+            most[gram] = max(most[gram], count)
+    counts = ngrams(hypothesis, n)
+    return sum(min(count, most[gram]) for gram, count in counts.items()), sum(counts.values())
+
+
+silly = "a a a a a a".split()
+matched, total = clipped_matches(silly, references_by_hand[0], 1)
+unclipped = sum(any(word in reference for reference in references_by_hand[0]) for word in silly)
+print(f"'a a a a a a': unclipped {unclipped}/{total}, clipped {matched}/{total}")
+print("the real caption, n = 1..4:", [clipped_matches(caption, references_by_hand[0], n) for n in range(1, 5)])
+
+# %% [markdown]
+# **The brevity penalty.** Precision alone rewards saying little: a caption of three safe words can match
+# every one of them. So BLEU multiplies by `exp(1 − r/c)` when the caption's length `c` is shorter than
+# the reference length `r`, and by 1 otherwise. Which reference? The one closest in length to the caption.
+# One annotator of our first image wrote just "a yellow circle", so a three-word caption escapes the
+# penalty here, and a two-word one pays it:
+
+# %%
+def closest_length(hypothesis: list[str], references: list[list[str]]) -> int:
+    """The length of the reference closest in length to the hypothesis (the shorter one on a tie)."""
+    return min((len(r) for r in references), key=lambda length: (abs(length - len(hypothesis)), length))
+
+
+def brevity_penalty(hypothesis_length: int, reference_length: int) -> float:
+    if hypothesis_length > reference_length:
+        return 1.0
+    return math.exp(1 - reference_length / hypothesis_length) if hypothesis_length else 0.0
+
+
+print("reference lengths:", [len(r) for r in references_by_hand[0]])
+for short in (caption, caption[:3], caption[:2]):
+    r = closest_length(short, references_by_hand[0])
+    print(f"{' '.join(short)!r}: {len(short)} words, closest reference {r} → penalty {brevity_penalty(len(short), r):.3f}")
+
+# %% [markdown]
+# **Corpus BLEU-4.** The counts are pooled over the whole corpus first: matches and n-grams summed over all
+# images for each n, caption lengths and reference lengths summed too. Then the four precisions `p1…p4` are
+# combined by their geometric mean (`exp` of the mean of their logs) and multiplied by the brevity penalty.
+# BLEU-4 is 0 when any `p_n` is 0.
+
+# %%
+def pooled_counts(references: list[list[list[str]]], hypotheses: list[list[str]]):
+    """Per n = 1..4 the clipped matches and the n-grams, summed over the corpus; and the summed caption
+    lengths and closest reference lengths."""
+    matches, totals = [0] * 4, [0] * 4
+    hypothesis_length = reference_length = 0
+    for refs, hypothesis in zip(references, hypotheses, strict=True):
+        for n in range(1, 5):
+            matched, total = clipped_matches(hypothesis, refs, n)
+            matches[n - 1] += matched
+            totals[n - 1] += total
+        hypothesis_length += len(hypothesis)
+        reference_length += closest_length(hypothesis, refs)
+    return matches, totals, hypothesis_length, reference_length
+
+
+def corpus_bleu4(references: list[list[list[str]]], hypotheses: list[list[str]]) -> float:
+    """Corpus BLEU-4 (0–1) of tokenised hypotheses, each against its own tokenised references."""
+    matches, totals, hypothesis_length, reference_length = pooled_counts(references, hypotheses)
+    if min(matches) == 0:
+        return 0.0
+    log_mean = sum(math.log(m / t) for m, t in zip(matches, totals, strict=True)) / 4
+    return brevity_penalty(hypothesis_length, reference_length) * math.exp(log_mean)
+
+
+matches, totals, c, r = pooled_counts(references_by_hand, hypotheses_by_hand)
+print("p1..p4:", [round(m / t, 3) for m, t in zip(matches, totals, strict=True)])
+print(f"caption words {c}, closest reference words {r}: brevity penalty {brevity_penalty(c, r):.3f}")
+ours = corpus_bleu4(references_by_hand, hypotheses_by_hand)
+print(f"corpus BLEU-4, first annotator against the other four, {len(hypotheses_by_hand)} test images: {ours:.4f}")
+
+# %% [markdown]
+# Pooling matters: the mean of the per-image scores is another number. On its own, an image whose caption
+# shares no 4-gram with its references scores 0 (and one with a perfect match scores 1), while in the pool
+# every match counts once, whatever image it is in. Papers report the pooled, corpus-level score.
+
+# %%
+per_image = [corpus_bleu4([refs], [hyp]) for refs, hyp in zip(references_by_hand, hypotheses_by_hand, strict=True)]
+print(f"corpus BLEU-4 {ours:.4f}; mean of per-image BLEU-4 {sum(per_image) / len(per_image):.4f}; "
+      f"per-image 0: {sum(score == 0 for score in per_image)} of {len(per_image)}")
+
+# %% [markdown]
+# Then the check: our function gives what nltk's `corpus_bleu` gives, on the whole test split, to 1e-9.
+# From here on the package's `helpers.metrics.corpus_bleu_scores` (nltk's BLEU-1…4, 0–1) is used.
+
+# %%
+from nltk.translate.bleu_score import corpus_bleu
+
+from helpers.metrics import corpus_bleu_scores
+
+nltk_bleu4 = corpus_bleu(references_by_hand, hypotheses_by_hand)
+print(f"ours {ours:.10f}   nltk {nltk_bleu4:.10f}")
+assert abs(ours - nltk_bleu4) < 1e-9
+as_text = [[" ".join(r) for r in refs] for refs in references_by_hand]
+assert abs(corpus_bleu_scores(as_text, [" ".join(h) for h in hypotheses_by_hand])["bleu4"] - ours) < 1e-9
 
 # %%
 from helpers.decoding import evaluate_bleu
