@@ -19,7 +19,20 @@
 #
 # Before we look inside the encoder (notebook 03) and the decoder (notebook 04), we push **one real batch
 # of four captioned images** through the complete model and print the shape of every tensor on the way,
-# in the order the data flows. Every number in the design comes from a tensor you can see.
+# in the order the data flows. Every number in the model comes from a tensor you can see.
+#
+# **The model: Show and Tell.** What this course builds is the model of *Show and Tell: A Neural Image
+# Caption Generator* (Vinyals, Toshev, Bengio and Erhan, 2015): a CNN turns the image into one vector, the
+# LSTM reads that vector as its first input, before the caption's words, then predicts each next word; a
+# caption is written word by word, greedily or by beam search. The paper reports BLEU-4 27.7 on COCO
+# (papers print BLEU ×100: 0.277 on the 0–1 scale this course prints). We keep the image feature as the
+# LSTM's first input, the next-word objective, and greedy and beam decoding. We change four things:
+# ResNet50 instead of GoogLeNet; a projection of Linear, BatchNorm1d and ReLU (as the classic PyTorch
+# tutorials write it) where the paper has one linear layer; a standardising step of our own in front of it
+# (notebook 03 measures why); and the output that reads the image is trained to predict `<start>`, which
+# the paper does not score. Wherever later notebooks say "Show and Tell", they mean this model. Where they
+# say "the textbook way", they mean how those tutorials compute the same things more slowly: one training
+# example per caption prefix, and a greedy loop that re-reads the whole caption at every step.
 #
 # **You will learn to**
 # 1. follow an image from `[B, 3, 224, 224]` pixels to a `[B, 300]` feature vector;
@@ -171,11 +184,11 @@ print("image 0, first 4 of 2048 values:", [round(v, 1) for v in pooled[0, :4].to
 
 # %% [markdown]
 # The projection brings every image into the same 300-dimensional space as the word embeddings, since the
-# LSTM will read the image as if it were a word: Linear 2048 → 300, BatchNorm1d and ReLU, as in the
-# design. Before it, this course adds one step of its own that the design does not have: each of the 2048
+# LSTM will read the image as if it were a word: Linear 2048 → 300, BatchNorm1d and ReLU. Before it, this
+# course adds one step of its own that Show and Tell does not have: each of the 2048
 # numbers is **standardised** (mean 0, variance 1 over the training data; `encoder.standardize`, a
-# BatchNorm1d without learned weights). Notebook 03 runs the design's encoder beside ours and measures what
-# the step changes; `EncoderCNN(standardize=False)` leaves it out.
+# BatchNorm1d without learned weights). Notebook 03 runs the Show and Tell encoder beside ours and measures
+# what the step changes; `EncoderCNN(standardize=False)` leaves it out.
 
 # %%
 standardised = encoder.standardize(pooled)  # the course's addition: [B, 2048] → [B, 2048]
@@ -210,7 +223,7 @@ print("inputs               ", tuple(inputs.shape), "  = [B, T+1, E]")
 # %% [markdown]
 # Every caption is now one step longer, so the true lengths grow by one: `lengths + 1`. (The last of
 # those steps reads `<end>`, and what comes out of it is never scored, since nothing follows `<end>`.
-# Packing by `lengths` instead, as the design and most tutorials do, leaves that step out and trains
+# Packing by `lengths` instead, as most tutorials do, leaves that step out and trains
 # exactly the same: notebook 04 shows that the loss and the gradients are equal.)
 #
 # **Packing.** The LSTM should not read the padding. `pack_padded_sequence` keeps only the real steps
@@ -326,9 +339,9 @@ figure = architecture_figure(embed_size=E, hidden_size=H)
 # ## Recap
 #
 # - The encoder maps `images [B, 3, 224, 224]` → ResNet50 without `fc` → `[B, 2048, 1, 1]` → flatten
-#   `[B, 2048]` → standardise (the course's addition, not the design's) → Linear, BatchNorm1d, ReLU →
+#   `[B, 2048]` → standardise (the course's addition, not Show and Tell's) → Linear, BatchNorm1d, ReLU →
 #   `features [B, 300]`. It lives in `helpers/models.py` as `EncoderCNN`; `EncoderCNN(standardize=False)` is
-#   the design's encoder.
+#   the Show and Tell encoder.
 # - The decoder maps `captions [B, T]` → embedding `[B, T, 300]` → image first `[B, T+1, 300]` → packed by
 #   `lengths + 1` (`data [sum(lengths + 1), 300]`, `batch_sizes`) → LSTM (`data [sum(lengths + 1), 512]`,
 #   state `[1, B, 512]`) → unpacked `[B, T+1, 512]` → Linear → `logits [B, T+1, V]`. It lives in

@@ -28,7 +28,7 @@
 # 3. project the 2048 pooled features to the 300-dimensional embedding space, writing `EncoderCNN` in full
 #    and checking it against the course's package;
 # 4. say what pretrained weights add over random ones, what random frozen features still carry, and what
-#    the course's own addition to the design (standardising the pooled features) changes;
+#    the course's own addition to Show and Tell (standardising the pooled features) changes;
 # 5. cache features and measure how much time that saves.
 #
 # **Prerequisites:** notebook 02 (the shapes through the whole model); convolutions, pooling and
@@ -164,9 +164,9 @@ for size in (224, 128, 64):
 # backbone is **frozen**: its parameters get `requires_grad=False`, so the optimiser never changes them
 # and no gradients are computed for them.
 #
-# The projection is the design's `Linear → BatchNorm1d → ReLU`, with one step in front that is **the
-# course's own addition**, not the design's: `standardize`, which rescales each of the 2048 pooled numbers
-# to mean 0 and variance 1 (section 7 runs the design's encoder beside ours and measures why).
+# The projection is Show and Tell's (as the classic tutorials write it): `Linear → BatchNorm1d → ReLU`, with
+# one step in front that is **the course's own addition**: `standardize`, which rescales each of the 2048 pooled numbers
+# to mean 0 and variance 1 (section 7 runs the Show and Tell encoder beside ours and measures why).
 #
 # Its weights are the course's explicit choice, `course_weights()`: random unless the environment variable
 # `COURSE_WEIGHTS` says `imagenet` (section 7 says what changes then).
@@ -451,12 +451,12 @@ pd.DataFrame(rows, columns=["do they share the", "among", "similarity if same", 
 # is why the course can train on the shapes dataset offline. Telling a circle from a triangle, or a dog
 # from a sofa, is exactly what the pretrained filters add.
 #
-# ### The design's encoder beside ours
+# ### The Show and Tell encoder beside ours
 #
-# The design projects the pooled features as they come; this course standardises them first (section 6).
+# Show and Tell projects the pooled features as they come; this course standardises them first (section 6).
 # Why? The random backbone's 2048 features move together: most of their spread lies along **one
 # direction**, largely the background's brightness. The share of the variance along the first principal
-# direction, for the raw features the design's projection reads, and for the standardised ones ours reads:
+# direction, for the raw features the Show and Tell projection reads, and for the standardised ones ours reads:
 
 # %%
 def first_direction_share(features: torch.Tensor) -> float:
@@ -467,14 +467,14 @@ def first_direction_share(features: torch.Tensor) -> float:
 
 standardised = (cached - cached.mean(0)) / cached.std(0).clamp_min(1e-5)  # what `standardize` computes
 raw_share, standardised_share = first_direction_share(cached), first_direction_share(standardised)
-print(f"raw features (the design):       {raw_share:.0%} of the variance along one direction")
+print(f"raw features (Show and Tell):   {raw_share:.0%} of the variance along one direction")
 print(f"standardised (the course's step): {standardised_share:.0%}")
 assert standardised_share < raw_share
 
 # %% [markdown]
 # Standardising does not remove that direction, but it lowers its share, and it puts each feature on the
 # same scale, so a gradient step on the projection moves all of them alike. What that changes for learning:
-# we train the design's projection (`EncoderCNN(standardize=False)`) and ours, from the same starting
+# we train the Show and Tell projection (`EncoderCNN(standardize=False)`) and ours, from the same starting
 # weights, together with a small linear readout, to name the first shape's colour from the cached
 # features of 96 of the images, for 30 steps of the same optimiser.
 
@@ -500,16 +500,16 @@ def colour_fit(standardize: bool, steps: int = 30) -> float:
 
 
 # %% tags=["nbval-ignore-output"]
-design_loss, ours_loss = colour_fit(standardize=False), colour_fit(standardize=True)
-print(f"colour loss after 30 steps, the design's encoder: {design_loss:.3f}")
-print(f"colour loss after 30 steps, ours (standardised):  {ours_loss:.3f}  ({design_loss / ours_loss:.1f}× lower)")
-assert ours_loss < design_loss
+show_tell_loss, ours_loss = colour_fit(standardize=False), colour_fit(standardize=True)
+print(f"colour loss after 30 steps, Show and Tell's encoder: {show_tell_loss:.3f}")
+print(f"colour loss after 30 steps, ours (standardised):      {ours_loss:.3f}  ({show_tell_loss / ours_loss:.1f}× lower)")
+assert ours_loss < show_tell_loss
 
 # %% [markdown]
 # The same data, the same steps, and the standardised features are learnt from much faster (the printed
-# ratio). Standardising is still our choice,
-# not the design's, and can be switched off: `EncoderCNN(standardize=False)` builds the design's encoder,
-# and for training, `TrainConfig(standardize=False)` or `python -m helpers train --no-standardize`.
+# ratio). Standardising is still our choice, not Show and Tell's, and can be switched off:
+# `EncoderCNN(standardize=False)` builds the Show and Tell encoder, and for training,
+# `TrainConfig(standardize=False)` or `python -m helpers train --no-standardize`.
 #
 # %% [markdown]
 # ## 8. Caching: compute once, reuse every epoch
@@ -519,7 +519,7 @@ assert ours_loss < design_loss
 # backbone passes per epoch, all of them repeating work. Caching computes the 6 000 once, stores
 # `[6000, 2048]` floats (48 MB), and every epoch after that runs only the projection and the decoder.
 #
-# We measure it: the backbone on a few batches (at 64 px, as the CPU course trains, and at the design's
+# We measure it: the backbone on a few batches (at 64 px, as the CPU course trains, and at Show and Tell's
 # 224 px), against reading the same features back from a file.
 
 # %%
@@ -572,9 +572,9 @@ cache_dir.cleanup()
 # - `AdaptiveAvgPool2d` turns the `[2048, h, w]` maps of any input size into `[2048, 1, 1]`, so 224, 128
 #   and 64 px inputs all give 2048 features.
 # - `EncoderCNN` = ResNet50 without `fc` + standardise (the course's addition) + Linear(2048, 300),
-#   BatchNorm1d, ReLU (the design's projection). We wrote it in full and checked that it gives the same
+#   BatchNorm1d, ReLU (Show and Tell's projection). We wrote it in full and checked that it gives the same
 #   features, statistics and gradients as `helpers.models.EncoderCNN`, which the later notebooks import.
-#   `EncoderCNN(standardize=False)` is the design's encoder; from the same start, ours learnt the colours
+#   `EncoderCNN(standardize=False)` is the Show and Tell encoder; from the same start, ours learnt the colours
 #   faster in section 7.
 #   Its backbone is frozen **and** kept in eval mode by its `train()`, so BatchNorm statistics never drift
 #   and an image's features never depend on its batch-mates. Only 615 300 parameters learn.
@@ -596,6 +596,6 @@ cache_dir.cleanup()
 #    similarities for background, colour and shape change?
 # 5. The cache in section 8 was made at 64 px. Write a check that refuses to use it for 224 px images
 #    (hint: store the image size next to the features).
-# 6. Run `colour_fit` of section 7 for 100 and 300 steps. Does the design's encoder catch up with ours?
+# 6. Run `colour_fit` of section 7 for 100 and 300 steps. Does the Show and Tell encoder catch up with ours?
 #    Then train two captioners that differ only in `standardize` (notebook 05, or
 #    `python -m helpers train --no-standardize`) and compare their colour accuracy.

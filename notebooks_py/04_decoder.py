@@ -20,8 +20,8 @@
 # The decoder gets one image feature `[B, 300]` and the padded captions `[B, T]`, and scores every next
 # word at every position at once. We write `DecoderRNN` in full, run it one line at a time, see what goes
 # wrong without packing, look at the LSTM's states, write the masked loss, check both against the course's
-# package, and compare the two ways of writing the loss: the design's "one training example per caption
-# prefix" and the efficient "every position at once".
+# package, and compare the two ways of writing the loss: the textbook way, "one training example per caption
+# prefix" (notebook 02), and the efficient "every position at once".
 #
 # **You will learn to**
 # 1. write the decoder and its masked cross-entropy yourself, and check that they give the same outputs and
@@ -339,7 +339,7 @@ from helpers.models import DecoderRNN, sequence_loss, target_mask
 decoder = theirs
 
 # %% [markdown]
-# **The design's way: one example per prefix.** A caption of `n` tokens is `n` training examples: the image
+# **The textbook way: one example per prefix.** A caption of `n` tokens is `n` training examples: the image
 # and the first `k` tokens (the *prefix*) → the token that follows, for `k = 0 … n-1`. `prefix_batch` builds
 # them; here are the ones of caption 1:
 
@@ -367,7 +367,7 @@ assert torch.allclose(loss_per_prefix, loss_all_at_once, atol=1e-5)
 
 # %% [markdown]
 # They are the same number, for the reason of section 3: the LSTM only looks back, so its output at position
-# `k` of the full caption is exactly its last output on the prefix of `k` tokens. The design's
+# `k` of the full caption is exactly its last output on the prefix of `k` tokens. The textbook's
 # "one example per prefix" is the efficient loss written out.
 #
 # Equal losses give equal gradients, so training is the same too:
@@ -466,7 +466,7 @@ assert torch.allclose(loss_packed, loss_all_at_once, atol=1e-5)
 #
 # **Packing by `lengths` is enough.** The output at the last packed step, the one that reads `<end>`, is
 # never scored: nothing comes after `<end>`. So the LSTM need not read `<end>` at all. Packing by `lengths`
-# instead of `lengths + 1` (as the design and most tutorials do) feeds the image and every token but
+# instead of `lengths + 1` (as most tutorials do) feeds the image and every token but
 # `<end>`: `n` steps for the `n` predictions, the same loss, one step less per caption.
 
 # %%
@@ -508,7 +508,7 @@ assert same
 #   LSTM never reads `<end>`) gives the same loss with one step less per caption.
 # - The states `h` and `c` are `[num_layers, B, H]`; the output sequence is the top layer's `h`.
 # - `sequence_loss` (every position at once, padding masked) equals `prefix_loss` (one example per prefix, the
-#   design's formulation), with the same gradients, at a fraction of the LSTM steps. Both live in
+#   textbook way), with the same gradients, at a fraction of the LSTM steps. Both live in
 #   `helpers/models.py`, next to `prefix_batch` and `target_mask`.
 #
 # ## Exercises

@@ -91,7 +91,7 @@ pd.Series(asdict(config), name="value").to_frame()
 # %% [markdown]
 # `train_backbone="none"` means the ResNet50 stays frozen and we train only what comes after it: the
 # projection to the embedding size and the decoder (`"last"` or `"all"` would train the backbone's last
-# block or all of it). `standardize=True` is the course's own addition to the design (notebook 03): the
+# block or all of it). `standardize=True` is the course's own addition to Show and Tell (notebook 03): the
 # pooled features are standardised before the projection.
 #
 # The dataset is read, checked and turned into a vocabulary by `prepare_data` (notebook 01 did these steps one
