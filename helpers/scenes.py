@@ -323,17 +323,16 @@ def _made_with(record: dict, config: ShapesConfig) -> bool:
 def _own_names(root: Path) -> list[str] | None:
     """The names ``make_shapes`` wrote in ``root``, from its marker; None if it holds no set it made.
 
-    A marker written before markers listed their files names the set's usual files. Only plain names
-    are taken: a marker edited to name ``../x`` cannot make anything outside ``root`` deleted.
+    Only plain names are taken: a marker edited to name ``../x`` cannot make anything outside ``root``
+    deleted.
     """
-    default = [IMAGE_DIR, TOKEN_FILE, *SPLIT_FILES.values()]  # markers older than the truth file
     names: set[str] = set()
     found = False
     for marker in (PARTIAL_MARKER, MARKER):
         record = _read_record(root / marker)
         if record is not None:
             found = True
-            names.update(str(name) for name in record.get("files", default))
+            names.update(str(name) for name in record.get("files", []))
     if not found:
         return None
     return sorted(n for n in names if n == Path(n).name and n not in ("", ".", "..", MARKER, PARTIAL_MARKER))
