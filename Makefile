@@ -104,6 +104,10 @@ MUTANTS ?= \
 	'helpers.models.x_packed_loss*' 'helpers.models.x_prefix_batch*' 'helpers.models.x_prefix_loss*' \
 	'helpers.decoding.x_greedy*' 'helpers.decoding.x_beam_search*' 'helpers.decoding.x__finish*' \
 	'helpers.metrics.*' \
+	'helpers.diagnostics.x_most_common_caption*' 'helpers.diagnostics.x_distinct_n*' \
+	'helpers.diagnostics.x_vocabulary_coverage*' 'helpers.diagnostics.x_mean_length*' \
+	'helpers.diagnostics.x_swap_partners*' 'helpers.diagnostics.x_image_sensitivity*' \
+	'helpers.diagnostics.x_flags*' 'helpers.diagnostics.x_diagnose*' 'helpers.diagnostics.x*Rule*flagged*' \
 	'helpers.caption_files.x_read_*' 'helpers.caption_files.x_kaggle_split*' \
 	'helpers.caption_files.x__existing_dir*' 'helpers.caption_files.x__search_dirs*' \
 	'helpers.caption_files.x__find_file*' 'helpers.caption_files.x__list_files*' \
