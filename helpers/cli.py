@@ -642,7 +642,7 @@ def _format_attributes(accuracy: dict[str, float], report=None) -> list[str]:
 )
 def evaluate_command(args: argparse.Namespace) -> int:
     from helpers.attributes import attribute_accuracy, attribute_report, find_scenes, read_scenes, scenes_for
-    from helpers.decoding import evaluate_split
+    from helpers.evaluation import evaluate_split
     from helpers.features import dataset_root, prepare_data
     from helpers.metrics import as_percent, best_blind_caption, corpus_bleu_scores, human_ceiling
 

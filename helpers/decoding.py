@@ -1,6 +1,6 @@
 """Turning image features into captions: the simplest greedy loop, which reads the whole caption again at
-every step; greedy with the LSTM state carried; beam search; then captions for many images at once, and
-their BLEU on a split.
+every step; greedy with the LSTM state carried; beam search; then captions for many images at once
+(scoring them is :mod:`helpers.evaluation`'s job).
 
 ``greedy_naive``, ``greedy`` and ``beam_search`` take a batch, ``features [B, E]`` (from
 :class:`~helpers.models.EncoderCNN`), begin every caption with :meth:`~helpers.models.DecoderRNN.start`,
@@ -10,21 +10,16 @@ as a string.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-import pandas as pd
 import torch
 
 from helpers.config import MAX_DECODE
-from helpers.features import PreparedData, cached_features
-from helpers.metrics import corpus_bleu_scores
 from helpers.models import Captioner, DecoderRNN
 from helpers.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
-    from helpers.config import TrainConfig
+    pass
 
 
 class Decoded(NamedTuple):
@@ -159,43 +154,3 @@ def decode_features(
             else:
                 captions += beam_search(model.decoder, embedded, vocab, beam=beam, max_len=max_len).captions
     return captions
-
-
-def evaluate_bleu(
-    model: Captioner,
-    features: torch.Tensor,
-    references: Sequence[Sequence[str]],
-    vocab: Vocabulary,
-    device: torch.device | str,
-    max_len: int = MAX_DECODE,
-) -> tuple[dict[str, float], list[str]]:
-    """Greedy captions from backbone features ``[N, 2048]`` (no teacher forcing) and their BLEU-1…4."""
-    hypotheses = decode_features(model, features, vocab, device, max_len=max_len)
-    return corpus_bleu_scores(references, hypotheses), hypotheses
-
-
-def evaluate_split(
-    model: Captioner,
-    vocab: Vocabulary,
-    config: TrainConfig,
-    data: PreparedData,
-    split: str = "test",
-    beam: int = 1,
-    device: torch.device | str = "cpu",
-    cache_dir: Path | str | None = None,
-    log: Callable[[str], None] = print,
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """BLEU-1…4 (0–1) of a trained model on every image of a split, and a table of its captions.
-
-    The table has one row per image: ``image``, ``generated``, ``references`` (a list).
-    """
-    device = torch.device(device)
-    images = data.images(split)
-    if not images:
-        raise ValueError(f"the {split!r} split has no usable images")
-    references = data.references(split)
-    features = cached_features(model, images, config.image_size, device, cache_dir, log)
-    generated = decode_features(model, features, vocab, device, beam=beam, max_len=config.max_decode)
-    refs = [references[image] for image in images]
-    table = pd.DataFrame({"image": images, "generated": generated, "references": refs})
-    return corpus_bleu_scores(refs, generated), table

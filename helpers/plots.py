@@ -147,7 +147,7 @@ def show_captions(
     """A grid of ``n`` images, each under the model's caption and a few of its human references.
 
     In: a table with one row per image and columns ``image`` (path), ``generated`` (a string) and
-    ``references`` (a list of strings), as :func:`helpers.decoding.evaluate_split` returns. More caption
+    ``references`` (a list of strings), as :func:`helpers.evaluation.evaluate_split` returns. More caption
     columns (e.g. ``beam 3``) are shown too, under their column name. The rows are drawn with ``seed``.
     """
     if len(table) < n:

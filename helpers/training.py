@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from helpers.config import TrainConfig
-from helpers.decoding import evaluate_bleu
+from helpers.evaluation import evaluate_bleu
 from helpers.features import (
     Batch,
     PreparedData,

@@ -459,7 +459,7 @@ print(f"first step {full_rates[0]:.3g}, last step {full_rates[-1]:.3g}")
 # can derail the rest. So we validate the way the model will be used: greedy decoding from the image alone
 # (notebook 06 looks inside it), scored against the five human captions with BLEU (0 to 1; papers print it
 # ×100). `evaluate_bleu` does both; `fit` calls it after every epoch, through `helpers.training.validate`.
-
+#
 # ### BLEU, built by hand
 #
 # BLEU asks how many of a caption's *n-grams* (runs of n words, n = 1 to 4) also appear in the references.
@@ -595,7 +595,7 @@ as_text = [[" ".join(r) for r in refs] for refs in references_by_hand]
 assert abs(corpus_bleu_scores(as_text, [" ".join(h) for h in hypotheses_by_hand])["bleu4"] - ours) < 1e-9
 
 # %%
-from helpers.decoding import evaluate_bleu
+from helpers.evaluation import evaluate_bleu
 
 dev_refs = data.references("dev")
 references = [dev_refs[image] for image in dev_images]
@@ -675,7 +675,7 @@ figure = plot_history(history)
 # A score means something only next to a floor and a ceiling measured on the same captions (below).
 
 # %%
-from helpers.decoding import evaluate_split
+from helpers.evaluation import evaluate_split
 from helpers.runs import Run
 
 run = Run.load(RUN, device)  # best.pt: the course's rule
@@ -810,9 +810,9 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 # | shuffled batches | `helpers.features.batches` |
 # | one step: the loss, backward, clip, Adam, one-cycle (written in section 4) | `helpers.training.train_epoch` with `TrainStep` (`packed_loss`, equal to `sequence_loss`) |
 # | Adam over what trains, the one-cycle schedule | `helpers.training.make_optimizer` |
-# | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `helpers.decoding.evaluate_bleu` (`helpers.training.validate` in `fit`) |
+# | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `helpers.evaluation.evaluate_bleu` (`helpers.training.validate` in `fit`) |
 # | the whole loop, with checkpoints in a run folder | `helpers.training.fit` → `FitResult(model, vocab, config, history, data)` |
-# | a trained model on a split; a run folder read back | `helpers.decoding.evaluate_split`; `helpers.runs.Run.load` |
+# | a trained model on a split; a run folder read back | `helpers.evaluation.evaluate_split`; `helpers.runs.Run.load` |
 # | the floor and the ceiling: the best image-blind caption, the humans | `helpers.metrics.best_blind_caption`, `human_ceiling` |
 # | what a caption gets right, fact by fact; where it goes wrong | `helpers.attributes.attribute_accuracy`, `attribute_confusion`; `helpers.plots.plot_confusion` |
 # | the figures | `helpers.plots.plot_lr_schedule`, `plot_history`, `show_captions` |

@@ -535,7 +535,7 @@ assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 # | greedy, re-reading the caption at every step (the design's loop): `my_greedy_naive` | `helpers.decoding.greedy_naive` |
 # | greedy with the carried LSTM state, one `decoder.step` per word: `my_greedy` | `helpers.decoding.greedy` |
 # | beam search, the best finished caption per token: `my_beam_search` | `helpers.decoding.beam_search` |
-# | captions for cached features, in batches; BLEU on a split | `helpers.decoding.decode_features`, `evaluate_split` |
+# | captions for cached features, in batches; BLEU on a split | `helpers.decoding.decode_features`; `helpers.evaluation.evaluate_split` |
 # | captions for image files or pictures, greedy or beam | `Run.caption(images, beam_size=...)` |
 # | BLEU-1…4 (0–1); the blind floor and the human ceiling | `helpers.metrics.corpus_bleu_scores`, `best_blind_caption`, `human_ceiling` |
 # | every attribute's accuracy against the scene's truth | `helpers.attributes.attribute_accuracy` |

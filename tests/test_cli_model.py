@@ -14,7 +14,7 @@ from PIL import Image
 from shared import TINY_TRAIN_FLAGS as TINY_FLAGS
 
 from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
-from helpers.decoding import evaluate_split
+from helpers.evaluation import evaluate_split
 from helpers.features import prepare_data
 from helpers.runs import load_run
 from helpers.scenes import IMAGE_DIR, TRUTH_FILE

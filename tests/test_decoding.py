@@ -218,7 +218,8 @@ def test_decoding_defaults_are_the_documented_ones():
     import inspect
 
     from helpers.config import TrainConfig
-    from helpers.decoding import decode_features, evaluate_bleu
+    from helpers.decoding import decode_features
+    from helpers.evaluation import evaluate_bleu
 
     assert inspect.signature(beam_search).parameters["beam"].default == 3
     # one word limit for generated captions, whichever way they are made (it was 20 here, 25 elsewhere)
