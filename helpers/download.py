@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -39,7 +39,7 @@ class DownloadError(OSError):
 
 
 class ChecksumError(ValueError):
-    """A downloaded file does not match its expected MD5 digest (or size)."""
+    """A downloaded file does not match its expected MD5 or SHA-256 digest (or size)."""
 
 
 class UnsafeArchiveError(ValueError):
@@ -51,9 +51,11 @@ class Archive:
     """One downloadable file of a dataset.
 
     ``name`` is the file name (also the name on any mirror), ``url_path`` the official URL, ``md5``
-    the expected MD5 hex digest (``None``: not checked by digest), ``size`` the expected size in
-    bytes (``None``: not checked by size), and ``extract_to`` the folder, relative to the dataset
-    folder, that the archive is unpacked into (``"."``: the dataset folder itself).
+    the expected MD5 hex digest (``None``: not checked by MD5), ``size`` the expected size in
+    bytes (``None``: not checked by size), ``extract_to`` the folder, relative to the dataset
+    folder, that the archive is unpacked into (``"."``: the dataset folder itself), and ``sha256`` the
+    expected SHA-256 hex digest, for a file whose only published digest is a SHA-256 (``None``: not
+    checked by SHA-256).
     """
 
     name: str
@@ -61,12 +63,13 @@ class Archive:
     md5: str | None
     size: int | None
     extract_to: str
+    sha256: str | None = None
 
 
 _FLICKR8K_BASE = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/"
 _COCO_ANNOTATIONS_BASE = "http://images.cocodataset.org/annotations/"
 _COCO_ZIPS_BASE = "http://images.cocodataset.org/zips/"
-_KARPATHY_BASE = "http://cs.stanford.edu/people/karpathy/deepimagesent/"
+_KARPATHY_BASE = "https://cs.stanford.edu/people/karpathy/deepimagesent/"
 
 # Small archives come first, so that a failure on a big one still leaves the captions usable.
 # Flickr8k: MD5s as recorded by mlverse/torchvision (R/dataset-flickr.R) for these exact mirror URLs;
@@ -76,8 +79,9 @@ _KARPATHY_BASE = "http://cs.stanford.edu/people/karpathy/deepimagesent/"
 # (tensorflow_datasets/url_checksums/coco.txt).
 # COCO 2014 (for Karpathy's split, whose dataset_coco.json names 2014 images): MD5s as recorded by
 # salesforce/LAVIS (lavis/datasets/download_scripts/download_coco.py) and wkentaro/fcn; sizes by
-# tensorflow/datasets (same file). Karpathy's caption_datasets.zip: no public source we found records its
-# MD5 or size, so it is not checked (the download still must arrive whole).
+# tensorflow/datasets (same file). Karpathy's caption_datasets.zip: no public source we found records an
+# MD5; its SHA-256 and size are as recorded by tensorflow/datasets
+# (tensorflow_datasets/url_checksums/coco_captions.txt, for this https URL).
 DATASETS: dict[str, list[Archive]] = {
     "flickr8k": [
         Archive(
@@ -126,9 +130,10 @@ DATASETS: dict[str, list[Archive]] = {
             name="caption_datasets.zip",
             url_path=_KARPATHY_BASE + "caption_datasets.zip",
             md5=None,
-            size=None,
+            size=36_745_453,
             # dataset_coco.json (and Karpathy's Flickr8k/30k files) at the top; pass its path to train
             extract_to=".",
+            sha256="4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817",
         ),
         Archive(
             name="val2014.zip",
@@ -168,28 +173,66 @@ def coco_selection(
     return set(names)
 
 
+def _archives_size_note() -> str:
+    """The archives' total size per dataset, from ``DATASETS``, for ``download --help``."""
+    known, unknown = [], []
+    for dataset, archives in DATASETS.items():
+        sizes = [archive.size for archive in archives]
+        if None in sizes:
+            unknown.append(dataset)
+        else:
+            known.append(f"{dataset} {sum(sizes) / 2**30:.1f} GiB")
+    return f"{', '.join(known)} of archives ({', '.join(unknown)}: sizes not recorded)"
+
+
+KEEP_ARCHIVES_HELP = (
+    "keep the archives in OUT/downloads/ once unpacked; otherwise each archive this command downloaded is "
+    "deleted after its verified extraction (one you put there yourself is kept). Until then a dataset "
+    f"takes twice its archives' size on disk: {_archives_size_note()}"
+)
+"""The help of ``download --keep-archives``, with the sizes that ``DATASETS`` records."""
+
+
 # ---------------------------------------------------------------------------------------------------
 # Downloading
 # ---------------------------------------------------------------------------------------------------
 
+_DIGEST_NAMES = {"md5": "MD5", "sha256": "SHA-256"}
 
-def _md5_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    """MD5 hex digest of the file at ``path``, read in chunks so that big files fit in memory."""
-    digest = hashlib.md5()
+
+def _expected_digests(md5: str | None, sha256: str | None) -> dict[str, str]:
+    """``{"md5": hex, "sha256": hex}`` for the digests given (lower case); ``None`` leaves one out."""
+    given = {"md5": md5, "sha256": sha256}
+    return {algorithm: hexdigest.lower() for algorithm, hexdigest in given.items() if hexdigest is not None}
+
+
+def _digests_of(path: Path, algorithms: list[str], chunk_size: int = 1 << 20) -> dict[str, str]:
+    """Hex digests of the file at ``path``, read in chunks so that big files fit in memory."""
+    hashes = {algorithm: hashlib.new(algorithm) for algorithm in algorithms}
     with path.open("rb") as f:
         while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for digest in hashes.values():
+                digest.update(chunk)
+    return {algorithm: digest.hexdigest() for algorithm, digest in hashes.items()}
 
 
-def _check(path: Path, name: str, md5: str | None, size: int | None, actual_md5: str | None = None) -> None:
-    """Raise ``ChecksumError`` when ``path`` has the wrong size or MD5; ``None`` skips a check."""
+def _check(
+    path: Path, name: str, digests: dict[str, str], size: int | None, actual: dict[str, str] | None = None
+) -> None:
+    """Raise ``ChecksumError`` when ``path`` has the wrong size or digest; ``size=None`` skips the size.
+
+    ``digests`` maps ``"md5"``/``"sha256"`` to the expected hex digest; ``actual``, when given, holds the
+    digests already computed while the file was written.
+    """
     if size is not None and path.stat().st_size != size:
         raise ChecksumError(f"{name} has {path.stat().st_size} bytes, but {size} were expected")
-    if md5 is not None:
-        actual = actual_md5 if actual_md5 is not None else _md5_of(path)
-        if actual != md5.lower():
-            raise ChecksumError(f"{name} has MD5 {actual}, but {md5.lower()} was expected")
+    if actual is None:
+        actual = _digests_of(path, list(digests))
+    for algorithm, expected in digests.items():
+        if actual[algorithm] != expected:
+            raise ChecksumError(
+                f"{name} has {_DIGEST_NAMES[algorithm]} {actual[algorithm]}, but {expected} was expected"
+            )
 
 
 def _total_from_content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -207,6 +250,7 @@ def download(
     dest: Path,
     *,
     md5: str | None,
+    sha256: str | None = None,
     size: int | None = None,
     progress: bool = True,
     chunk_size: int = 1 << 20,
@@ -219,20 +263,21 @@ def download(
     ignores ranges and sends the whole file again is handled by starting over from zero. ``.part`` is
     renamed to ``dest`` only when every byte announced by the server has arrived.
 
-    ``md5`` (hex digest) and ``size`` (bytes), when not ``None``, are checked: a downloaded file that
-    fails the check is deleted and ``ChecksumError`` is raised. If ``dest`` already exists and passes
-    the checks, nothing is requested at all; if it fails them, this function did not write it (it renames
-    only checked files into place), so it is kept and ``ChecksumError`` says so. A ``.part`` file the
-    server will not resume is discarded with a ``log`` line.
+    ``md5`` and ``sha256`` (hex digests) and ``size`` (bytes), when not ``None``, are checked: a
+    downloaded file that fails the check is deleted and ``ChecksumError`` is raised. If ``dest`` already
+    exists and passes the checks, nothing is requested at all; if it fails them, this function did not
+    write it (it renames only checked files into place), so it is kept and ``ChecksumError`` says so. A
+    ``.part`` file the server will not resume is discarded with a ``log`` line.
 
     A connection that drops halfway raises ``DownloadError`` (naming the URL and the bytes that
     arrived) and keeps the ``.part`` file, so that calling ``download`` again resumes. ``progress``
     shows a tqdm bar with sizes in bytes.
     """
     dest = Path(dest)
+    digests = _expected_digests(md5, sha256)
     if dest.exists():
         try:
-            _check(dest, dest.name, md5, size)
+            _check(dest, dest.name, digests, size)
             return dest  # already downloaded
         except ChecksumError as err:
             raise ChecksumError(
@@ -252,7 +297,7 @@ def download(
                 # Range past the end: the .part may already hold the whole file, else it is stale.
                 _, total = _total_from_content_range(err.headers.get("Content-Range"))
                 if total == offset:
-                    return _finish(part, dest, md5, size, digest=None)
+                    return _finish(part, dest, digests, size, actual=None)
                 log(f"Discarding {part.name} ({offset} bytes): the server says the file is shorter.")
                 part.unlink()
                 continue
@@ -283,11 +328,12 @@ def download(
                 # Fail before fetching gigabytes of the wrong file (a mirror with a different version).
                 raise ChecksumError(f"{dest.name} has {total} bytes on the server, but {size} were expected")
 
-            digest = hashlib.md5() if md5 is not None else None
-            if digest is not None and offset:
+            hashes = {algorithm: hashlib.new(algorithm) for algorithm in digests}
+            if hashes and offset:
                 with part.open("rb") as f:
                     while chunk := f.read(chunk_size):
-                        digest.update(chunk)
+                        for digest in hashes.values():
+                            digest.update(chunk)
             received, broken = offset, False
             with (
                 part.open("ab" if offset else "wb") as f,
@@ -311,7 +357,7 @@ def download(
                         break
                     f.write(chunk)
                     received += len(chunk)
-                    if digest is not None:
+                    for digest in hashes.values():
                         digest.update(chunk)
                     bar.update(len(chunk))
             if broken or (total is not None and received != total):
@@ -320,14 +366,17 @@ def download(
                     f"the connection to {url} closed after {received}{of_total} bytes; "
                     f"run again to resume from {part.name}"
                 )
-            return _finish(part, dest, md5, size, digest=digest.hexdigest() if digest is not None else None)
+            actual = {algorithm: digest.hexdigest() for algorithm, digest in hashes.items()}
+            return _finish(part, dest, digests, size, actual=actual)
     raise DownloadError(f"could not download {url}: the server would not resume {part.name}")
 
 
-def _finish(part: Path, dest: Path, md5: str | None, size: int | None, digest: str | None) -> Path:
+def _finish(
+    part: Path, dest: Path, digests: dict[str, str], size: int | None, actual: dict[str, str] | None
+) -> Path:
     """Check a complete ``part`` file, then rename it to ``dest``; a bad file is deleted."""
     try:
-        _check(part, dest.name, md5, size, actual_md5=digest)
+        _check(part, dest.name, digests, size, actual=actual)
     except ChecksumError as err:
         part.unlink()
         raise ChecksumError(f"{err}; the file was deleted, run again to download it afresh") from None
@@ -394,7 +443,7 @@ def _plan_tar(archive: Path, tf: tarfile.TarFile, dest: Path) -> list[tuple[tarf
 def _recorded(marker: Path) -> set[str]:
     """The files (relative to the folder) a marker says an extraction wrote; empty if none or unreadable."""
     try:
-        return {str(name) for name in json.loads(marker.read_text())["files"]}
+        return {str(name) for name in json.loads(marker.read_text(encoding="utf-8"))["files"]}
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 
@@ -410,14 +459,26 @@ def _same_bytes(path: Path, size: int, open_member: Callable[[], BinaryIO]) -> b
     return True
 
 
+class _Entry(NamedTuple):
+    """One checked member: where it lands, whether it is a folder, its size in bytes, how to open it."""
+
+    target: Path
+    is_dir: bool
+    size: int
+    open: Callable[[], BinaryIO]
+
+
 def safe_extract(archive: Path, dest: Path) -> list[Path]:
     """Unpack the zip or tar(.gz) file ``archive`` into the folder ``dest``; return the files written.
 
     Every member is checked before anything is written: a member whose path would land outside
     ``dest`` (``../x``, ``/etc/x``, ``C:\\x``, backslashes), a symbolic or hard link, or a special
     file raises ``UnsafeArchiveError`` naming the archive and the member. ``__MACOSX/`` entries are
-    skipped. When done, a marker file ``dest/.extracted-<archive name>`` records the archive's size
-    and the files; a later call for the same archive (same size) returns that list without unpacking.
+    skipped. A tar's members are then written by the standard library's ``filter="data"`` where
+    ``tarfile.data_filter`` exists (no set-user-ID or others' write permission; modification times
+    kept), else by a plain copy. When done, a marker file ``dest/.extracted-<archive name>`` records
+    the archive's size and the files; a later call for the same archive (same size) returns that list
+    without unpacking.
 
     It overwrites only files an extraction of this archive wrote (its marker, or the
     ``.extracting-<archive name>`` list written before the first byte, which lets an interrupted
@@ -428,7 +489,7 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
     marker = _marker(archive.name, dest)
     if marker.exists():
         try:
-            record = json.loads(marker.read_text())
+            record = json.loads(marker.read_text(encoding="utf-8"))
             if record["size"] == archive.stat().st_size:
                 return [dest / name for name in record["files"]]
         except (ValueError, KeyError, TypeError, OSError):
@@ -437,46 +498,76 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
     root = dest.resolve()
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
-            plan = _plan_zip(archive, zf, root)
             entries = [
-                (target, info.is_dir(), info.file_size, lambda info=info: zf.open(info))
-                for info, target in plan
+                _Entry(target, info.is_dir(), info.file_size, lambda info=info: zf.open(info))
+                for info, target in _plan_zip(archive, zf, root)
                 if not _skipped(info.filename)
             ]
-            written = _write_members(archive, entries, root, dest)
+            written = _write_members(archive, entries, root, dest, _copy_members)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive, "r:*") as tf:
-            plan = _plan_tar(archive, tf, root)
+            plan = [(m, target) for m, target in _plan_tar(archive, tf, root) if not _skipped(m.name)]
             entries = [
-                (target, member.isdir(), member.size, lambda member=member: tf.extractfile(member))
+                _Entry(target, member.isdir(), member.size, lambda member=member: tf.extractfile(member))
                 for member, target in plan
-                if not _skipped(member.name)
             ]
-            written = _write_members(archive, entries, root, dest)
+            written = _write_members(archive, entries, root, dest, _tar_writer(tf, plan, root))
     else:
         raise ValueError(f"{archive.name} is neither a zip nor a tar archive")
 
     files = [path.relative_to(root).as_posix() for path in written]
-    marker.write_text(json.dumps({"archive": archive.name, "size": archive.stat().st_size, "files": files}))
+    record = {"archive": archive.name, "size": archive.stat().st_size, "files": files}
+    marker.write_text(json.dumps(record), encoding="utf-8")
     (dest / f".extracting-{archive.name}").unlink(missing_ok=True)
     return [dest / name for name in files]
 
 
+def _copy_members(entries: list[_Entry]) -> None:
+    """Make each folder entry, and copy each file entry's bytes to its target."""
+    for entry in entries:
+        if entry.is_dir:
+            entry.target.mkdir(parents=True, exist_ok=True)
+        else:
+            entry.target.parent.mkdir(parents=True, exist_ok=True)
+            with entry.open() as src, entry.target.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _tar_writer(
+    tf: tarfile.TarFile, plan: list[tuple[tarfile.TarInfo, Path]], root: Path
+) -> Callable[[list[_Entry]], None]:
+    """How to write a tar's checked entries: ``extractall(filter="data")`` if the standard library has
+    ``tarfile.data_filter``, else ``_copy_members``. Each member is renamed to its checked target, so that
+    both write the same paths."""
+    if not hasattr(tarfile, "data_filter"):
+        return _copy_members
+    members = {
+        target: m.replace(name=target.relative_to(root).as_posix(), deep=False) for m, target in plan
+    }
+
+    def write(entries: list[_Entry]) -> None:
+        tf.extractall(root, members=[members[entry.target] for entry in entries], filter="data")
+
+    return write
+
+
 def _write_members(
-    archive: Path, entries: list[tuple[Path, bool, int, Callable[[], BinaryIO]]], root: Path, dest: Path
+    archive: Path, entries: list[_Entry], root: Path, dest: Path, write: Callable[[list[_Entry]], None]
 ) -> list[Path]:
-    """Write checked members ``(target, is_dir, size, open)`` under ``root``; return the files.
+    """Write checked ``entries`` under ``root`` with ``write``; return the files.
 
     Refuses first (``ValueError``) if a file in the way was not written by an extraction of ``archive``.
+    A file in the way with the entry's exact bytes is kept, not passed to ``write``.
     """
     partial = dest / f".extracting-{archive.name}"
     own = _recorded(_marker(archive.name, dest)) | _recorded(partial)
-    files = [(target, size, open_member) for target, is_dir, size, open_member in entries if not is_dir]
+    files = [entry for entry in entries if not entry.is_dir]
     keep, foreign = set(), []
-    for target, size, open_member in files:
+    for entry in files:
+        target = entry.target
         if not (target.exists() or target.is_symlink()) or target.relative_to(root).as_posix() in own:
             continue
-        if _same_bytes(target, size, open_member):
+        if _same_bytes(target, entry.size, entry.open):
             keep.add(target)
         else:
             foreign.append(target.relative_to(root).as_posix())
@@ -487,15 +578,10 @@ def _write_members(
             "extracted: move them, or choose another folder (--out)"
         )
     root.mkdir(parents=True, exist_ok=True)
-    partial.write_text(json.dumps({"files": [t.relative_to(root).as_posix() for t, _, _ in files]}))
-    for target, is_dir, _, open_member in entries:
-        if is_dir:
-            target.mkdir(parents=True, exist_ok=True)
-        elif target not in keep:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open_member() as src, target.open("wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-    return [target for target, _, _ in files]
+    listed = [entry.target.relative_to(root).as_posix() for entry in files]
+    partial.write_text(json.dumps({"files": listed}), encoding="utf-8")
+    write([entry for entry in entries if entry.target not in keep])
+    return [entry.target for entry in files]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -511,14 +597,19 @@ def fetch_dataset(
     checksum: bool = True,
     only: set[str] | None = None,
     progress: bool = True,
+    keep_archives: bool = False,
 ) -> Path:
     """Download, verify and unpack dataset ``name`` (a key of ``DATASETS``) into ``dest``; return ``dest``.
 
-    Archives are kept in ``dest/downloads/`` and unpacked into ``dest`` (see ``Archive.extract_to``).
+    Archives are downloaded into ``dest/downloads/`` and unpacked into ``dest`` (see
+    ``Archive.extract_to``). Once an archive is unpacked completely, it is deleted if this function
+    downloaded it (now, or in an earlier call that stopped before unpacking it: a
+    ``downloads/.downloaded-<name>`` record says so); ``keep_archives=True`` keeps it, and an archive
+    found in ``downloads/`` without such a record (put there by hand) is always kept.
     ``only`` restricts the work to the archives with these file names (for COCO, see
     ``coco_selection``). ``base_url`` replaces the official location of every file by a mirror that
     holds the same file names (``base_url + "/" + file name``). ``checksum=False`` skips the MD5 and
-    size checks, for a mirror whose files differ from the official ones.
+    size checks, for a mirror whose files differ from the official ones (the archives still must unpack).
 
     An archive already unpacked completely (its marker is in place) is skipped without any request,
     so calling this again is cheap; an interrupted download resumes where it stopped.
@@ -539,12 +630,40 @@ def fetch_dataset(
         if _marker(archive.name, target).exists():
             continue  # already unpacked completely
         url = f"{base_url.rstrip('/')}/{archive.name}" if base_url else archive.url_path
-        path = download(
+        path = dest / "downloads" / archive.name
+        ours = not path.exists() or _downloaded_by_us(path)
+        download(
             url,
-            dest / "downloads" / archive.name,
+            path,
             md5=archive.md5 if checksum else None,
+            sha256=archive.sha256 if checksum else None,
             size=archive.size if checksum else None,
             progress=progress,
         )
+        if ours:
+            _record_download(path)
         safe_extract(path, target)
+        if ours and not keep_archives:
+            path.unlink()
+            _download_record(path).unlink()
     return dest
+
+
+def _download_record(path: Path) -> Path:
+    """The file whose presence says that ``fetch_dataset`` downloaded the archive at ``path``."""
+    return path.with_name(f".downloaded-{path.name}")
+
+
+def _record_download(path: Path) -> None:
+    """Record that the archive at ``path`` (its size) was downloaded by ``fetch_dataset``."""
+    record = {"archive": path.name, "size": path.stat().st_size}
+    _download_record(path).write_text(json.dumps(record), encoding="utf-8")
+
+
+def _downloaded_by_us(path: Path) -> bool:
+    """Whether a record says ``fetch_dataset`` downloaded the archive at ``path`` (same size)."""
+    try:
+        record = json.loads(_download_record(path).read_text(encoding="utf-8"))
+        return record["size"] == path.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError):
+        return False

@@ -158,7 +158,8 @@ def test_fetch_dataset_downloads_verifies_and_extracts_the_flickr8k_layout(
     server, tmp_path, flickr_with_fixture_md5s
 ):
     dest = tmp_path / "flickr8k"
-    assert fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False) == dest
+    fetched = fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False, keep_archives=True)
+    assert fetched == dest
 
     assert (dest / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
     assert (
@@ -704,3 +705,134 @@ def test_folders_are_made_with_their_parents_in_any_order_and_may_already_exist(
     assert files == [tmp_path / "out" / "deep" / "er" / "x.txt"]
     assert files[0].read_bytes() == b"x"
     assert (tmp_path / "out" / "top" / "sub").is_dir()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Issue #24, case 10: archives deleted after a verified extraction, Karpathy's zip pinned, tar data filter
+# ---------------------------------------------------------------------------------------------------
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_fetch_dataset_deletes_the_archives_it_downloaded_once_unpacked(
+    server, tmp_path, flickr_with_fixture_md5s
+):
+    dest = tmp_path / "flickr8k"
+    fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False)
+
+    assert (dest / "Flickr8k_text" / "Flickr8k.token.txt").read_bytes() == TOKEN_TXT
+    assert (dest / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+    assert _tree(dest / "downloads") == set()
+    fetch_dataset("flickr8k", dest, base_url=server.base_url, progress=False)
+    assert len(server.requests) == 2  # the markers still say it is done
+
+
+def test_keep_archives_keeps_the_downloaded_archives(server, tmp_path, flickr_with_fixture_md5s):
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False, keep_archives=True)
+
+    assert (tmp_path / "downloads" / "Flickr8k_text.zip").read_bytes() == FLICKR_TEXT_ZIP
+    assert (tmp_path / "downloads" / "Flickr8k_Dataset.zip").read_bytes() == FLICKR_IMAGES_ZIP
+    assert (tmp_path / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+
+
+def test_an_archive_the_user_put_in_downloads_is_kept_after_unpacking(
+    server, tmp_path, flickr_with_fixture_md5s
+):
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "Flickr8k_Dataset.zip").write_bytes(FLICKR_IMAGES_ZIP)  # fetched by hand
+
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+
+    assert server.requests == [("Flickr8k_text.zip", None)]
+    assert (tmp_path / "Flicker8k_Dataset" / "x.jpg").read_bytes() == JPEG
+    assert _tree(tmp_path / "downloads") == {"Flickr8k_Dataset.zip"}  # theirs kept, its own deleted
+    assert (tmp_path / "downloads" / "Flickr8k_Dataset.zip").read_bytes() == FLICKR_IMAGES_ZIP
+
+
+def test_an_archive_an_interrupted_run_downloaded_is_deleted_once_a_later_run_unpacks_it(
+    server, tmp_path, flickr_with_fixture_md5s
+):
+    in_the_way = tmp_path / "Flickr8k_text" / "Flickr8k.token.txt"
+    in_the_way.parent.mkdir()
+    in_the_way.write_bytes(b"my own captions\n")
+    with pytest.raises(ValueError, match="would overwrite Flickr8k.token.txt"):
+        fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    assert (tmp_path / "downloads" / "Flickr8k_text.zip").read_bytes() == FLICKR_TEXT_ZIP  # not unpacked
+
+    in_the_way.unlink()
+    fetch_dataset("flickr8k", tmp_path, base_url=server.base_url, progress=False)
+    assert [name for name, _ in server.requests] == ["Flickr8k_text.zip", "Flickr8k_Dataset.zip"]
+    assert in_the_way.read_bytes() == TOKEN_TXT
+    assert _tree(tmp_path / "downloads") == set()
+
+
+def test_karpathy_split_archive_is_pinned_like_every_other_file():
+    karpathy = {a.name: a for a in DATASETS["coco2014"]}["caption_datasets.zip"]
+    assert karpathy.url_path == "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip"
+    assert karpathy.sha256 == "4cfd70132527b80933105e5829dc9034eaab9573482e2e680abbab6130244817"
+    assert karpathy.size == 36_745_453
+    unchecked = [a.name for archives in DATASETS.values() for a in archives if not (a.md5 or a.sha256)]
+    assert unchecked == []
+
+
+def test_karpathy_split_archive_of_another_size_is_refused(server, tmp_path):
+    server.files["caption_datasets.zip"] = zip_bytes({"dataset_coco.json": b'{"images": []}'})
+    expected = r"caption_datasets\.zip has \d+ bytes on the server, but 36745453 were expected"
+    with pytest.raises(ChecksumError, match=expected):
+        fetch_dataset(
+            "coco2014", tmp_path, base_url=server.base_url, only={"caption_datasets.zip"}, progress=False
+        )
+    assert not (tmp_path / "dataset_coco.json").exists()
+
+
+def test_download_checks_a_sha256_digest_and_deletes_a_mismatch(server, tmp_path):
+    dest = tmp_path / "blob.bin"
+    with pytest.raises(ChecksumError) as info:
+        download(f"{server.base_url}/blob.bin", dest, md5=None, sha256="0" * 64, progress=False)
+    assert str(info.value) == (
+        f"blob.bin has SHA-256 {_sha256(BLOB)}, but {'0' * 64} was expected; "
+        "the file was deleted, run again to download it afresh"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_download_checks_the_sha256_of_every_byte(server, tmp_path):
+    url, dest = f"{server.base_url}/blob.bin", tmp_path / "blob.bin"
+    server.behaviour["blob.bin"] = "drop_half"
+    with pytest.raises(DownloadError):
+        download(url, dest, md5=None, sha256=_sha256(BLOB), progress=False)
+
+    assert download(url, dest, md5=None, sha256=_sha256(BLOB), progress=False) == dest
+    assert server.requests[-1] == ("blob.bin", f"bytes={len(BLOB) // 2}-")
+    assert dest.read_bytes() == BLOB
+
+
+def test_tar_members_are_unpacked_with_the_data_filter(tmp_path):
+    script = tarfile.TarInfo("bin/run.sh")
+    script.mode, script.mtime = 0o4777, 1_000_000_000  # set-user-ID, writable by anyone
+    archive = tmp_path / "tools.tar.gz"
+    archive.write_bytes(_tar_gz([script], {"bin/run.sh": b"#!/bin/sh\n"}))
+
+    [path] = safe_extract(archive, tmp_path / "out")
+
+    assert path.read_bytes() == b"#!/bin/sh\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755  # executable kept, set-user-ID and others' write not
+    assert path.stat().st_mtime == 1_000_000_000
+
+
+def test_tar_without_the_data_filter_falls_back_to_the_member_checks(tmp_path, monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter")
+    ok = tmp_path / "ok.tar.gz"
+    ok.write_bytes(_archive("tar.gz", {"images/a.jpg": JPEG}))
+    assert [p.read_bytes() for p in safe_extract(ok, tmp_path / "out")] == [JPEG]
+
+    link = tarfile.TarInfo("images/b.jpg")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    evil = tmp_path / "evil.tar.gz"
+    evil.write_bytes(_tar_gz([tarfile.TarInfo("images/c.jpg"), link], {"images/c.jpg": JPEG}))
+    expected = r"^evil\.tar\.gz holds member 'images/b\.jpg', which is a link$"
+    with pytest.raises(UnsafeArchiveError, match=expected):
+        safe_extract(evil, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
