@@ -170,8 +170,9 @@ shell("python -m helpers data download coco2014 --out data/coco2014 --val-only",
 # refuses archive members that would land outside `OUT` or are links, and remembers what it has unpacked,
 # so a second run costs nothing. Once an archive is unpacked it deletes it, if it downloaded it: COCO would
 # otherwise take about twice its size on disk. The README's "Checksums and resuming" has the details and
-# the flags (`--base-url` for a mirror, `--no-checksum`, `--keep-archives`); `tests/test_download.py` shows each behaviour against a
-# web server on `127.0.0.1`.
+# the flags (`--base-url` for a mirror, `--no-checksum`, `--keep-archives`); `tests/test_download.py`,
+# `tests/test_transfer.py` and `tests/test_extract.py` show each behaviour against a web server on
+# `127.0.0.1`.
 #
 # ## 3. What changes with real captions
 #
@@ -493,7 +494,7 @@ print("\nthe same on our 0â€“1 scale:\n" + (reference / 100).to_string(na_rep="â
 # | Step | Where it lives |
 # |---|---|
 # | the files of Flickr8k and COCO 2017, with checksums and sizes | `helpers.download.DATASETS`, `coco_selection` |
-# | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`download`, `safe_extract`); README "Checksums and resuming" |
+# | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`helpers.transfer.download`, `helpers.extract.safe_extract`); README "Checksums and resuming" |
 # | the same from a terminal | `python -m helpers data download flickr8k / coco2017 / coco2014 --out ... [--annotations-only / --val-only]` |
 # | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.caption_files.load_captions`; `python -m helpers data stats` |
 # | what real captions change: words, lengths, the output layer's size | `helpers.vocabulary.tokenize`, `Vocabulary`; `--min-freq` |
