@@ -92,10 +92,10 @@ colab-rehearsal: install ## notebooks as on Colab, in a Colab-like environment (
 	$(BIN)/python tools/colab_rehearsal.py $(NB)
 
 # Mutation testing: mutmut puts one small bug at a time into the functions where a silent bug costs most
-# (the losses, greedy and beam search, the caption-file readers, safe extraction, checkpoint saving and
-# loading, BLEU, sharding and the optimiser's groups) and runs the unit tests that reach each; a mutant
-# that no test notices survives. About 1,700 mutants: some 1 h 45 min on the 2 shared cores of the
-# course's CI machine (README, "Mutation testing"). Configuration (which files, which tests) in
+# (the losses, greedy and beam search, the caption-file readers, safe extraction, deleting downloaded
+# archives, checkpoint saving and loading, BLEU, sharding and the optimiser's groups) and runs the unit
+# tests that reach each; a mutant that no test notices survives. About 1,700 mutants: some 1 h 45 min on
+# the 2 shared cores of the course's CI machine (README, "Mutation testing"). Configuration (which files, which tests) in
 # pyproject.toml's [tool.mutmut]; results stay in mutants/. MUTANTS picks functions by mutmut's names,
 # e.g. a part: make mutation MUTANTS="'helpers.decoding.x_greedy*'"
 MUTATION_JOBS ?= 2
@@ -116,9 +116,11 @@ MUTANTS ?= \
 	'helpers.caption_files.x__keep_images*' 'helpers.caption_files.x__missing_reason*' \
 	'helpers.caption_files.x__parse_flickr8k_tokens*' 'helpers.caption_files.x__read_flickr8k_splits*' \
 	'helpers.caption_files.x__read_coco_file*' 'helpers.caption_files.x__karpathy_missing_reason*' \
-	'helpers.download.x__target*' 'helpers.download.x__skipped*' 'helpers.download.x__plan_*' \
-	'helpers.download.x__marker*' 'helpers.download.x_safe_extract*' 'helpers.download.x__write_members*' \
-	'helpers.download.x__recorded*' 'helpers.download.x__same_bytes*' \
+	'helpers.extract.x__target*' 'helpers.extract.x__skipped*' 'helpers.extract.x__plan_*' \
+	'helpers.extract.x_extraction_marker*' 'helpers.extract.x_safe_extract*' 'helpers.extract.x__write_members*' \
+	'helpers.extract.x__recorded*' 'helpers.extract.x__same_bytes*' 'helpers.extract.x__copy_members*' \
+	'helpers.extract.x__tar_writer*' 'helpers.download.x_fetch_dataset*' 'helpers.download.x__downloaded_by_us*' \
+	'helpers.download.x__record_download*' 'helpers.download.x__download_record*' \
 	'helpers.features.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
 	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.runs.x_save_run*' \
 	'helpers.training.x_make_optimizer*' 'helpers.training.x_train_epoch*'

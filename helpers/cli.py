@@ -709,13 +709,18 @@ def _download_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", help="a mirror holding the same file names, instead of the official one"
     )
-    parser.add_argument("--no-checksum", action="store_true", help="skip MD5 checks (for private mirrors)")
+    parser.add_argument(
+        "--no-checksum", action="store_true", help="skip MD5, SHA-256 and size checks (for private mirrors)"
+    )
     parser.add_argument(
         "--annotations-only", action="store_true", help="COCO: only the captions (about 250 MB)"
     )
     parser.add_argument(
         "--val-only", action="store_true", help="COCO: captions and val images (val2017/val2014), no train"
     )
+    from helpers.download import KEEP_ARCHIVES_HELP
+
+    parser.add_argument("--keep-archives", action="store_true", help=KEEP_ARCHIVES_HELP)
 
 
 @command(
@@ -739,6 +744,7 @@ def download_command(args: argparse.Namespace) -> int:
         checksum=not args.no_checksum,
         only=only,
         progress=progress_enabled(),
+        keep_archives=args.keep_archives,
     )
     # Karpathy's zip holds three split files; the COCO one is chosen by its path
     data = root / "dataset_coco.json" if args.dataset == "coco2014" else root

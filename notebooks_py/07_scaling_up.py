@@ -112,12 +112,13 @@ def shell(command: str, run: bool, why_not: str) -> None:
 # ## 1. The real datasets and where they come from
 #
 # `helpers.download.DATASETS` lists every file the course knows how to fetch: its official address, its
-# MD5 digest (a fingerprint of the exact bytes) and, where a trusted source records it, its size.
+# checksum (an MD5 digest, a fingerprint of the exact bytes; for Karpathy's zip a SHA-256, the only one
+# published for it) and, where a trusted source records it, its size.
 # Flickr8k is two zips, about 8 000 photographs from Flickr with five captions each, written by paid
 # annotators, and the official train/dev/test split (6 000/1 000/1 000 images). COCO 2017 is three zips:
 # the captions (and other annotations), the 5 000 validation images, and the 118 287 training images.
 # COCO 2014 (the same photographs, split differently) is what Karpathy's split names, with his
-# `caption_datasets.zip`, for which no public checksum exists (section 3 says when to use which).
+# `caption_datasets.zip` (section 3 says when to use which).
 
 # %%
 from helpers.download import DATASETS
@@ -129,7 +130,7 @@ for dataset, archives in DATASETS.items():
             "dataset": dataset,
             "archive": archive.name,
             "size": f"{archive.size / 2**30:.2f} GiB" if archive.size else "not recorded",
-            "md5": archive.md5[:12] + "…" if archive.md5 else "not recorded",
+            "checksum": f"MD5 {archive.md5[:12]}…" if archive.md5 else f"SHA-256 {archive.sha256[:12]}…",
             "unpacked into": archive.extract_to,
         })
 print(pd.DataFrame(rows).to_string(index=False))
@@ -165,11 +166,13 @@ shell("python -m helpers data download coco2014 --out data/coco2014 --val-only",
 
 # %% [markdown]
 # The command resumes a download that broke off (run it again: it asks the server for the missing bytes
-# only), checks each archive's MD5 against `DATASETS` (a mismatch deletes the file and says so), refuses
-# archive members that would land outside `OUT` or are links, and remembers what it has unpacked, so a
-# second run costs nothing. The README's "Checksums and resuming" has the details and the flags
-# (`--base-url` for a mirror, `--no-checksum`); `tests/test_download.py` shows each behaviour against a
-# web server on `127.0.0.1`.
+# only), checks each archive's checksum against `DATASETS` (a mismatch deletes the file and says so),
+# refuses archive members that would land outside `OUT` or are links, and remembers what it has unpacked,
+# so a second run costs nothing. Once an archive is unpacked it deletes it, if it downloaded it: COCO would
+# otherwise take about twice its size on disk. The README's "Checksums and resuming" has the details and
+# the flags (`--base-url` for a mirror, `--no-checksum`, `--keep-archives`); `tests/test_download.py`,
+# `tests/test_transfer.py` and `tests/test_extract.py` show each behaviour against a web server on
+# `127.0.0.1`.
 #
 # ## 3. What changes with real captions
 #
@@ -490,8 +493,8 @@ print("\nthe same on our 0–1 scale:\n" + (reference / 100).to_string(na_rep="�
 #
 # | Step | Where it lives |
 # |---|---|
-# | the files of Flickr8k and COCO 2017, with MD5s and sizes | `helpers.download.DATASETS`, `coco_selection` |
-# | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`download`, `safe_extract`); README "Checksums and resuming" |
+# | the files of Flickr8k and COCO 2017, with checksums and sizes | `helpers.download.DATASETS`, `coco_selection` |
+# | download with resume and checksums, unpack safely, skip what is done | `helpers.download.fetch_dataset` (`helpers.transfer.download`, `helpers.extract.safe_extract`); README "Checksums and resuming" |
 # | the same from a terminal | `python -m helpers data download flickr8k / coco2017 / coco2014 --out ... [--annotations-only / --val-only]` |
 # | read Flickr8k, COCO (and Kaggle's and Karpathy's) files into one table | `helpers.caption_files.load_captions`; `python -m helpers data stats` |
 # | what real captions change: words, lengths, the output layer's size | `helpers.vocabulary.tokenize`, `Vocabulary`; `--min-freq` |

@@ -48,3 +48,11 @@ def shapes(drawn_shapes: Callable[[int], Path], tmp_path_factory: pytest.TempPat
 def fresh_shapes(drawn_shapes: Callable[[int], Path], tmp_path: Path) -> Path:
     """A 24-image shapes set (seed 0) of the test's own, at ``tmp_path/shapes``: break it as you like."""
     return copy_shapes(drawn_shapes(SHAPES_IMAGES), tmp_path)
+
+
+@pytest.fixture
+def without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests go straight to the tests' own server on 127.0.0.1, whatever proxy the machine sets."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")

@@ -47,6 +47,11 @@ def copy_shapes(source: Path, folder: Path) -> Path:
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"  # not a real image; bytes are checked
 
 
+def tree(folder: Path) -> set[str]:
+    """Every path under ``folder``, relative, so that "nothing else was written" can be asserted."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     """A zip file, in memory, holding ``members`` (name → bytes)."""
     buffer = io.BytesIO()
@@ -54,6 +59,25 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buffer.getvalue()
+
+
+# Flickr8k's two zips in their real layout, with the macOS junk the real ones carry (skipped on unpacking).
+TOKEN_TXT = b"1000268201_693b08cb0e.jpg#0\tA child in a pink dress is climbing up a set of stairs .\n"
+FLICKR_TEXT_ZIP = zip_bytes(
+    {
+        "Flickr8k.token.txt": TOKEN_TXT,
+        "Flickr_8k.trainImages.txt": b"1000268201_693b08cb0e.jpg\n",
+        "Flickr_8k.devImages.txt": b"",
+        "Flickr_8k.testImages.txt": b"",
+        "__MACOSX/._Flickr8k.token.txt": b"mac resource fork",
+    }
+)
+FLICKR_IMAGES_ZIP = zip_bytes(
+    {
+        "Flicker8k_Dataset/x.jpg": JPEG,
+        "__MACOSX/Flicker8k_Dataset/._x.jpg": b"mac resource fork",
+    }
+)
 
 
 class _Handler(BaseHTTPRequestHandler):

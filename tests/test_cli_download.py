@@ -137,7 +137,7 @@ def test_official_checksums_refuse_mirror_files_in_one_line(server, tmp_path):
 def test_a_dropped_connection_fails_in_one_line_and_the_next_run_resumes(server, tmp_path):
     dest = tmp_path / "flickr8k"
     args = ("data", "download", "flickr8k", "--out", str(dest), "--base-url", server.base_url,
-            "--no-checksum")
+            "--no-checksum", "--keep-archives")
     server.behaviour["Flickr8k_Dataset.zip"] = "drop_half"  # the first request only
 
     first = helpers_cli(*args, cwd=tmp_path)
@@ -203,3 +203,23 @@ def test_coco_annotations_only_fetches_the_captions_and_nothing_else(server, tmp
     assert server.requests == [("annotations_trainval2017.zip", None)]
     assert (tmp_path / "coco" / "annotations" / "captions_val2017.json").is_file()
     assert not (tmp_path / "coco" / "val2017").exists()
+
+
+def test_download_help_names_keep_archives_and_the_disk_space_it_saves(tmp_path):
+    done = helpers_cli("data", "download", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "--keep-archives" in text
+    assert "coco2017 19.0 GiB, coco2014 18.8 GiB" in text
+
+
+def test_archives_are_deleted_once_unpacked_unless_keep_archives(server, tmp_path):
+    args = ("data", "download", "flickr8k", "--base-url", server.base_url, "--no-checksum")
+    assert helpers_cli(*args, "--out", "deleted", cwd=tmp_path).returncode == 0
+    kept = helpers_cli(*args, "--out", "kept", "--keep-archives", cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+
+    assert _tree(tmp_path / "deleted" / "downloads") == set()
+    assert (tmp_path / "kept" / "downloads" / "Flickr8k_Dataset.zip").read_bytes() == FLICKR_IMAGES_ZIP
+    for folder in ("deleted", "kept"):
+        assert sorted(p.name for p in (tmp_path / folder / "Flicker8k_Dataset").iterdir()) == sorted(IMAGES)
