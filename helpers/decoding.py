@@ -93,9 +93,13 @@ def beam_search(
     """Keep the ``beam`` most probable partial captions of each image, not just the best one.
 
     Every step extends each of the ``beam`` captions by every word, and keeps the ``beam`` best of the
-    ``beam × V`` candidates by total log-probability. A caption that has ended keeps its score. The
-    answer is the finished caption with the best log-probability per token (so long captions are not
-    punished for having more words). ``beam=1`` is greedy decoding.
+    ``beam × V`` candidates by total log-probability. A caption that has ended keeps its place in the
+    beam with its score (it can only "continue" with ``<end>``, at no cost) and competes for the ``beam``
+    places with the captions still growing, so fewer grow as more end; decoding stops when every caption
+    in every image's beam has ended, or after ``max_len + 1`` steps. The answer is the finished caption
+    with the best log-probability per token, its words and its ``<end>`` (so long captions are not
+    punished for having more words); an image whose beam holds none takes its best one per token, cut to
+    ``max_len`` words. ``beam=1`` is greedy decoding.
     """
     with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
         batch, vocab_size = features.shape[0], decoder.vocab_size

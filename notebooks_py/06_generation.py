@@ -266,11 +266,13 @@ print(f"one batch of {len(sample)}:    {batch * 1000:6.0f} ms  ({single / batch:
 # Greedy decoding commits to the best word at every step, and can never take it back. Beam search keeps the
 # `k` most probable partial captions of each image instead (the *beam*): at every step it extends each of
 # them by every word of the vocabulary and keeps the `k` best of the `k × V` candidates, by total
-# log-probability. A caption that has said `<end>` stays in the beam with its score, and competes with the
-# ones still growing. At the end it answers with a finished caption: the one with the best
-# log-probability *per token* (its words and its `<end>`). Every extra word adds a negative log-probability,
-# so ranking by the total would favour short captions; the average does not. With `k = 1` it is greedy
-# decoding.
+# log-probability. A caption that has said `<end>` keeps its place in the beam with its score, and competes
+# for the `k` places with the ones still growing: the more captions end, the fewer grow. (A common
+# alternative sets finished captions aside and keeps `k` growing ones; exercise 6 builds it.) The search
+# stops when every caption in the beam has ended. It answers with a finished caption: the one with the
+# best log-probability *per token* (its words and its `<end>`). Every extra word adds a negative
+# log-probability, so ranking by the total would favour short captions; the average does not. With `k = 1`
+# it is greedy decoding.
 #
 # The whole batch at once: the `k` partial captions of the `B` images are `B × k` rows of one LSTM batch,
 # and after each step every row takes over the state of the caption it continues (`parent`).
@@ -553,7 +555,14 @@ assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 #    `stepper.step("big")` (or any word in `vocab.itos`), then keep calling `stepper.step()`. Does the model
 #    recover a sensible caption?
 # 3. Beam search with `beam=10` and `beam=20`: does BLEU-4 keep rising? Look at the captions that change.
-# 4. Remove the length normalisation from `beam_search` (pick the best total log-probability). Are the
+# 4. Remove the length normalisation from `my_beam_search` (pick the best total log-probability). Are the
 #    captions shorter? Why?
 # 5. Sampling instead of the argmax: at every step draw the next word from `softmax(logits / T)` for a
 #    temperature `T`. What do `T = 0.5`, `1` and `2` produce?
+# 6. Set finished captions aside: copy `my_beam_search` and take the `2k` best candidates at every step (at
+#    most `k` of them say `<end>`, one per caption). An `<end>` among the `k` best goes to a list of
+#    finished captions, with its score per token; the `k` best that do not end stay in the beam, so `k`
+#    captions always grow. Stop an image once it has `k` finished captions, and compare BLEU-4 and **all**
+#    with section 6 for `k = 3` and `5`. Then stop an image only once the best growing caption, were it to
+#    end at the next step at no cost, would score no better per token than the worst of its `k` finished
+#    ones (or after `max_len` words). Which stopping rule loses captions, and why?

@@ -348,3 +348,23 @@ def test_greedy_loops_stop_once_every_caption_has_ended_at_its_own_step(decode, 
     tree = CountingTree(vocab, table)
     assert decode(tree, torch.tensor([[0.0], [1.0]]), vocab, max_len=8).captions == ["", "a a"]
     assert tree.calls == image_steps + 3
+
+
+def test_beam_search_finished_captions_keep_their_places_in_the_beam():
+    """Two beams. After two words "a <end>" (0.25) and "b c" (0.225) fill the beam, and "b d" (0.2025)
+    drops out: the finished caption keeps its place. The beam ends with "a" (log(0.25) / 2 = -0.69 per
+    token) and "b c c" (log(0.1215) / 4 = -0.53), which wins. Setting "a <end>" aside and keeping two live
+    captions would keep "b d" and answer "b d d" (log(0.1985) / 4 = -0.40)."""
+    vocab = Vocabulary(["a", "b", "c", "d"])
+    table = {
+        (): {"a": 0.5, "b": 0.45},
+        ("a",): {"<end>": 0.5},
+        ("b",): {"c": 0.5, "d": 0.45},
+        ("b", "c"): {"c": 0.6},
+        ("b", "c", "c"): {"<end>": 0.9},
+        ("b", "d"): {"d": 0.99},
+        ("b", "d", "d"): {"<end>": 0.99},
+    }
+    features = torch.zeros(2, 1)
+    assert greedy(PrefixTree(vocab, table), features, vocab, max_len=5).captions == ["a"] * 2
+    assert beam_search(PrefixTree(vocab, table), features, vocab, beam=2, max_len=5).captions == ["b c c"] * 2
