@@ -52,7 +52,7 @@ def greedy_naive(
     of ``n`` words costs about ``n² / 2`` LSTM steps. Stops when every caption has produced ``<end>``, or
     after ``max_len`` words.
     """
-    with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
+    with torch.no_grad():
         batch = features.shape[0]
         logits, _ = decoder.start(features, vocab.start_id)
         word = logits.argmax(dim=-1)
@@ -75,7 +75,7 @@ def greedy(
     already had), in about ``n`` steps instead of ``n² / 2``. A caption that never says ``<end>`` stops
     after ``max_len`` words.
     """
-    with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
+    with torch.no_grad():
         logits, state = decoder.start(features, vocab.start_id)
         word = logits.argmax(dim=-1)
         words, ended = [word], word == vocab.end_id
@@ -101,7 +101,7 @@ def beam_search(
     punished for having more words); an image whose beam holds none takes its best one per token, cut to
     ``max_len`` words. ``beam=1`` is greedy decoding.
     """
-    with torch.no_grad():  # not @torch.no_grad(): mutmut leaves decorated functions alone
+    with torch.no_grad():
         batch, vocab_size = features.shape[0], decoder.vocab_size
         device = features.device
         logits, (h, c) = decoder.start(features, vocab.start_id)
