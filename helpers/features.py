@@ -38,7 +38,7 @@ from helpers.precision import autocast_dtype
 from helpers.utils import atomic_save, progress_enabled
 from helpers.vocabulary import Vocabulary
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key names the device type and the autocast dtype
 SPLITS = ("train", "dev", "test")
 
 
@@ -261,13 +261,20 @@ def extract_features(
     return torch.cat(chunks) if chunks else torch.empty(0, 2048)
 
 
-def _fingerprint(model: Captioner, paths: Sequence[str], image_size: int) -> str:
-    """A key that changes when the images, the transform or the backbone's weights change."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
+def _fingerprint(
+    model: Captioner, paths: Sequence[str], image_size: int, device: torch.device, dtype: torch.dtype | None
+) -> str:
+    """A key that changes with everything that changes the features: the images, the transform, the
+    backbone (its layers up to the cut, and its weights), and the device type and autocast ``dtype``
+    (``None``: fp32) they are computed in. bf16 on a GPU and fp32 on a CPU give other numbers."""
+    backbone = model.encoder.backbone
+    setting = f"v{CACHE_VERSION}:{image_transform(image_size)!r}:{backbone!r}:{device.type}:{dtype}"
+    digest = hashlib.sha256(setting.encode())
     for path in paths:  # resolved: "data/x.png" from the repository and its absolute path are one image
         stat = os.stat(path)
         digest.update(f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    for tensor in model.encoder.backbone.state_dict().values():
+    for name, tensor in backbone.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().flatten()[:64].numpy().tobytes())
     return digest.hexdigest()[:20]
 
@@ -289,7 +296,7 @@ def cached_features(
     device = torch.device(device)
     if cache_dir is None:
         return extract_features(model, paths, image_size, device, num_workers=num_workers)
-    key = _fingerprint(model, paths, image_size)
+    key = _fingerprint(model, paths, image_size, device, autocast_dtype(device))
     path = Path(cache_dir) / f"features-{key}.pt"
     if path.exists():
         try:

@@ -255,8 +255,9 @@ def test_feature_cache_key_is_the_same_for_relative_and_absolute_paths(shapes, t
     absolute = sorted(str(p) for p in (shapes / "Flicker8k_Dataset").iterdir())[:3]
     monkeypatch.chdir(shapes)
     relative = [str(Path(p).relative_to(shapes)) for p in absolute]
-    assert _fingerprint(model, relative, 32) == _fingerprint(model, absolute, 32)
-    assert _fingerprint(model, absolute[:2], 32) != _fingerprint(model, absolute, 32)
+    cpu = torch.device("cpu")
+    assert _fingerprint(model, relative, 32, cpu, None) == _fingerprint(model, absolute, 32, cpu, None)
+    assert _fingerprint(model, absolute[:2], 32, cpu, None) != _fingerprint(model, absolute, 32, cpu, None)
 
 
 def _saved_run(run_dir: Path, hidden_size: int = 16):
