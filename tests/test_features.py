@@ -83,3 +83,32 @@ def test_feature_cache_key_changes_with_each_thing_that_changes_the_numbers(tmp_
     assert key() == base
     monkeypatch.setattr(features, "image_transform", lambda size: Compose([Resize((size, size)), ToTensor()]))
     assert key() != base  # unnormalised pixels
+
+
+def test_fine_tuning_batches_hold_whole_images_each_decoded_once(tmp_path):
+    """Without stored features an epoch is batched by image: ``order`` indexes images, every batch decodes
+    each of its images once, and holds all of their captions, each pointing at its own image."""
+    colours = ("red", "navy", "white", "yellow")
+    paths = []
+    for i, colour in enumerate(colours):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (40, 30), colour).save(paths[-1])
+    image_index = torch.tensor([1, 0, 3, 1, 2, 0, 3, 1])  # 2, 3, 1 and 2 captions: unequal, interleaved
+    captions = torch.arange(8).unsqueeze(1) + 4  # row r says token r + 4: which row a caption came from
+    train = features.TrainingSet(paths, image_index, captions, torch.ones(8, dtype=torch.long))
+    assert (train.examples, train.per_batch(4)) == (4, 2)  # 4 images; about 4 captions = 2 images
+    order = [torch.tensor([2, 0]), torch.tensor([3, 1])]
+    pixels_of = torch.stack([image_transform(32)(load_image(p)) for p in paths])
+    seen = []
+    epoch = list(train.batches(order, torch.device("cpu"), 32))
+    assert len(epoch) == len(order)
+    for batch_images, ((pixels, image_of), batch_captions, lengths) in zip(order, epoch):
+        rows = batch_captions[:, 0] - 4
+        assert pixels.shape[0] == 2 and len(rows) == len(image_of) == len(lengths)
+        torch.testing.assert_close(pixels, pixels_of[batch_images])  # each image once
+        assert sorted(rows.tolist()) == [r for r in range(8) if image_index[r] in batch_images.tolist()]
+        assert batch_images[image_of].tolist() == image_index[rows].tolist()  # a caption → its image
+        seen += rows.tolist()
+    assert sorted(seen) == list(range(8))
+    cached = features.TrainingSet(paths, image_index, captions, torch.ones(8), features=torch.zeros(4, 2048))
+    assert (cached.examples, cached.per_batch(4)) == (8, 4)  # stored features: batches of captions
