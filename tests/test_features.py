@@ -102,7 +102,7 @@ def test_fine_tuning_batches_hold_whole_images_each_decoded_once(tmp_path):
     seen = []
     epoch = list(train.batches(order, torch.device("cpu"), 32))
     assert len(epoch) == len(order)
-    for batch_images, ((pixels, image_of), batch_captions, lengths) in zip(order, epoch):
+    for batch_images, ((pixels, image_of), batch_captions, lengths) in zip(order, epoch, strict=True):
         rows = batch_captions[:, 0] - 4
         assert pixels.shape[0] == 2 and len(rows) == len(image_of) == len(lengths)
         torch.testing.assert_close(pixels, pixels_of[batch_images])  # each image once
