@@ -65,8 +65,13 @@ class TrainingBench:
             generator=self.generator,
         )
         # (train_epoch puts the model in training mode; its frozen backbone stays in eval: EncoderCNN.train)
+        # (each caption's image is its own: image_of is 0, 1, 2, ...)
         inputs = (
-            (images.to(self.device, non_blocking=True), captions.to(self.device), lengths)
+            (
+                (images.to(self.device, non_blocking=True), torch.arange(len(images), device=self.device)),
+                captions.to(self.device),
+                lengths,
+            )
             for images, captions, lengths in itertools.islice(loader, limit)
         )
         train_epoch(self.textbook_step, inputs, self.textbook_opt, GRAD_CLIP)

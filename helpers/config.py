@@ -20,7 +20,7 @@ import torch
 from helpers.models import TRAIN_BACKBONE_CHOICES, resolve_weights
 
 REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions: rare words become <unk>
-FINE_TUNE_GPU_BATCH = 64  # captions (each with its image) per fine-tuning batch on a GPU; see for_device
+FINE_TUNE_GPU_BATCH = 64  # captions per fine-tuning batch on a GPU (whole images with all their captions)
 # The course's configuration per kind of device (TrainConfig.for_device explains the choice). Plain literals,
 # so that the command line's --help can show them without importing torch (which takes seconds).
 # "gpu-random": a GPU without ImageNet weights, where frozen random features cannot tell shapes apart.
@@ -55,7 +55,7 @@ class TrainConfig:
     weights: str = "auto"  # "auto", "imagenet" or "random"
     standardize: bool = True  # standardise the pooled features before the projection (EncoderCNN)
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 128  # captions per batch (fine-tuning: whole images, about this many captions)
     lr: float = 3e-3  # the peak of the one-cycle schedule
     backbone_lr_scale: float = 0.1  # fine-tuned backbone layers learn this much slower
     grad_clip: float = 5.0
@@ -88,8 +88,10 @@ class TrainConfig:
         is trained too, at 128 px, in batches of :data:`FINE_TUNE_GPU_BATCH`.
 
         Fine-tuning on a GPU (``train_backbone`` ``"last"`` or ``"all"`` among ``overrides``) takes batches
-        of :data:`FINE_TUNE_GPU_BATCH`: every caption then sends its image through the backbone, whose
-        activations are kept for backpropagation, and 256 images at 224 px do not fit a 16 GB T4.
+        of :data:`FINE_TUNE_GPU_BATCH` captions: the backbone's activations are kept for backpropagation.
+        A batch holds whole images with all their captions (about a fifth as many images as captions on
+        a five-caption set), each image through the backbone once. (The size was chosen when every
+        caption sent its own copy of its image: 256 images at 224 px do not fit a 16 GB T4.)
         ``overrides`` may use the older spelling ``mode=`` (see :meth:`from_dict`).
         """
         overrides = _upgraded(overrides)

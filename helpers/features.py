@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from helpers.caption_files import Skipped, load_captions
@@ -30,7 +30,6 @@ from helpers.data import (
     ImageFolderDataset,
     check_images,
     image_transform,
-    load_image,
     pad_captions,
 )
 from helpers.models import Captioner
@@ -38,7 +37,7 @@ from helpers.precision import autocast_dtype
 from helpers.utils import atomic_save, progress_enabled
 from helpers.vocabulary import Vocabulary
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key names the device type and the autocast dtype
 SPLITS = ("train", "dev", "test")
 
 
@@ -159,19 +158,51 @@ def batches(
     return chunks
 
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, captions [B, T], lengths [B]
+# inputs, captions [B, T], lengths [B]; inputs: features [B, 2048], or (images [I, 3, S, S], image_of [B])
+Batch = tuple[torch.Tensor | tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]
 
 
 @dataclass
 class TrainingSet:
     """The training captions as tensors, and what each step feeds the model: the images' stored backbone
-    features (``features``, with a frozen backbone), or the images themselves (fine-tuning)."""
+    features (``features``, with a frozen backbone), or the images themselves (fine-tuning).
+
+    Fine-tuning batches whole images (an epoch shuffles images, not captions): each image goes through
+    the backbone once per step, and all its captions share its features."""
 
     images: list[str]  # the training images
     image_index: torch.Tensor  # [N]: caption row → its image in ``images``
     captions: torch.Tensor  # [N, T]
     lengths: torch.Tensor  # [N]
     features: torch.Tensor | None = None  # [len(images), 2048] on the device; None: decode the images
+
+    def __post_init__(self):
+        counts = torch.bincount(self.image_index, minlength=len(self.images))
+        # caption rows grouped by image: image i's rows are _rows[_starts[i] : _starts[i] + _counts[i]]
+        self._counts, self._starts = counts, counts.cumsum(0) - counts
+        self._rows = torch.argsort(self.image_index, stable=True)
+
+    @property
+    def examples(self) -> int:
+        """What an epoch shuffles and splits into batches (:func:`batches`): caption rows with stored
+        features, images when fine-tuning."""
+        return len(self.captions) if self.features is not None else len(self.images)
+
+    def per_batch(self, batch_size: int) -> int:
+        """Examples per batch for ``batch_size`` captions: that many caption rows with stored features;
+        when fine-tuning, as many images as hold about ``batch_size`` captions (2 at least, for
+        BatchNorm)."""
+        if self.features is not None:
+            return batch_size
+        return max(2, round(batch_size * len(self.images) / len(self.captions)))
+
+    def caption_rows(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``images [I]`` (indices into ``self.images``) → ``(rows [B], image_of [B])``: every caption row
+        of those images, grouped by image, and each row's image as a position in ``images``."""
+        counts = self._counts[images]
+        image_of = torch.repeat_interleave(torch.arange(len(images)), counts)
+        within = torch.arange(len(image_of)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        return self._rows[self._starts[images][image_of] + within], image_of
 
     def batches(
         self,
@@ -181,44 +212,39 @@ class TrainingSet:
         num_workers: int = 0,
         label: str | None = None,
     ) -> Iterable[Batch]:
-        """An epoch's ``(inputs, captions [B, T], lengths [B])`` in ``order`` (:func:`batches`), captions
-        cut to each batch's longest. Inputs: stored features ``[B, 2048]``, or images ``[B, 3, S, S]``
-        decoded in ``num_workers`` processes, channels-last as the fine-tuned backbone's weights are.
-        ``label`` names a progress bar (None: no bar)."""
+        """An epoch's ``(inputs, captions [B, T], lengths [B])`` in ``order`` (:func:`batches` of
+        :attr:`examples`), captions cut to each batch's longest. With stored features ``order`` holds
+        caption rows and inputs are their features ``[B, 2048]``. Fine-tuning, it holds images, and
+        inputs are ``(images [I, 3, S, S], image_of [B])``: the images, decoded in ``num_workers``
+        processes, channels-last as the fine-tuned backbone's weights are, and each caption's image as
+        a position among them. ``label`` names a progress bar (None: no bar)."""
         if self.features is not None:
+            rows = order
             inputs = (self.features[self.image_index[idx].to(device)] for idx in order)
         else:
+            grouped = [self.caption_rows(images) for images in order]
+            rows, image_of = [r for r, _ in grouped], [of for _, of in grouped]
             loader = DataLoader(
-                _CaptionImages(self.images, self.image_index, image_transform(image_size)),
+                ImageFolderDataset(self.images, image_transform(image_size)),
                 batch_sampler=[b.tolist() for b in order],
                 num_workers=num_workers,
                 pin_memory=device.type == "cuda",
                 persistent_workers=False,
             )
             layout = torch.channels_last
-            inputs = (pixels.to(device, non_blocking=True, memory_format=layout) for pixels, _ in loader)
+            inputs = (
+                (pixels.to(device, non_blocking=True, memory_format=layout), of.to(device, non_blocking=True))
+                for pixels, of in zip(loader, image_of, strict=True)
+            )
 
         def epoch():
-            for idx, batch_inputs in zip(order, inputs, strict=True):
+            for idx, batch_inputs in zip(rows, inputs, strict=True):
                 lengths = self.lengths[idx]
                 captions = self.captions[idx, : int(lengths.max())].to(device, non_blocking=True)
                 yield batch_inputs, captions, lengths
 
         show = label is not None and progress_enabled()
         return tqdm(epoch(), total=len(order), desc=label, leave=False, disable=not show)
-
-
-class _CaptionImages(Dataset):
-    """Fine-tuning items: caption row ``i`` → ``(image [3, S, S], i)``, decoded in worker processes."""
-
-    def __init__(self, images: Sequence[str], image_index: torch.Tensor, transform):
-        self.images, self.image_index, self.transform = images, image_index, transform
-
-    def __len__(self) -> int:
-        return len(self.image_index)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(load_image(self.images[int(self.image_index[i])])), i
 
 
 @torch.no_grad()
@@ -261,13 +287,20 @@ def extract_features(
     return torch.cat(chunks) if chunks else torch.empty(0, 2048)
 
 
-def _fingerprint(model: Captioner, paths: Sequence[str], image_size: int) -> str:
-    """A key that changes when the images, the transform or the backbone's weights change."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
+def _fingerprint(
+    model: Captioner, paths: Sequence[str], image_size: int, device: torch.device, dtype: torch.dtype | None
+) -> str:
+    """A key that changes with everything that changes the features: the images, the transform, the
+    backbone (its layers up to the cut, and its weights), and the device type and autocast ``dtype``
+    (``None``: fp32) they are computed in. bf16 on a GPU and fp32 on a CPU give other numbers."""
+    backbone = model.encoder.backbone
+    setting = f"v{CACHE_VERSION}:{image_transform(image_size)!r}:{backbone!r}:{device.type}:{dtype}"
+    digest = hashlib.sha256(setting.encode())
     for path in paths:  # resolved: "data/x.png" from the repository and its absolute path are one image
         stat = os.stat(path)
         digest.update(f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    for tensor in model.encoder.backbone.state_dict().values():
+    for name, tensor in backbone.state_dict().items():
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().flatten()[:64].numpy().tobytes())
     return digest.hexdigest()[:20]
 
@@ -289,7 +322,7 @@ def cached_features(
     device = torch.device(device)
     if cache_dir is None:
         return extract_features(model, paths, image_size, device, num_workers=num_workers)
-    key = _fingerprint(model, paths, image_size)
+    key = _fingerprint(model, paths, image_size, device, autocast_dtype(device))
     path = Path(cache_dir) / f"features-{key}.pt"
     if path.exists():
         try:

@@ -65,20 +65,31 @@ class FitResult:
 class TrainStep(nn.Module):
     """The loss of one batch, as one module (so DistributedDataParallel can wrap it).
 
-    ``cached=True``: pooled backbone features ``[B, 2048]`` → projection → decoder. Otherwise images
-    ``[B, 3, S, S]`` → the whole encoder → decoder. Either way, with ``captions [B, T]`` and ``lengths [B]``,
-    ``→ the loss`` (:func:`~helpers.models.packed_loss`: the value of ``sequence_loss``, without scoring
-    padding).
+    ``cached=True``: inputs are pooled backbone features ``[B, 2048]`` → projection → decoder. Otherwise
+    inputs are ``(images [I, 3, S, S], image_of [B])``: each image goes through the backbone once, its
+    pooled features are repeated for each of its captions (``image_of``: caption → its image's position
+    among the ``I``), then projection → decoder. Either way, with ``captions [B, T]`` and ``lengths [B]``,
+    ``→ the loss`` per caption token (:func:`~helpers.models.packed_loss`: the value of
+    ``sequence_loss``, without scoring padding).
     """
 
     def __init__(self, model: Captioner, cached: bool):
         super().__init__()
         self.model, self.cached = model, cached
 
-    def forward(self, inputs: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        inputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        captions: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> torch.Tensor:
         encoder = self.model.encoder
-        features = encoder.project_features(inputs) if self.cached else encoder(inputs)
-        return packed_loss(self.model.decoder, features, captions, lengths)
+        if self.cached:
+            pooled = inputs
+        else:
+            images, image_of = inputs
+            pooled = encoder.backbone_features(images).index_select(0, image_of)
+        return packed_loss(self.model.decoder, encoder.project_features(pooled), captions, lengths)
 
 
 def train_epoch(
@@ -208,16 +219,17 @@ def fit(
     step = TrainStep(model, cached=train.features is not None)
     if world > 1:
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
-    steps_per_epoch = math.ceil(math.ceil(len(train.captions) / world) / config.batch_size)
+    per_batch = train.per_batch(config.batch_size)
+    steps_per_epoch = math.ceil(math.ceil(train.examples / world) / per_batch)
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch)
     # fp16 gradients can underflow to zero: the scaler multiplies the loss first and divides it back out
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     scheduler, history, done = _restore(state, optimizer, scheduler, scaler, config, steps_per_epoch, log)
-    generator = _shuffles(config.seed, len(train.captions), done)
+    generator = _shuffles(config.seed, train.examples, done)
     # 4. every epoch: train, then (rank 0) validate without teacher forcing and save the run
     for epoch in range(done + 1, config.epochs + 1):
         started = time.perf_counter()
-        order = batches(len(train.captions), config.batch_size, generator, rank, world)
+        order = batches(train.examples, per_batch, generator, rank, world)
         label = f"epoch {epoch}" if rank == 0 else None
         inputs = train.batches(order, device, config.image_size, config.num_workers, label)
         loss = train_epoch(step, inputs, optimizer, config.grad_clip, scheduler, scaler, amp_dtype, world)

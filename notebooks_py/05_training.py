@@ -234,8 +234,9 @@ print(f"one epoch is {steps} batches: {steps * textbook / 60:.1f} min the textbo
 # %% [markdown]
 # Computing the features once costs about one textbook epoch divided by five (each image once, not once
 # per caption), and every epoch after that is the cheap one. The price: the backbone cannot learn. That is
-# what fine-tuning (`TrainConfig(train_backbone="last")`, `--fine-tune` on the command line) pays the textbook
-# cost for.
+# what fine-tuning (`TrainConfig(train_backbone="last")`, `--fine-tune` on the command line) pays for: every
+# image through the backbone every epoch, forward and backward (once per epoch, not once per caption: a
+# batch holds whole images, and an image's captions share its features).
 #
 # ## 4. One training step, by hand
 #

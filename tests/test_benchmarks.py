@@ -10,7 +10,7 @@ import pytest
 import torch
 from shared import copy_shapes
 
-from benchmarks import common, encoder, memory, run
+from benchmarks import common, encoder, fine_tune, memory, run
 from helpers.config import TrainConfig
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
@@ -249,3 +249,31 @@ def test_help_and_readme_say_training_is_compared_at_the_textbook_size(capsys):
     assert common.Sizes().image_size == 224
     how = (RUN.parent / "README.md").read_text().split("## How it measures")[1].split("## The comparisons")[0]
     assert "training images at the textbook's 224 px on every device" in how
+
+
+def test_fine_tune_benchmark_times_both_batchings_of_the_same_captions(shapes, monkeypatch):
+    """A toy run: both sides train for real; with made-up timings the ratio is one median over the other."""
+    toy = dict(images=4, image_size=32, batch_size=10, embed_size=8, hidden_size=16)
+    sizes = fine_tune.FineTuneSizes(**toy)
+    bench = fine_tune.FineTuneBench(shapes, sizes, torch.device("cpu"))
+    assert (len(bench.train.images), len(bench.train.captions), bench.train.per_batch(10)) == (4, 20, 2)
+    backbone = {}
+    for name, step in (("by_caption", bench.by_caption_step), ("by_image", bench.by_image_step)):
+        backbone[name] = []
+        step.model.encoder.backbone.register_forward_hook(
+            lambda module, args, out, seen=backbone[name]: seen.append(args[0].shape[0])
+        )
+        before = step.model.decoder.linear.weight.detach().clone()
+        getattr(bench, f"{name}_epoch")()
+        assert not torch.equal(before, step.model.decoder.linear.weight)  # it trained
+    assert sum(backbone["by_caption"]) == 20 and sum(backbone["by_image"]) == 4
+
+    def fake_compare(sides, repeats, device):
+        return {"by_caption": [3.0, 9.0, 6.0], "by_image": [1.0, 2.0, 0.5]}, {}
+
+    monkeypatch.setattr(fine_tune, "compare", fake_compare)
+    result = fine_tune.run_fine_tune(sizes, shapes, torch.device("cpu"))
+    assert (result["by_caption_epoch_s"], result["by_image_epoch_s"]) == (6.0, 1.0)
+    assert result["speedup_by_image_vs_by_caption"] == 6.0
+    text = fine_tune.report(result)
+    assert "6.00 s" in text and "1.00 s" in text and "ratio: 6.0x" in text
