@@ -121,7 +121,7 @@ MUTANTS ?= \
 	'helpers.extract.x__recorded*' 'helpers.extract.x__same_bytes*' 'helpers.extract.x__copy_members*' \
 	'helpers.extract.x__tar_writer*' 'helpers.download.x_fetch_dataset*' 'helpers.download.x__downloaded_by_us*' \
 	'helpers.download.x__record_download*' 'helpers.download.x__download_record*' \
-	'helpers.features.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
+	'helpers.batches.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
 	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.runs.x_save_run*' \
 	'helpers.training.x_make_optimizer*' 'helpers.training.x_train_epoch*'
 mutation: install ## mutation testing (mutmut) of the modules where a silent bug costs most; survivors listed

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from helpers.batches import batches
 from helpers.caption_files import load_captions
 from helpers.config import TrainConfig
-from helpers.features import batches
 from helpers.models import Captioner
 from helpers.scenes import TOKEN_FILE, make_shapes
 from helpers.training import TrainStep, train_epoch

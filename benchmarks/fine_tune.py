@@ -3,7 +3,7 @@
 Fine-tuning (``train_backbone="last"`` or ``"all"``) sends images through the backbone at every step.
 Batched by caption, each caption brings its own copy of its image, so an image with five captions goes
 through the backbone five times an epoch. Batched by image (what ``fit`` does,
-:class:`helpers.features.TrainingSet`), a batch holds whole images with all their captions: each image
+:class:`helpers.batches.TrainingSet`), a batch holds whole images with all their captions: each image
 goes through once, and its captions share its features.
 
     python benchmarks/fine_tune.py [--images 200] [--image-size 64] [--batch-size 128] [--repeats 3]
@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import DEFAULT_DATA, Side, compare, load_train_captions, machine, median  # noqa: E402
+from helpers.batches import TrainingSet, batches, encode_captions  # noqa: E402
 from helpers.config import DEVICE_PRESETS, TrainConfig  # noqa: E402
 from helpers.data import ImageFolderDataset, image_transform  # noqa: E402
-from helpers.features import TrainingSet, batches, encode_captions  # noqa: E402
 from helpers.runs import build_model  # noqa: E402
 from helpers.training import TrainStep, make_optimizer, train_epoch  # noqa: E402
 from helpers.utils import get_device  # noqa: E402

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from benchmarks.common import Captions, Row, Side, Sizes, bench_captions, measure
-from helpers.features import encode_captions
+from helpers.batches import encode_captions
 from helpers.models import DecoderRNN, packed_loss, prefix_loss, sequence_loss
 
 

@@ -27,8 +27,9 @@ from benchmarks.common import (
     seconds_text,
     timed_with_peak,
 )
+from helpers.batches import encode_captions
 from helpers.data import CaptionDataset, collate_captions, image_transform
-from helpers.features import encode_captions, extract_features
+from helpers.features import extract_features
 from helpers.training import TrainStep, train_epoch
 
 

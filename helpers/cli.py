@@ -323,7 +323,7 @@ def format_summary(summary: dict[str, Any], examples: int = 3) -> str:
 def stats_command(args: argparse.Namespace) -> int:
     from helpers.caption_files import load_captions, summarize
     from helpers.data import IMAGE_CHECKS_FILE, check_images
-    from helpers.features import dataset_root, default_min_freq
+    from helpers.prepare import dataset_root, default_min_freq
     from helpers.utils import progress_enabled
     from helpers.vocabulary import Vocabulary
 
@@ -487,7 +487,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     from helpers import training
     from helpers.config import TrainConfig
-    from helpers.features import default_min_freq
+    from helpers.prepare import default_min_freq
     from helpers.runs import existing_run
     from helpers.utils import get_device
 
@@ -643,8 +643,8 @@ def _format_attributes(accuracy: dict[str, float], report=None) -> list[str]:
 def evaluate_command(args: argparse.Namespace) -> int:
     from helpers.attributes import attribute_accuracy, attribute_report, find_scenes, read_scenes, scenes_for
     from helpers.evaluation import evaluate_split
-    from helpers.features import dataset_root, prepare_data
     from helpers.metrics import as_percent, best_blind_caption, corpus_bleu_scores, human_ceiling
+    from helpers.prepare import dataset_root, prepare_data
 
     run = _load_run(args)
     config = run.config

@@ -17,9 +17,10 @@ import torch
 
 from helpers.config import MAX_DECODE
 from helpers.decoding import decode_features
-from helpers.features import PreparedData, cached_features
+from helpers.features import cached_features
 from helpers.metrics import corpus_bleu_scores
 from helpers.models import Captioner
+from helpers.prepare import PreparedData
 from helpers.vocabulary import Vocabulary
 
 if TYPE_CHECKING:

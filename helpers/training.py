@@ -1,7 +1,7 @@
 """Training a captioner: one step, one epoch (:func:`train_epoch`), validation (:func:`validate`), and
 :func:`fit`, which runs them for every epoch and writes the run.
 
-:func:`fit` is notebook 05's sections in a loop: the data (:func:`helpers.features.prepare_data`), the
+:func:`fit` is notebook 05's sections in a loop: the data (:func:`helpers.prepare.prepare_data`), the
 model (:func:`helpers.runs.build_model`), the backbone's features computed once
 (:func:`helpers.features.cached_features`), Adam with the one-cycle schedule (:func:`make_optimizer`),
 then every epoch: train, validate with greedy BLEU on the dev images, save (:func:`helpers.runs.save_run`).
@@ -27,22 +27,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from helpers.batches import Batch, TrainingSet, batches, encode_captions
 from helpers.config import TrainConfig
 from helpers.evaluation import evaluate_bleu
-from helpers.features import (
-    Batch,
-    PreparedData,
-    TrainingSet,
-    batches,
-    cached_features,
-    dataset_root,
-    default_min_freq,
-    encode_captions,
-    extract_features,
-    prepare_data,
-)
+from helpers.features import cached_features, extract_features
 from helpers.models import Captioner, packed_loss
 from helpers.precision import training_precision, use_tf32
+from helpers.prepare import PreparedData, dataset_root, default_min_freq, prepare_data
 from helpers.runs import build_model, checkpoint_vocab, existing_run, resume_config, save_run
 from helpers.utils import seed_everything
 from helpers.vocabulary import Vocabulary
@@ -267,7 +258,7 @@ def _start_run(
     train`` does without ``--overwrite``. Files ``fit`` did not write are never overwritten
     (:func:`~helpers.runs.existing_run`). ``checkpoint``: the run's checkpoint, where the caller has
     read it already (so a large file is read once). ``config=None``: :meth:`TrainConfig.for_device`,
-    with :func:`~helpers.features.default_min_freq`.
+    with :func:`~helpers.prepare.default_min_freq`.
     """
     run_dir = Path(run_dir)
     state = checkpoint if checkpoint is not None else existing_run(run_dir)

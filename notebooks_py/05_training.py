@@ -109,7 +109,7 @@ make_shapes(DATA)
 print("dataset:", DATA.relative_to(ROOT), "| run folder:", RUN.relative_to(ROOT))
 
 # %%
-from helpers.features import prepare_data
+from helpers.prepare import prepare_data
 
 data = prepare_data(DATA, config.min_freq)
 vocab = data.vocab
@@ -123,7 +123,7 @@ print(f"vocabulary: {len(vocab)} words | train: {len(train_images)} images | dev
 # turns the training captions into one padded tensor, with the index of each row's image.
 
 # %%
-from helpers.features import encode_captions
+from helpers.batches import encode_captions
 
 image_index, captions, lengths = encode_captions(data.split("train"), train_images, vocab, config.max_words)
 print("image_index:", tuple(image_index.shape), image_index[:7].tolist())
@@ -184,7 +184,7 @@ from torch.utils.data import DataLoader
 
 from helpers.data import CaptionDataset, collate_captions, image_transform
 from helpers.models import sequence_loss
-from helpers.features import batches
+from helpers.batches import batches
 
 train_table = data.split("train")
 textbook_loader = DataLoader(
@@ -805,10 +805,10 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 # | Step | Where it lives |
 # |---|---|
 # | the configuration for the device (small on a CPU, larger on a GPU) | `helpers.config.TrainConfig.for_device` |
-# | read, check, build the vocabulary; captions as tensors | `helpers.features.prepare_data`, `encode_captions` |
+# | read, check, build the vocabulary; captions as tensors | `helpers.prepare.prepare_data`; `helpers.batches.encode_captions` |
 # | the model from a configuration | `helpers.runs.build_model` (a `helpers.models.Captioner`) |
 # | frozen backbone features, computed once and stored | `helpers.features.cached_features` |
-# | shuffled batches | `helpers.features.batches` |
+# | shuffled batches | `helpers.batches.batches` |
 # | one step: the loss, backward, clip, Adam, one-cycle (written in section 4) | `helpers.training.train_epoch` with `TrainStep` (`packed_loss`, equal to `sequence_loss`) |
 # | Adam over what trains, the one-cycle schedule | `helpers.training.make_optimizer` |
 # | validation: greedy decoding, no teacher forcing, BLEU-1…4 | `helpers.evaluation.evaluate_bleu` (`helpers.training.validate` in `fit`) |

@@ -105,7 +105,9 @@ assert not model.training
 # %%
 import torch
 
-from helpers.features import cached_features, prepare_data
+from helpers.features import cached_features
+
+from helpers.prepare import prepare_data
 
 data = prepare_data(DATA, config.min_freq, log=lambda _: None)
 test_images = data.images("test")

@@ -15,7 +15,7 @@ from shared import TINY_TRAIN_FLAGS as TINY_FLAGS
 
 from helpers.attributes import ATTRIBUTES, attribute_accuracy, read_scenes, scenes_for
 from helpers.evaluation import evaluate_split
-from helpers.features import prepare_data
+from helpers.prepare import prepare_data
 from helpers.runs import load_run
 from helpers.scenes import IMAGE_DIR, TRUTH_FILE
 

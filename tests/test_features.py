@@ -5,6 +5,7 @@ from PIL import Image
 from torchvision.transforms import Compose, Resize, ToTensor
 
 from helpers import features
+from helpers.batches import TrainingSet
 from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image
 from helpers.features import extract_features
@@ -95,7 +96,7 @@ def test_fine_tuning_batches_hold_whole_images_each_decoded_once(tmp_path):
         Image.new("RGB", (40, 30), colour).save(paths[-1])
     image_index = torch.tensor([1, 0, 3, 1, 2, 0, 3, 1])  # 2, 3, 1 and 2 captions: unequal, interleaved
     captions = torch.arange(8).unsqueeze(1) + 4  # row r says token r + 4: which row a caption came from
-    train = features.TrainingSet(paths, image_index, captions, torch.ones(8, dtype=torch.long))
+    train = TrainingSet(paths, image_index, captions, torch.ones(8, dtype=torch.long))
     assert (train.examples, train.per_batch(4)) == (4, 2)  # 4 images; about 4 captions = 2 images
     order = [torch.tensor([2, 0]), torch.tensor([3, 1])]
     pixels_of = torch.stack([image_transform(32)(load_image(p)) for p in paths])
@@ -110,5 +111,5 @@ def test_fine_tuning_batches_hold_whole_images_each_decoded_once(tmp_path):
         assert batch_images[image_of].tolist() == image_index[rows].tolist()  # a caption → its image
         seen += rows.tolist()
     assert sorted(seen) == list(range(8))
-    cached = features.TrainingSet(paths, image_index, captions, torch.ones(8), features=torch.zeros(4, 2048))
+    cached = TrainingSet(paths, image_index, captions, torch.ones(8), features=torch.zeros(4, 2048))
     assert (cached.examples, cached.per_batch(4)) == (8, 4)  # stored features: batches of captions

@@ -18,7 +18,7 @@ from PIL import Image
 from shared import TINY_CONFIG as TINY
 
 from helpers.config import TrainConfig
-from helpers.features import prepare_data
+from helpers.prepare import prepare_data
 from helpers.runs import CHECKPOINT, load_checkpoint, load_run
 from helpers.scenes import IMAGE_DIR, make_shapes
 from helpers.training import fit

@@ -6,10 +6,12 @@ import torch
 from shared import TINY_CONFIG as TINY
 
 from helpers import features, runs, training
+from helpers.batches import batches
 from helpers.config import TrainConfig
-from helpers.features import batches, cached_features, default_min_freq, prepare_data
+from helpers.features import cached_features
 from helpers.models import EncoderCNN, packed_loss
 from helpers.precision import autocast_dtype, training_precision, use_bf16, use_tf32
+from helpers.prepare import default_min_freq, prepare_data
 from helpers.runs import CHECKPOINT, build_model, load_checkpoint, load_run
 from helpers.training import TrainStep, fit, make_optimizer, train_epoch
 from helpers.utils import atomic_save
@@ -563,7 +565,7 @@ def test_prepare_data_checks_only_the_splits_asked_for(shapes, monkeypatch):
 
 
 def test_a_caption_file_path_puts_the_cache_beside_the_dataset(tmp_path):
-    from helpers.features import dataset_root
+    from helpers.prepare import dataset_root
 
     (tmp_path / "coco").mkdir()
     karpathy = tmp_path / "coco" / "dataset_coco.json"
