@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from helpers.caption_files import Skipped, load_captions
+from helpers.caption_files import load_captions
+from helpers.caption_table import Skipped
 from helpers.config import REAL_DATA_MIN_FREQ
 from helpers.data import (
     IMAGE_CHECKS_FILE,
