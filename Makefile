@@ -104,14 +104,7 @@ MUTANTS ?= \
 	'helpers.models.x_packed_loss*' 'helpers.models.x_prefix_batch*' 'helpers.models.x_prefix_loss*' \
 	'helpers.decoding.x_greedy*' 'helpers.decoding.x_beam_search*' 'helpers.decoding.x__finish*' \
 	'helpers.metrics.*' \
-	'helpers.caption_files.x_read_*' 'helpers.caption_files.x_kaggle_split*' \
-	'helpers.caption_files.x__existing_dir*' 'helpers.caption_files.x__search_dirs*' \
-	'helpers.caption_files.x__find_file*' 'helpers.caption_files.x__list_files*' \
-	'helpers.caption_files.x__find_image_dir*' 'helpers.caption_files.x__read_text*' \
-	'helpers.caption_files.x__read_json*' 'helpers.caption_files.x__table*' \
-	'helpers.caption_files.x__keep_images*' 'helpers.caption_files.x__missing_reason*' \
-	'helpers.caption_files.x__parse_flickr8k_tokens*' 'helpers.caption_files.x__read_flickr8k_splits*' \
-	'helpers.caption_files.x__read_coco_file*' 'helpers.caption_files.x__karpathy_missing_reason*' \
+	'helpers.caption_table.*' 'helpers.flickr8k_captions.*' 'helpers.coco_captions.*' \
 	'helpers.download.x__target*' 'helpers.download.x__skipped*' 'helpers.download.x__plan_*' \
 	'helpers.download.x__marker*' 'helpers.download.x_safe_extract*' 'helpers.download.x__write_members*' \
 	'helpers.download.x__recorded*' 'helpers.download.x__same_bytes*' \
