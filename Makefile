@@ -108,14 +108,7 @@ MUTANTS ?= \
 	'helpers.diagnostics.x_vocabulary_coverage*' 'helpers.diagnostics.x_mean_length*' \
 	'helpers.diagnostics.x_swap_partners*' 'helpers.diagnostics.x_image_sensitivity*' \
 	'helpers.diagnostics.x_flags*' 'helpers.diagnostics.x_diagnose*' 'helpers.diagnostics.x*Rule*flagged*' \
-	'helpers.caption_files.x_read_*' 'helpers.caption_files.x_kaggle_split*' \
-	'helpers.caption_files.x__existing_dir*' 'helpers.caption_files.x__search_dirs*' \
-	'helpers.caption_files.x__find_file*' 'helpers.caption_files.x__list_files*' \
-	'helpers.caption_files.x__find_image_dir*' 'helpers.caption_files.x__read_text*' \
-	'helpers.caption_files.x__read_json*' 'helpers.caption_files.x__table*' \
-	'helpers.caption_files.x__keep_images*' 'helpers.caption_files.x__missing_reason*' \
-	'helpers.caption_files.x__parse_flickr8k_tokens*' 'helpers.caption_files.x__read_flickr8k_splits*' \
-	'helpers.caption_files.x__read_coco_file*' 'helpers.caption_files.x__karpathy_missing_reason*' \
+	'helpers.caption_table.*' 'helpers.flickr8k_captions.*' 'helpers.coco_captions.*' \
 	'helpers.extract.x__target*' 'helpers.extract.x__skipped*' 'helpers.extract.x__plan_*' \
 	'helpers.extract.x_extraction_marker*' 'helpers.extract.x_safe_extract*' 'helpers.extract.x__write_members*' \
 	'helpers.extract.x__recorded*' 'helpers.extract.x__same_bytes*' 'helpers.extract.x__copy_members*' \

@@ -18,25 +18,10 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from helpers.models import TRAIN_BACKBONE_CHOICES, resolve_weights
+from helpers.presets import DEVICE_PRESETS
 
 REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions: rare words become <unk>
 FINE_TUNE_GPU_BATCH = 64  # captions per fine-tuning batch on a GPU (whole images with all their captions)
-# The course's configuration per kind of device (TrainConfig.for_device explains the choice). Plain literals,
-# so that the command line's --help can show them without importing torch (which takes seconds).
-# "gpu-random": a GPU without ImageNet weights, where frozen random features cannot tell shapes apart.
-DEVICE_PRESETS = {
-    "cpu": {"image_size": 64, "hidden_size": 256, "epochs": 12, "batch_size": 128, "lr": 4e-3},
-    "gpu": {"image_size": 224, "hidden_size": 512, "epochs": 15, "batch_size": 256, "lr": 3e-3},
-    "gpu-random": {
-        "image_size": 128,
-        "hidden_size": 512,
-        "epochs": 15,
-        "batch_size": 64,
-        "lr": 3e-3,
-        "train_backbone": "all",
-    },
-}
-
 # The most words a generated caption may have (<start> and <end> not counted): the decoding loops run at
 # most MAX_DECODE + 1 steps, so that a caption of exactly MAX_DECODE words can still say <end>. Training
 # captions have their own limit, TrainConfig.max_words.
@@ -89,9 +74,7 @@ class TrainConfig:
 
         Fine-tuning on a GPU (``train_backbone`` ``"last"`` or ``"all"`` among ``overrides``) takes batches
         of :data:`FINE_TUNE_GPU_BATCH` captions: the backbone's activations are kept for backpropagation.
-        A batch holds whole images with all their captions (about a fifth as many images as captions on
-        a five-caption set), each image through the backbone once. (The size was chosen when every
-        caption sent its own copy of its image: 256 images at 224 px do not fit a 16 GB T4.)
+        A batch holds whole images with all their captions, each image through the backbone once.
         ``overrides`` may use the older spelling ``mode=`` (see :meth:`from_dict`).
         """
         overrides = _upgraded(overrides)

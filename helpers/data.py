@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 from tqdm.auto import tqdm
 
-from helpers.caption_files import Skipped
+from helpers.caption_table import Skipped
 from helpers.vocabulary import Vocabulary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

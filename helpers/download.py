@@ -62,7 +62,7 @@ DATASETS: dict[str, list[Archive]] = {
             md5="bf6c1abcb8e4a833b7f922104de18627",
             size=None,
             # The text files sit at the top of this zip; a folder of their own keeps dest tidy. The name is
-            # caption_files.FLICKR8K_TEXT_DIR, written out because this module imports no pandas (a test
+            # flickr8k_captions.FLICKR8K_TEXT_DIR, written out because this module imports no pandas (a test
             # checks that the two agree).
             extract_to="Flickr8k_text",
         ),

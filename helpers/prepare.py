@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.caption_files import Skipped, load_captions
+from helpers.caption_files import load_captions
+from helpers.caption_table import Skipped
 from helpers.config import REAL_DATA_MIN_FREQ
 from helpers.data import IMAGE_CHECKS_FILE, check_images
 from helpers.utils import progress_enabled

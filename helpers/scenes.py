@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from helpers.caption_files import FLICKR8K_IMAGE_DIR, FLICKR8K_SPLIT_FILES, FLICKR8K_TOKEN_FILE
+from helpers.flickr8k_captions import FLICKR8K_IMAGE_DIR, FLICKR8K_SPLIT_FILES, FLICKR8K_TOKEN_FILE
 
 # Three shapes, drawn upright and not too small: the frozen, randomly initialised ResNet50 (the offline
 # encoder) tells shapes apart far less well than colours or backgrounds, and a fourth shape or a random

@@ -1,4 +1,5 @@
-"""Tests for helpers.caption_files: one reader per real caption format, detection, loading and the summary.
+"""Tests for reading caption datasets: one reader per real format (helpers.flickr8k_captions,
+helpers.coco_captions), detection, loading and the summary (helpers.caption_files).
 
 Every dataset is built in ``tmp_path`` in the exact layout of the real thing, with real tiny JPEGs.
 """
@@ -10,20 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers.caption_files import (
-    FORMATS,
-    CaptionData,
-    DatasetFormatError,
-    Skipped,
-    detect_format,
-    kaggle_split,
-    load_captions,
-    read_coco,
-    read_flickr8k,
-    read_flickr8k_kaggle,
-    read_karpathy,
-    summarize,
-)
+from helpers.caption_files import FORMATS, detect_format, load_captions, summarize
+from helpers.caption_table import CaptionData, DatasetFormatError, Skipped
+from helpers.coco_captions import read_coco, read_karpathy
+from helpers.flickr8k_captions import kaggle_split, read_flickr8k, read_flickr8k_kaggle
 
 
 def _jpeg_bytes() -> bytes:
@@ -83,7 +74,7 @@ def flickr8k(tmp_path: Path) -> Path:
 
 
 def test_flickr8k_reads_generator_layout_with_no_skips(flickr8k: Path):
-    table, skipped = read_flickr8k(flickr8k)
+    _, table, skipped = read_flickr8k(flickr8k)
 
     assert skipped == []
     assert list(table.columns) == ["image", "caption", "split"]
@@ -98,7 +89,7 @@ def test_flickr8k_finds_text_subfolder_and_images_folder(tmp_path: Path):
         tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [A], text_dir="Flickr8k_text", image_dir="Images"
     )
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert skipped == []
     assert table["image"].tolist() == [str(tmp_path / "Images" / A)]
@@ -109,7 +100,7 @@ def test_flickr8k_finds_images_inside_wrapping_folder_and_ignores_macosx(tmp_pat
     write_images(tmp_path / "__MACOSX" / "Flicker8k_Dataset", [A])
     write_images(tmp_path / "Flickr8k_Dataset" / "Flicker8k_Dataset", [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert skipped == []
     assert table["image"].tolist() == [str(tmp_path / "Flickr8k_Dataset" / "Flicker8k_Dataset" / A)]
@@ -120,7 +111,7 @@ def test_flickr8k_handles_crlf_bom_trailing_whitespace_and_blank_lines(tmp_path:
     write_flickr8k(tmp_path, lines, {"train": [A], "test": [B]}, [A, B], newline="\r\n")
     (tmp_path / "Flickr_8k.trainImages.txt").write_bytes(f"\ufeff{A} \r\n\r\n".encode())
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert skipped == []
     assert table["caption"].tolist() == ["A dog runs .", "A dog .", "Kids play ."]
@@ -131,7 +122,7 @@ def test_flickr8k_falls_back_to_latin1_for_non_utf8_bytes(tmp_path: Path):
     write_flickr8k(tmp_path, [], {"train": [A]}, [A])
     (tmp_path / "Flickr8k.token.txt").write_bytes(f"{A}#0\tA caf\u00e9 .\n".encode("latin-1"))
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A caf\u00e9 ."]
 
@@ -140,7 +131,7 @@ def test_flickr8k_skips_jpg_dot_1_rows_with_reason(tmp_path: Path):
     lines = [f"{A}#0\tA dog .", f"{A}.1#0\tA dog again ."]
     write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog ."]
     assert skipped == [
@@ -152,7 +143,7 @@ def test_flickr8k_skips_line_without_tab_naming_line_number(tmp_path: Path):
     lines = [f"{A}#0\tA dog .", f"{A}#1 A dog without a tab ."]
     write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert len(table) == 1
     assert skipped == [Skipped("Flickr8k.token.txt line 2", "no tab between 'name.jpg#k' and the caption")]
@@ -162,7 +153,7 @@ def test_flickr8k_keeps_first_of_duplicate_name_k_rows(tmp_path: Path):
     lines = [f"{A}#0\tFirst .", f"{A}#1\tSecond .", f"{A}#0\tRepeat ."]
     write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["First .", "Second ."]
     assert [s.item for s in skipped] == ["Flickr8k.token.txt line 3"]
@@ -173,7 +164,7 @@ def test_flickr8k_skips_image_missing_on_disk(tmp_path: Path):
     lines = [f"{A}#0\tA dog .", f"{B}#0\tKids .", f"{B}#1\tMore kids ."]
     write_flickr8k(tmp_path, lines, {"train": [A, B]}, [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog ."]
     assert skipped == [Skipped(B, "image file not found in Flicker8k_Dataset/")]
@@ -183,7 +174,7 @@ def test_flickr8k_without_image_folder_skips_every_image_naming_folders(tmp_path
     write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [])
     (tmp_path / "Flicker8k_Dataset").rmdir()
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table.empty and list(table.columns) == ["image", "caption", "split"]
     assert skipped[0].item == A
@@ -194,7 +185,7 @@ def test_flickr8k_skips_image_in_no_split_file(tmp_path: Path):
     lines = [f"{A}#0\tA dog .", f"{B}#0\tKids ."]
     write_flickr8k(tmp_path, lines, {"train": [A]}, [A, B])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog ."]
     assert skipped == [Skipped(B, "not in any split file")]
@@ -204,7 +195,7 @@ def test_flickr8k_skips_image_listed_in_two_split_files(tmp_path: Path):
     lines = [f"{A}#0\tA dog .", f"{B}#0\tKids ."]
     write_flickr8k(tmp_path, lines, {"train": [A, B], "test": [B]}, [A, B])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["image"].str.endswith(A).all()
     assert skipped == [Skipped(B, "listed in more than one split file")]
@@ -213,7 +204,7 @@ def test_flickr8k_skips_image_listed_in_two_split_files(tmp_path: Path):
 def test_flickr8k_reports_split_file_image_without_captions(tmp_path: Path):
     write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A], "dev": [C]}, [A, C])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert len(table) == 1
     assert skipped == [Skipped(C, "listed in a split file but has no captions")]
@@ -263,7 +254,7 @@ def test_kaggle_reads_captions_with_commas_and_quotes(tmp_path: Path):
     )
     write_kaggle(tmp_path, text, [A, B])
 
-    table, skipped = read_flickr8k_kaggle(tmp_path)
+    _, table, skipped = read_flickr8k_kaggle(tmp_path)
 
     assert skipped == []
     assert table["caption"].tolist() == [
@@ -280,7 +271,7 @@ def test_kaggle_skips_row_without_comma_repeats_and_missing_image(tmp_path: Path
     text = f"image,caption\n{A},A dog .\n{A}\n{A},A dog .\n{B},Kids .\n"
     write_kaggle(tmp_path, text, [A])
 
-    table, skipped = read_flickr8k_kaggle(tmp_path)
+    _, table, skipped = read_flickr8k_kaggle(tmp_path)
 
     assert table["caption"].tolist() == ["A dog ."]
     assert skipped == [
@@ -309,8 +300,8 @@ def test_kaggle_split_is_independent_of_file_order(tmp_path: Path):
     backward = "image,caption\n" + "".join(f"{n},A cat .\n" for n in reversed(names))
     write_kaggle(tmp_path / "backward", backward, names)
 
-    forward_table, _ = read_flickr8k_kaggle(tmp_path / "forward")
-    backward_table, _ = read_flickr8k_kaggle(tmp_path / "backward")
+    _, forward_table, _ = read_flickr8k_kaggle(tmp_path / "forward")
+    _, backward_table, _ = read_flickr8k_kaggle(tmp_path / "backward")
 
     assert set(forward_table["split"]) == {"train", "dev", "test"}
     assert forward_table["split"].tolist() == backward_table["split"].tolist()[::-1]
@@ -358,7 +349,7 @@ def test_coco_reads_train_and_val_maps_val_to_dev_and_strips_captions(tmp_path: 
     val = coco_json([(5, "v5.jpg")], [(20, 5, "A dog.  \n")])
     write_coco(tmp_path, train, val, {"train2017": ["t1.jpg", "t2.jpg"], "val2017": ["v5.jpg"]})
 
-    table, skipped = read_coco(tmp_path)
+    _, table, skipped = read_coco(tmp_path)
 
     assert skipped == []
     assert table["caption"].tolist() == ["A bus .", "A cat", "Bus .", "A dog."]
@@ -373,7 +364,7 @@ def test_coco_skips_unknown_image_id_missing_file_and_image_without_captions(tmp
     )
     write_coco(tmp_path, None, val, {"val2017": ["a.jpg", "silent.jpg"]})
 
-    table, skipped = read_coco(tmp_path)
+    _, table, skipped = read_coco(tmp_path)
 
     assert table["caption"].tolist() == ["A cat ."]
     assert skipped == [
@@ -389,7 +380,7 @@ def test_coco_repeated_image_id_keeps_the_first_entry_and_says_so(tmp_path: Path
     )
     write_coco(tmp_path, None, val, {"val2017": ["first.jpg", "second.jpg", "other.jpg"]})
 
-    table, skipped = read_coco(tmp_path)
+    _, table, skipped = read_coco(tmp_path)
 
     assert table["image"].tolist() == [str(tmp_path / "val2017" / n) for n in ("first.jpg", "other.jpg")]
     assert table["caption"].tolist() == ["A cat .", "A dog ."]
@@ -427,7 +418,7 @@ def test_coco_skips_malformed_image_entries_and_annotations_naming_each_and_read
     )
     write_coco(tmp_path, None, val, {"val2017": ["a.jpg", "s.jpg"]})
 
-    table, skipped = read_coco(tmp_path)
+    _, table, skipped = read_coco(tmp_path)
 
     assert table["caption"].tolist() == ["A cat ."]
     entry = "image entry without 'id' and 'file_name'"
@@ -446,7 +437,7 @@ def test_coco_accepts_json_directly_in_root(tmp_path: Path):
         tmp_path, coco_json([(1, "a.jpg")], [(1, 1, "A cat .")]), None, {"train2017": ["a.jpg"]}, where=""
     )
 
-    table, skipped = read_coco(tmp_path)
+    _, table, skipped = read_coco(tmp_path)
 
     assert (table["caption"].tolist(), skipped) == (["A cat ."], [])
 
@@ -497,7 +488,7 @@ def test_karpathy_maps_val_to_dev_restval_to_train_and_uses_raw(tmp_path: Path):
     write_karpathy(tmp_path, "dataset_flickr8k.json", images)
     write_images(tmp_path / "Flicker8k_Dataset", ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
 
-    table, skipped = read_karpathy(tmp_path)
+    _, table, skipped = read_karpathy(tmp_path)
 
     assert skipped == []
     assert table["split"].tolist() == ["train", "dev", "test", "train"]
@@ -515,7 +506,7 @@ def test_karpathy_finds_images_via_filepath_root_and_images_folder(tmp_path: Pat
     write_images(tmp_path, ["r.jpg"])
     write_images(tmp_path / "images", ["i.jpg"])
 
-    table, skipped = read_karpathy(tmp_path)
+    _, table, skipped = read_karpathy(tmp_path)
 
     assert skipped == []
     assert table["image"].tolist() == [
@@ -536,7 +527,7 @@ def test_karpathy_skips_missing_image_image_without_sentences_and_unknown_split(
     write_karpathy(tmp_path, "dataset_flickr30k.json", images)
     write_images(tmp_path / "Images", ["a.jpg", "mute.jpg", "odd.jpg"])
 
-    table, skipped = read_karpathy(tmp_path)
+    _, table, skipped = read_karpathy(tmp_path)
 
     assert table["caption"].tolist() == ["A cat."]
     assert skipped == [
@@ -555,7 +546,7 @@ def test_karpathy_coco_on_a_coco_2017_folder_says_to_fetch_the_2014_images(tmp_p
     write_images(tmp_path / "val2017", ["000000000042.jpg"])  # the same photo, under its 2017 name
     write_images(tmp_path / "train2017", ["000000000009.jpg"])
 
-    table, skipped = read_karpathy(tmp_path / "dataset_coco.json")
+    _, table, skipped = read_karpathy(tmp_path / "dataset_coco.json")
 
     assert table.empty
     assert [s.item for s in skipped] == [
@@ -629,6 +620,35 @@ def test_load_captions_detects_then_reads(flickr8k: Path):
     assert len(data.table) == 6 and data.skipped == []
 
 
+def test_every_reader_returns_caption_data_naming_its_format(tmp_path: Path):
+    roots = {
+        "flickr8k": write_flickr8k(tmp_path / "f", [f"{A}#0\tA dog runs ."], {"train": [A]}, [A]),
+        "flickr8k-kaggle": write_kaggle(tmp_path / "k", f"image,caption\n{B},Kids play .\n", [B]),
+        "coco": write_coco(
+            tmp_path / "c", None, coco_json([(1, C)], [(7, 1, "A man surfs .")]), {"val2017": [C]}
+        ),
+        "karpathy": write_karpathy(
+            tmp_path / "p", "dataset_flickr8k.json", [karpathy_image(A, "test", "A dog runs.")]
+        ),
+    }
+    write_images(tmp_path / "p" / "Images", [A])
+    readers = {
+        "flickr8k": read_flickr8k,
+        "flickr8k-kaggle": read_flickr8k_kaggle,
+        "coco": read_coco,
+        "karpathy": read_karpathy,
+    }
+    assert list(readers) == list(FORMATS)
+    for name, read in readers.items():
+        data = read(roots[name])
+        assert isinstance(data, CaptionData) and data.format == name
+        assert (len(data.table), data.skipped) == (1, [])
+        assert data.table.attrs["root"] == str(roots[name])
+        loaded = load_captions(roots[name])
+        assert (loaded.format, loaded.skipped) == (name, [])
+        assert loaded.table.equals(data.table)
+
+
 def test_load_captions_surfaces_invalid_json_naming_the_file(tmp_path: Path):
     (tmp_path / "dataset_coco.json").write_text("{not json")
 
@@ -672,20 +692,20 @@ def test_summarize_reports_counts_splits_stats_and_skips(tmp_path: Path):
 
 def test_flickr8k_layout_is_defined_once_for_reader_writer_and_download(tmp_path: Path) -> None:
     """The shapes writer and the downloader use the reader's names, so the three cannot drift apart."""
-    from helpers import caption_files, download, scenes
+    from helpers import download, flickr8k_captions, scenes
 
-    assert caption_files.FLICKR8K_IMAGE_DIR == "Flicker8k_Dataset"  # sic, as in the official zip
-    assert scenes.IMAGE_DIR is caption_files.FLICKR8K_IMAGE_DIR
-    assert scenes.TOKEN_FILE is caption_files.FLICKR8K_TOKEN_FILE
-    assert scenes.SPLIT_FILES is caption_files.FLICKR8K_SPLIT_FILES
+    assert flickr8k_captions.FLICKR8K_IMAGE_DIR == "Flicker8k_Dataset"  # sic, as in the official zip
+    assert scenes.IMAGE_DIR is flickr8k_captions.FLICKR8K_IMAGE_DIR
+    assert scenes.TOKEN_FILE is flickr8k_captions.FLICKR8K_TOKEN_FILE
+    assert scenes.SPLIT_FILES is flickr8k_captions.FLICKR8K_SPLIT_FILES
     text_zip, images_zip = download.DATASETS["flickr8k"]
-    assert (text_zip.name, text_zip.extract_to) == ("Flickr8k_text.zip", caption_files.FLICKR8K_TEXT_DIR)
+    assert (text_zip.name, text_zip.extract_to) == ("Flickr8k_text.zip", flickr8k_captions.FLICKR8K_TEXT_DIR)
     assert images_zip.extract_to == "."  # the images zip brings its own Flicker8k_Dataset/
     root = scenes.make_shapes(tmp_path / "shapes", images=8, seed=0)
-    table, skipped = read_flickr8k(root)
+    _, table, skipped = read_flickr8k(root)
     assert (len(table), skipped) == (5 * 8, [])
     assert sorted(table["split"].unique()) == ["dev", "test", "train"]
-    assert {Path(path).parent for path in table["image"]} == {root / caption_files.FLICKR8K_IMAGE_DIR}
+    assert {Path(path).parent for path in table["image"]} == {root / flickr8k_captions.FLICKR8K_IMAGE_DIR}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -707,7 +727,7 @@ def test_kaggle_without_captions_file_or_with_an_empty_one_says_which(tmp_path: 
 def test_kaggle_blank_rows_are_ignored_and_the_rows_after_them_are_read(tmp_path: Path):
     write_kaggle(tmp_path, f"image,caption\n{A},A dog .\n\n , \n{B},Kids play .\n", [A, B])
 
-    table, skipped = read_flickr8k_kaggle(tmp_path)
+    _, table, skipped = read_flickr8k_kaggle(tmp_path)
 
     assert (table["caption"].tolist(), skipped) == (["A dog .", "Kids play ."], [])
     assert table.attrs["root"] == str(tmp_path)
@@ -732,7 +752,7 @@ def test_karpathy_skips_malformed_entries_and_sentences_naming_each_and_reads_th
     write_karpathy(tmp_path, "dataset_flickr8k.json", images)
     write_images(tmp_path / "Images", ["s.jpg", "n.jpg", "m.jpg", "a.jpg"])
 
-    table, skipped = read_karpathy(tmp_path)
+    _, table, skipped = read_karpathy(tmp_path)
 
     assert table["caption"].tolist() == ["A cat.", "A dog."]
     assert table["image"].tolist() == [str(tmp_path / "Images" / n) for n in ("m.jpg", "a.jpg")]
@@ -777,7 +797,7 @@ def test_karpathy_coco_image_missing_from_a_2014_folder_that_exists_is_not_told_
     write_karpathy(tmp_path, "dataset_coco.json", images)
     write_images(tmp_path / "val2014", ["other.jpg"])
 
-    table, skipped = read_karpathy(tmp_path)
+    _, table, skipped = read_karpathy(tmp_path)
 
     generic = "image file not found under the root or its image folders"
     assert table.empty
@@ -795,7 +815,7 @@ def test_karpathy_coco_image_missing_from_a_2014_folder_that_exists_is_not_told_
 def test_kaggle_skips_jpg_dot_1_rows_and_empty_captions_naming_each_line(tmp_path: Path):
     write_kaggle(tmp_path, f"image,caption\n{A}.1,A dog again .\n{A}, \n{A},A dog .\n", [A])
 
-    table, skipped = read_flickr8k_kaggle(tmp_path)
+    _, table, skipped = read_flickr8k_kaggle(tmp_path)
 
     assert table["caption"].tolist() == ["A dog ."]
     assert skipped == [
@@ -818,13 +838,13 @@ def test_kaggle_file_that_csv_cannot_read_raises_naming_file_and_line(tmp_path: 
 def test_kaggle_finds_images_next_to_a_captions_file_in_a_subfolder_or_names_the_folders(tmp_path: Path):
     write_kaggle(tmp_path / "flickr8k", f"image,caption\n{A},A dog .\n", [A])
 
-    table, skipped = read_flickr8k_kaggle(tmp_path)
+    _, table, skipped = read_flickr8k_kaggle(tmp_path)
 
     assert (table["image"].tolist(), skipped) == ([str(tmp_path / "flickr8k" / "Images" / A)], [])
 
     (tmp_path / "flickr8k" / "Images" / A).unlink()
     (tmp_path / "flickr8k" / "Images").rmdir()
-    table, skipped = read_flickr8k_kaggle(tmp_path)
+    _, table, skipped = read_flickr8k_kaggle(tmp_path)
     assert table.empty
     assert skipped == [Skipped(A, f"no image folder found under {tmp_path} (looked for Images/, images/)")]
 
@@ -857,7 +877,7 @@ def test_flickr8k_finds_split_files_in_another_folder_than_the_token_file(tmp_pa
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "Flickr_8k.testImages.txt").write_text(f"{B}\n")
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert (table["split"].tolist(), skipped) == (["train", "test"], [])
 
@@ -866,7 +886,7 @@ def test_flickr8k_reads_the_names_after_a_blank_line_in_a_split_file(tmp_path: P
     write_flickr8k(tmp_path, [f"{A}#0\tA dog .", f"{B}#0\tKids ."], {}, [A, B])
     (tmp_path / "Flickr_8k.trainImages.txt").write_text(f"{A}\n\n  \n{B}\n")
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert (table["split"].tolist(), skipped) == (["train", "train"], [])
 
@@ -883,7 +903,7 @@ def test_flickr8k_reads_on_after_malformed_lines_and_splits_name_and_number_at_t
     ]
     write_flickr8k(tmp_path, lines, {"train": [A, hashed]}, [A, hashed])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog .", "A brown dog .", "A hash in the name ."]
     assert table["image"].tolist()[-1] == str(tmp_path / "Flicker8k_Dataset" / hashed)
@@ -899,7 +919,7 @@ def test_flickr8k_checks_every_image_after_one_it_dropped_and_names_the_root_wit
     lines = [f"{B}#0\tKids .", f"{B}#1\tMore kids .", f"{A}#0\tA dog .", f"{C}#0\tA man ."]
     write_flickr8k(tmp_path, lines, {"train": [A, C]}, [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog ."]
     assert skipped == [
@@ -909,7 +929,7 @@ def test_flickr8k_checks_every_image_after_one_it_dropped_and_names_the_root_wit
 
     (tmp_path / "Flicker8k_Dataset" / A).unlink()
     (tmp_path / "Flicker8k_Dataset").rmdir()
-    _, skipped = read_flickr8k(tmp_path)
+    _, _, skipped = read_flickr8k(tmp_path)
     folders = "Flicker8k_Dataset/, Flickr8k_Dataset/, Images/, images/"
     assert skipped[1] == Skipped(A, f"no image folder found under {tmp_path} (looked for {folders})")
 
@@ -918,7 +938,7 @@ def test_flickr8k_skips_empty_captions_and_repeated_rows_with_their_reasons(tmp_
     lines = [f"{A}#0\tA dog .", f"{A}#1\t   ", f"{A}#0\tRepeat .", f"{A}#2\tA brown dog ."]
     write_flickr8k(tmp_path, lines, {"train": [A]}, [A])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog .", "A brown dog ."]
     assert skipped == [
@@ -930,7 +950,7 @@ def test_flickr8k_skips_empty_captions_and_repeated_rows_with_their_reasons(tmp_
 def test_flickr8k_with_an_empty_image_folder_says_the_image_is_not_in_it(tmp_path: Path):
     write_flickr8k(tmp_path, [f"{A}#0\tA dog ."], {"train": [A]}, [])  # Flicker8k_Dataset/ made, empty
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table.empty
     assert skipped == [Skipped(A, "image file not found in Flicker8k_Dataset/")]
@@ -945,7 +965,7 @@ def test_flickr8k_looks_past_hidden_folders_and_macosx_leftovers(tmp_path: Path)
     (tmp_path / ".backup" / "Flickr8k.token.txt").write_text(f"{A}#0\tAn old caption .\n")
     write_images(tmp_path / "__MACOSX" / "Flicker8k_Dataset", [f"._{A}"])
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert skipped == []
     assert table["caption"].tolist() == ["A dog ."]
@@ -956,7 +976,7 @@ def test_flickr8k_reads_a_utf16_token_file(tmp_path: Path):
     write_flickr8k(tmp_path, [], {"train": [A]}, [A])
     (tmp_path / "Flickr8k.token.txt").write_bytes(f"{A}#0\tA caf\u00e9 .\r\n".encode("utf-16"))
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert (table["caption"].tolist(), skipped) == (["A caf\u00e9 ."], [])
 
@@ -966,7 +986,7 @@ def test_flickr8k_line_numbers_count_windows_and_old_mac_line_ends_once(tmp_path
     lines = [f"{A}#0\tA dog .", f"{A}#1 no tab .", f"{A}#2\tA brown dog ."]
     write_flickr8k(tmp_path, lines, {"train": [A]}, [A], newline=newline)
 
-    table, skipped = read_flickr8k(tmp_path)
+    _, table, skipped = read_flickr8k(tmp_path)
 
     assert table["caption"].tolist() == ["A dog .", "A brown dog ."]
     assert table["image"].tolist() == [str(tmp_path / "Flicker8k_Dataset" / A)] * 2

@@ -36,7 +36,7 @@ def test_make_shapes_reports_what_it_wrote_then_reuses_it(tmp_path):
     assert "  each scene's truth (background, shapes, layout) in small/scenes.jsonl" in first.stdout
     assert len((tmp_path / "small" / "scenes.jsonl").read_text().splitlines()) == 8
 
-    second = run_cli("data", "make-shapes", "small", "--images", "8", cwd=tmp_path)  # the old spelling
+    second = run_cli("data", "make-shapes", "--out", "small", "--images", "8", cwd=tmp_path)
     assert second.returncode == 0
     assert "small: already complete" in second.stdout
 
@@ -180,22 +180,6 @@ def test_run_command_keeps_the_traceback_of_real_bugs():
         cli.run_command(buggy, argparse.Namespace())
 
 
-def test_registering_the_same_command_twice_is_refused():
-    with pytest.raises(ValueError, match="registered twice"):
-        cli.command("data stats", help="again")
-
-
-def test_a_registered_command_gets_its_own_subparser(monkeypatch):
-    monkeypatch.setitem(cli.GROUPS, "demo", "a demo group")
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
-
-    @cli.command("demo echo", help="echo a word", arguments=lambda p: p.add_argument("word"))
-    def echo(args: argparse.Namespace) -> int:
-        return len(args.word)
-
-    assert cli.main(["demo", "echo", "four"]) == 4
-
-
 def test_make_shapes_on_a_folder_it_did_not_make_is_refused_and_nothing_is_deleted(tmp_path):
     data = tmp_path / "data"
     (data / "flickr8k" / "Flicker8k_Dataset").mkdir(parents=True)
@@ -228,7 +212,7 @@ def test_make_shapes_with_three_images_puts_one_in_each_split(tmp_path):
     assert summary["splits"] == {"train": 1, "dev": 1, "test": 1}
 
 
-FOLDER_SPELLINGS = [  # (command line, {option: folder}): one spelling per concept, then the old ones
+FOLDER_OPTIONS = [  # (command line, {option: folder}): one spelling per concept
     (["data", "make-shapes", "--out", "d"], {"out": "d"}),
     (["data", "stats", "--data", "d"], {"data": "d"}),
     (["data", "download", "flickr8k", "--out", "d"], {"out": "d"}),
@@ -236,21 +220,13 @@ FOLDER_SPELLINGS = [  # (command line, {option: folder}): one spelling per conce
     (["caption", "--run", "r", "x.jpg"], {"run": "r"}),
     (["evaluate", "--run", "r", "--data", "d"], {"run": "r", "data": "d"}),
     (["diagrams", "--out", "d"], {"out": "d"}),
-    (["data", "make-shapes", "d"], {"out": "d"}),
-    (["data", "make-shapes", "d", "--images", "3"], {"out": "d"}),
-    (["data", "stats", "d", "--json"], {"data": "d"}),
-    (["data", "download", "flickr8k", "--dest", "d"], {"out": "d"}),
-    (["data", "download", "--dest", "d", "coco2017"], {"out": "d"}),
 ]
 
 
-@pytest.mark.parametrize(
-    ("argv", "folders"), FOLDER_SPELLINGS, ids=[" ".join(a) for a, _ in FOLDER_SPELLINGS]
-)
-def test_folders_are_data_run_and_out_in_every_command_and_old_spellings_still_work(argv, folders):
+@pytest.mark.parametrize(("argv", "folders"), FOLDER_OPTIONS, ids=[" ".join(a) for a, _ in FOLDER_OPTIONS])
+def test_folders_are_data_run_and_out_in_every_command(argv, folders):
     args = cli.build_parser().parse_args(argv)
     assert {name: str(getattr(args, name)) for name in folders} == folders
-    assert not [name for name in vars(args) if "old_spelling" in name]  # only the new name is left
 
 
 @pytest.mark.parametrize(
@@ -259,28 +235,16 @@ def test_folders_are_data_run_and_out_in_every_command_and_old_spellings_still_w
         (["data", "make-shapes", "--images", "3"], "the following arguments are required: --out"),
         (["data", "stats", "--json"], "the following arguments are required: --data"),
         (["data", "download", "flickr8k"], "the following arguments are required: --out"),
-        (
-            ["data", "stats", "--data", "a", "b"],
-            "--data a and b name different folders: give one, with --data",
-        ),
-        (
-            ["data", "download", "flickr8k", "--out", "a", "--dest", "b"],
-            "--out a and --dest b name different",
-        ),
     ],
 )
-def test_a_missing_folder_or_two_different_spellings_are_usage_errors(argv, message, capsys):
+def test_a_missing_folder_is_a_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.build_parser().parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_the_same_folder_under_both_spellings_is_accepted():
-    assert cli.build_parser().parse_args(["data", "stats", "--data", "a", "a"]).data == Path("a")
-
-
-def test_help_shows_only_the_new_spellings(capsys):
+def test_help_names_each_folder_option_dir(capsys):
     for argv in (
         ["data", "download", "--help"],
         ["data", "stats", "--help"],
@@ -289,7 +253,6 @@ def test_help_shows_only_the_new_spellings(capsys):
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args(argv)
     shown = capsys.readouterr().out
-    assert "--dest" not in shown and "old_spelling" not in shown
     assert shown.count("--out DIR") == 4 and shown.count("--data DIR") == 2  # usage line and option line
 
 
@@ -338,3 +301,68 @@ def test_train_help_shows_the_defaults_the_code_uses(tmp_path):
         shown = f"default: {getattr(cpu, key)} on a CPU, {getattr(gpu, key)} on a GPU"
         assert shown in text, (flag, shown)
     assert "default: 12 on a CPU, 15 on a GPU" in text  # what README's "Command line" section says
+
+
+HELP_OF_EVERY_COMMAND = """
+import argparse, contextlib, io, json, sys, time
+
+start = time.perf_counter()
+from helpers.cli import build_parser
+
+def commands(parser, words):
+    yield words
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from commands(sub, [*words, name])
+
+shown = {}
+for words in list(commands(build_parser(), [])):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        build_parser().parse_args([*words, "--help"])
+    shown[" ".join(words)] = out.getvalue()
+print(json.dumps({"seconds": time.perf_counter() - start, "torch": "torch" in sys.modules, "help": shown}))
+"""
+
+
+def test_help_of_every_command_imports_no_torch():
+    """``--help`` is what a learner types first: it must not wait seconds for torch (timed, not asserted)."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_OF_EVERY_COMMAND], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    print(f"parser built and --help printed for {len(result['help'])} commands in {result['seconds']:.2f} s")
+    assert result["torch"] is False
+    assert sorted(result["help"]) == [
+        *["", "caption", "data", "data download", "data make-shapes", "data stats"],
+        *["diagrams", "evaluate", "train"],
+    ]
+    assert all(text.startswith("usage: python -m helpers") for text in result["help"].values())
+    assert "default: 12 on a CPU, 15 on a GPU" in " ".join(result["help"]["train"].split())
+
+
+def test_device_presets_are_plain_dicts_in_a_module_without_torch():
+    code = "import sys, helpers.presets as p; print(type(p.DEVICE_PRESETS).__name__, 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["dict", "False"], done.stderr
+    from helpers import config, presets
+
+    assert config.DEVICE_PRESETS is presets.DEVICE_PRESETS  # TrainConfig.for_device and --help read one table
+    assert presets.DEVICE_PRESETS["cpu"]["epochs"] == config.TrainConfig.for_device("cpu").epochs
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "make-shapes", "--out", "d", "d"], "unrecognized arguments: d"),
+        (["data", "stats", "--data", "d", "d", "--json"], "unrecognized arguments: d"),
+        (["data", "download", "flickr8k", "--out", "d", "--dest", "d"], "unrecognized arguments: --dest d"),
+    ],
+    ids=["make-shapes DIR", "stats DIR", "download --dest"],
+)
+def test_old_folder_spellings_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

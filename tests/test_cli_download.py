@@ -118,8 +118,7 @@ def test_a_second_download_makes_no_request(server, tmp_path):
     args = ("data", "download", "flickr8k", "--out", "ds", "--base-url", server.base_url, "--no-checksum")
     assert helpers_cli(*args, cwd=tmp_path).returncode == 0
     assert len(server.requests) == 2
-    old_spelling = tuple("--dest" if arg == "--out" else arg for arg in args)  # a learner's older command
-    again = helpers_cli(*old_spelling, cwd=tmp_path)
+    again = helpers_cli(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(server.requests) == 2
 

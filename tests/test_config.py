@@ -5,7 +5,8 @@ from dataclasses import asdict
 
 import pytest
 
-from helpers.config import DEVICE_PRESETS, TrainConfig
+from helpers.config import TrainConfig
+from helpers.presets import DEVICE_PRESETS
 from helpers.runs import build_model
 
 TINY = dict(embed_size=8, hidden_size=16, image_size=32, weights="random")

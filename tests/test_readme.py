@@ -149,10 +149,13 @@ def helpers_commands(text: str) -> list[list[str]]:
 
 
 def test_helpers_commands_finds_commands_and_drops_comments():
-    text = "```bash\n.venv/bin/python -m helpers data stats data/x   # a comment\nls\n```\n"
+    text = "```bash\n.venv/bin/python -m helpers data stats --data d   # a comment\nls\n```\n"
     text += "```\nhelpers/cli.py   python -m helpers ... (the command line)\n```\n"
     text += "```\ntorchrun --nproc_per_node 2 -m helpers train \\\n  --data d --out o\n```\n"
-    assert helpers_commands(text) == [["data", "stats", "data/x"], ["train", "--data", "d", "--out", "o"]]
+    assert helpers_commands(text) == [
+        ["data", "stats", "--data", "d"],
+        ["train", "--data", "d", "--out", "o"],
+    ]
 
 
 @pytest.mark.parametrize("name", DOCS)
