@@ -45,7 +45,7 @@ BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # Any Colab-opens-GitHub link: what the badge points at, in any notebook, stale or current.
 COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"'>]+")
 # A link to a GitHub Pages site of a repository: the course's website (make site) is published there.
-PAGES_LINK = re.compile(r"https://[A-Za-z0-9-]+\.github\.io/[A-Za-z0-9_.-]+/")
+PAGES_LINK = re.compile(r"https://[a-z0-9-]+\.github\.io/[A-Za-z0-9_.-]+/")  # hosts are lower case
 GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 GITHUB_URL = re.compile(r"^(?:git\+)?https://github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
