@@ -85,7 +85,7 @@ def tiny_notebooks() -> dict[str, nbformat.NotebookNode]:
     second = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_markdown_cell(
-                first_cell("02_beta", "02 · Beta: the explorer", "under a minute; more.")
+                first_cell("02_beta", "02 · Beta: the explorer", "under a minute (a CPU; 2 cores); more.")
             ),
             setup,
             nbformat.v4.new_code_cell("assert True", metadata={"tags": ["check"]}),
@@ -139,7 +139,7 @@ def test_course_map_quotes_each_cpu_time_and_says_not_measured_without_a_gpu_run
     rows = table.splitlines()[2:]
     assert [n.name for n in notebooks] == ["01_alpha.ipynb", "02_beta.ipynb"]
     assert "| about 5 s on a CPU. | not measured |" in rows[0]
-    assert "| under a minute; | not measured |" in rows[1]
+    assert "| under a minute (a CPU; 2 cores). | not measured |" in rows[1]
     assert (
         "https://colab.research.google.com/github/someone/tiny-course/blob/v9/notebooks/02_beta.ipynb"
         in rows[1]
@@ -235,7 +235,7 @@ def test_results_page_has_every_score_table_and_the_benchmarks_with_links_that_r
     page = site_pages.results_page(
         site_pages.read_notebooks(course), ADDRESS, course / "benchmarks" / "README.md"
     )
-    assert page.count('<table class="course-scores">') == 1 and "| epoch | 1 s |" in page
+    assert page.count('<table class="course-scores table">') == 1 and "| epoch | 1 s |" in page
     assert "[notebook 01](notebooks/01_alpha.ipynb)" in page
     assert "[the script](https://github.com/someone/tiny-course/blob/v9/benchmarks/run.py)" in page
 

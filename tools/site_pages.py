@@ -77,7 +77,10 @@ class Notebook:
         if found is None:
             raise SiteError(f"{self.path}: its first cell has no '**Run time:**' paragraph")
         text = " ".join(found[1].split())
-        return re.split(r"(?<=[.;])\s", text, maxsplit=1)[0]
+        for end in re.finditer(r"[.;](?=\s)", text):  # the first end of a sentence outside parentheses
+            if text[: end.start()].count("(") == text[: end.start()].count(")"):
+                return text[: end.start()] + "."
+        return text
 
 
 def source(cell: dict) -> str:
@@ -196,7 +199,7 @@ def table_html(table: ScoreTable) -> str:
     """``table`` as HTML; each number's cell names where it came from (``data-notebook``, ``data-cell``,
     ``data-row``, ``data-column``), so that a test can compare it with the notebook's stored output."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    lines = [f'<table class="course-scores"><thead><tr><th></th>{head}</tr></thead><tbody>']
+    lines = [f'<table class="course-scores table"><thead><tr><th></th>{head}</tr></thead><tbody>']
     for label, values in table.rows:
         cells = "".join(
             f'<td data-notebook="{html.escape(table.notebook.name)}" data-cell="{table.cell}" '
