@@ -3,6 +3,7 @@
 #   make course   create .venv, install, draw the offline dataset, execute every notebook (default)
 #   make test     the same set-up, then the unit tests and the notebooks' stored outputs (nbval, strict)
 #   make lab      JupyterLab in the course environment
+#   make site     the course as a website, from the notebooks' stored outputs: build/site/index.html
 #   make help     every target
 #
 # PYTHON is the interpreter the virtual environment is made from: make PYTHON=python3.11 course
@@ -41,7 +42,8 @@ NBVAL := --nbval
 export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
-.PHONY: course test unit nbval browser-test colab-rehearsal install data lab lint sync notebook assets publish mutation help
+.PHONY: course test unit nbval browser-test site site-test colab-rehearsal install data lab lint sync notebook assets \
+	publish mutation help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -72,17 +74,39 @@ nbval: install data ## the notebooks only (NB=notebooks/01_data_processing.ipynb
 # Installs what is missing: Debian's chromium (apt, as root) and playwright (pyproject's [browser] extra).
 CHROMIUM ?= /usr/bin/chromium
 BROWSER_TIMEOUT ?= 900
+ENSURE_CHROMIUM = test -x "$(CHROMIUM)" || { \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "make $@ needs Chromium: apt-get install chromium, or CHROMIUM=/path/to/it"; exit 1; fi; }
+ENSURE_PLAYWRIGHT = $(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[browser]"
 browser-test: install data ## notebooks run in JupyterLab in Chromium; screenshots/ (NB=... for some)
-	@test -x "$(CHROMIUM)" || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-		else echo "make browser-test needs Chromium: apt-get install chromium, or CHROMIUM=/path/to/it"; exit 1; fi; }
-	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[browser]"
+	@$(ENSURE_CHROMIUM)
+	@$(ENSURE_PLAYWRIGHT)
 	@status=0; \
 	CHROMIUM="$(CHROMIUM)" BROWSER_TESTS_REQUIRED=1 $(BIN)/python -m pytest -m browser tests/test_browser_check.py \
 		|| status=1; \
 	CHROMIUM="$(CHROMIUM)" $(BIN)/python tools/browser_check.py --timeout $(BROWSER_TIMEOUT) \
 		$(or $(NB),$(NOTEBOOKS)) || status=1; \
+	exit $$status
+
+# The course as a static website, built from the notebooks' stored outputs without executing them
+# (tools/site_build.py: Sphinx, MyST-NB, the Sphinx Book Theme): build/site/index.html. Installs the [site]
+# extra when it is missing. .github/workflows/site.yml publishes the same build from a release tag.
+SITE := build/site
+site: install ## the course as a website from the notebooks' stored outputs, in build/site/
+	@$(BIN)/python -c "import sphinx, myst_nb, sphinx_book_theme" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[site]"
+	$(BIN)/python tools/site_build.py --out $(SITE)
+
+# The built site in headless Chromium, served from build/site alone by python -m http.server: every page
+# loads, every stored figure is shown, no internal link or image is broken, every image has alt text, the
+# landing page's numbers are the ones the notebooks printed (tools/site_check.py; its own tests first).
+site-test: site ## the website in Chromium: pages, figures, links, numbers; screenshots/site-landing.png
+	@$(ENSURE_CHROMIUM)
+	@$(ENSURE_PLAYWRIGHT)
+	@status=0; \
+	CHROMIUM="$(CHROMIUM)" BROWSER_TESTS_REQUIRED=1 $(BIN)/python -m pytest -q tests/test_site.py || status=1; \
+	CHROMIUM="$(CHROMIUM)" $(BIN)/python tools/site_check.py $(SITE) --screenshot screenshots/site-landing.png \
+		|| status=1; \
 	exit $$status
 
 # Each notebook as Colab runs it: Colab's preinstalled set in a cached virtual environment (ipywidgets 7.7.1,

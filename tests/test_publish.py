@@ -266,3 +266,15 @@ def test_on_colab_a_failed_install_stops_with_one_sentence(monkeypatch):
     assert "make publish REPO=you/fork REF=tag" in message and "or edit COURSE." in message
     assert message.count(". ") == 0 and message.endswith(".")
     assert enabled == []
+
+
+def test_publish_rewrites_the_readme_site_link_to_the_forks_github_pages(tmp_path):
+    make_course(tmp_path, first_code="import math")
+    readme = tmp_path / "README.md"
+    stale = "Read it online: [the course's site](https://old-owner.github.io/old-name/).\n"
+    readme.write_text(stale)
+    assert run(tmp_path, "--repo", "You/fork", "--ref", "v2") == 0
+    assert readme.read_text() == "Read it online: [the course's site](https://you.github.io/fork/).\n"
+    assert run(tmp_path, "--check") == 0
+    readme.write_text(stale)
+    assert run(tmp_path, "--check") == 1

@@ -12,7 +12,8 @@ Everything else is generated from it by this tool:
 - each notebook's first code cell, tagged ``colab-setup``, is :func:`setup_cell` for that address,
   identical in every notebook;
 - the notebooks' jupytext pairs (``.py``, found through each notebook's jupytext metadata) get the same;
-- the Colab links in ``README.md`` (its table of notebooks) open the same ref.
+- the Colab links in ``README.md`` (its table of notebooks) open the same ref, and its link to the
+  course's website (``make site``) is the repository's GitHub Pages address.
 
 Usage (``make publish REPO=owner/name REF=v0.2.0`` runs the first)::
 
@@ -43,6 +44,8 @@ SETUP_TAG = "colab-setup"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # Any Colab-opens-GitHub link: what the badge points at, in any notebook, stale or current.
 COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"'>]+")
+# A link to a GitHub Pages site of a repository: the course's website (make site) is published there.
+PAGES_LINK = re.compile(r"https://[a-z0-9-]+\.github\.io/[A-Za-z0-9_.-]+/")  # hosts are lower case
 GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 GITHUB_URL = re.compile(r"^(?:git\+)?https://github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -107,6 +110,14 @@ class Address:
         """What ``pip install`` gets: ``git+https://github.com/owner/name@ref`` or ``git+URL@ref``."""
         url = f"https://github.com/{self.github}" if self.github else self.repository
         return f"{'' if url.startswith('git+') else 'git+'}{url}@{self.ref}"
+
+    @property
+    def pages_url(self) -> str | None:
+        """The GitHub Pages address of the repository (``https://owner.github.io/name/``), or None."""
+        if self.github is None:
+            return None
+        owner, name = self.github.split("/")
+        return f"https://{owner.lower()}.github.io/{name}/"
 
     def badge_link(self, notebook: str) -> str | None:
         """The Colab link for ``notebook`` (its path in the repository, e.g. ``notebooks/01_x.ipynb``)."""
@@ -381,7 +392,8 @@ def _linked_path(link: str, root: Path) -> str | None:
 
 
 def process_document(path: Path, address: Address, root: Path, write: bool) -> list[str]:
-    """Check or rewrite the Colab links in a markdown file (the README's table of notebooks)."""
+    """Check or rewrite the Colab links (the README's table of notebooks) and GitHub Pages links (the
+    course's website) in a markdown file."""
     if address.github is None or not path.is_file():
         return []
     text = path.read_text(encoding="utf-8")
@@ -398,6 +410,10 @@ def process_document(path: Path, address: Address, root: Path, write: bool) -> l
         return expected
 
     new = COLAB_LINK.sub(current, text)
+    for found in PAGES_LINK.findall(new):
+        if found != address.pages_url and not write:
+            problems.append(f"{path}: site link {found} is not {address.pages_url}")
+    new = PAGES_LINK.sub(address.pages_url, new)
     if write and new != text:
         path.write_text(new, encoding="utf-8")
     return problems
