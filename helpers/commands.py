@@ -259,17 +259,11 @@ def caption(args: argparse.Namespace) -> int:
 
 
 def _load_run(args: argparse.Namespace):
-    """The :class:`~helpers.runs.Run` of ``--run``, ``--checkpoint`` and ``--device``; a run written before
-    ``best.pt`` existed has only its last epoch, which is then used, with a note on stderr."""
-    from helpers.runs import BEST_CHECKPOINT, CHECKPOINT, Run
+    """The :class:`~helpers.runs.Run` of ``--run``, ``--checkpoint`` and ``--device``."""
+    from helpers.runs import Run
     from helpers.utils import get_device
 
-    device = get_device(args.device)
-    which = args.checkpoint
-    if which == "best" and not (args.run / BEST_CHECKPOINT).exists() and (args.run / CHECKPOINT).exists():
-        print(f"note: {args.run} has no {BEST_CHECKPOINT}; using its last epoch", file=sys.stderr)
-        which = "last"
-    return Run.load(args.run, device, checkpoint=which)
+    return Run.load(args.run, get_device(args.device), checkpoint=args.checkpoint)
 
 
 def evaluate(args: argparse.Namespace) -> int:
