@@ -13,7 +13,7 @@ import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-from helpers.caption_files import FLICKR8K_IMAGE_DIR, read_flickr8k
+from helpers.flickr8k_captions import FLICKR8K_IMAGE_DIR, read_flickr8k
 from helpers.metrics import cider_d, coco_bleu, corpus_bleu_scores
 from helpers.vocabulary import tokenize
 
@@ -50,7 +50,7 @@ def another_images_caption(references):
 def shapes_test():
     if not (SHAPES / "Flickr8k.token.txt").is_file():
         pytest.fail(f"{SHAPES} holds no shapes set: draw it with `make data`")
-    table, _ = read_flickr8k(SHAPES)
+    table = read_flickr8k(SHAPES).table
     return split_references(table, "test")
 
 
@@ -63,7 +63,7 @@ def flickr8k_test(tmp_path_factory):
     (root / FLICKR8K_IMAGE_DIR).mkdir()
     for name in (root / "Flickr_8k.testImages.txt").read_text(encoding="utf-8").split():
         (root / FLICKR8K_IMAGE_DIR / name).touch()
-    table, skipped = read_flickr8k(root)
+    _, table, skipped = read_flickr8k(root)
     assert skipped == []
     return split_references(table, "test")
 
