@@ -86,9 +86,13 @@ def save_run(
     weights: str,
     best: bool = False,
     scaler: torch.amp.GradScaler | None = None,
+    steps: dict | None = None,
 ) -> None:
     """Write the checkpoint atomically, then the human-readable files beside it.
 
+    The checkpoint holds, besides the weights and what travels with them, the optimiser's, schedule's
+    and scaler's states, and ``steps`` (what the schedule's steps per epoch were computed from:
+    ``{"captions", "world", "per_epoch"}``).
     ``best``: this epoch's dev score beats every earlier one, so its weights also go to ``best.pt``
     (without the optimiser's state, which only resuming needs, and which would double the file).
     """
@@ -106,13 +110,14 @@ def save_run(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            "steps": steps,
         },
         run_dir / CHECKPOINT,
     )
     if best:
         atomic_save(run, run_dir / BEST_CHECKPOINT)
     vocab.save(run_dir / "vocab.json")
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
 
 

@@ -160,16 +160,26 @@ def make_optimizer(
 
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, done_steps: int = 0
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    done_steps: int = 0,
+    done_epochs: int | None = None,
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """The one-cycle schedule of a ``config.epochs``-epoch run, standing after ``done_steps`` steps.
 
-    ``done_steps > 0`` is for a run resumed with more (or fewer) epochs than it was started with: from
-    there on, each step gets the learning rate an uninterrupted run of ``config.epochs`` epochs gives
-    it. (The optimiser must then hold its saved state, where OneCycleLR keeps each group's rates.)
+    ``done_steps > 0`` is for a resumed run (the optimiser must then hold its saved state, where
+    OneCycleLR keeps each group's rates). Resumed with more (or fewer) epochs than it was started with,
+    each step from there on gets the learning rate an uninterrupted run of ``config.epochs`` epochs gives
+    it. ``done_epochs`` given (a run resumed with another number of steps per epoch): the schedule spans
+    the ``done_steps`` taken in those epochs and the ``config.epochs - done_epochs`` epochs left, of
+    ``steps_per_epoch`` steps each.
     """
     # (a few steps more than needed: OneCycleLR cannot build its two phases from a handful of steps)
-    steps = max(8, (steps_per_epoch + 1) * config.epochs)
+    if done_epochs is None:
+        steps = max(8, (steps_per_epoch + 1) * config.epochs)
+    else:
+        steps = max(8, done_steps + done_epochs + (steps_per_epoch + 1) * (config.epochs - done_epochs))
     peaks = [config.lr, config.lr * config.backbone_lr_scale][: len(optimizer.param_groups)]
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, last_epoch=done_steps - 1
@@ -209,10 +219,11 @@ def fit(
     if world > 1:
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     steps_per_epoch = math.ceil(math.ceil(len(train.captions) / world) / config.batch_size)
+    steps = {"captions": len(train.captions), "world": world, "per_epoch": steps_per_epoch}
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch)
     # fp16 gradients can underflow to zero: the scaler multiplies the loss first and divides it back out
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    scheduler, history, done = _restore(state, optimizer, scheduler, scaler, config, steps_per_epoch, log)
+    scheduler, history, done = _restore(state, optimizer, scheduler, scaler, config, steps, log)
     generator = _shuffles(config.seed, len(train.captions), done)
     # 4. every epoch: train, then (rank 0) validate without teacher forcing and save the run
     for epoch in range(done + 1, config.epochs + 1):
@@ -228,7 +239,8 @@ def fit(
             best = row["dev_bleu4"] > max((h["dev_bleu4"] for h in history), default=-1.0)
             history.append(row)
             save_run(
-                run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler
+                run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler,
+                steps,
             )
             log(f"epoch {epoch}/{config.epochs}  loss {loss:.3f}  dev BLEU-4 {row['dev_bleu4']:.3f}  "
                 f"({row['seconds']:.1f} s)")
@@ -342,11 +354,9 @@ def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, 
     return cached_features(model, dev_images, config.image_size, device, cache_dir, log)
 
 
-def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps_per_epoch: int, log):
+def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps: dict, log):
     """A resumed run's optimiser, schedule and scaler state: ``(scheduler, history, epochs done)``.
-
-    Asked for more (or fewer) epochs than it was started with, the schedule becomes that of a run of that
-    many epochs, from where it stopped (:func:`one_cycle`).
+    ``steps``: ``{"captions", "world", "per_epoch"}`` of this run (:func:`_resumed_schedule`).
     """
     if not state:
         return scheduler, [], 0
@@ -354,17 +364,48 @@ def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps_per
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    done, planned = int(state["epoch"]), int(state["config"]["epochs"])
+    done = int(state["epoch"])
     log(f"Resuming after epoch {done} of {config.epochs}.")
     if config.epochs <= done:
         log(f"Nothing left to train: the run has {done} epochs; ask for more with --epochs.")
-    elif config.epochs != planned:
-        scheduler = one_cycle(optimizer, config, steps_per_epoch, done_steps=scheduler.last_epoch)
+        return scheduler, list(state["history"]), done
+    scheduler = _resumed_schedule(state, optimizer, scheduler, config, steps, log)
+    return scheduler, list(state["history"]), done
+
+
+def _resumed_schedule(state, optimizer, scheduler, config: TrainConfig, steps: dict, log):
+    """The schedule a resumed run continues with: the saved one where nothing it depends on changed.
+
+    More (or fewer) epochs: that of a run of that many epochs, from where it stopped. Another number of
+    steps per epoch (the training set, or the number of torchrun processes, changed; checkpoints that
+    do not say: the saved schedule would run out): one spanning the steps taken and those left.
+    """
+    done, planned, taken = int(state["epoch"]), int(state["config"]["epochs"]), scheduler.last_epoch
+    saved = state.get("steps") or {}
+    if saved:
+        changed = saved["per_epoch"] != steps["per_epoch"]
+    else:
+        changed = scheduler.total_steps - taken < (config.epochs - done) * steps["per_epoch"]
+    if changed:
+        names = {"captions": "training captions", "world": "processes"}
+        what = [
+            f"{name} {saved[key]} → {steps[key]}"
+            for key, name in names.items()
+            if saved.get(key, steps[key]) != steps[key]
+        ]
+        log(
+            f"The run took {taken} steps in {done} epoch(s) and now has {steps['per_epoch']} steps per "
+            f"epoch ({', '.join(what) or 'the training set or the number of processes changed'}): the "
+            f"one-cycle schedule is rebuilt for the steps left of {config.epochs} epochs."
+        )
+        return one_cycle(optimizer, config, steps["per_epoch"], done_steps=taken, done_epochs=done)
+    if config.epochs != planned:
         log(
             f"The run was started for {planned} epochs; it now trains to {config.epochs}, and the "
             f"learning rate follows the one-cycle schedule of a {config.epochs}-epoch run from here on."
         )
-    return scheduler, list(state["history"]), done
+        return one_cycle(optimizer, config, steps["per_epoch"], done_steps=taken)
+    return scheduler
 
 
 def _shuffles(seed: int, n: int, epochs_done: int) -> torch.Generator:
