@@ -2,9 +2,9 @@
 back and captions images.
 
 A run folder holds ``checkpoint.pt`` (written atomically at the end of every epoch: weights as a
-``state_dict``, optimiser and schedule state, the vocabulary and the configuration — never a pickled
-module), ``best.pt`` (the weights of the epoch with the best dev BLEU-4), plus ``vocab.json``,
-``config.json`` and ``history.csv`` for people to read::
+``state_dict``, optimiser and schedule state, the random generators' states, the vocabulary and the
+configuration — never a pickled module), ``best.pt`` (the weights of the epoch with the best dev BLEU-4),
+plus ``vocab.json``, ``config.json`` and ``history.csv`` for people to read::
 
     run = Run.load("runs/shapes", device)
     run.caption(["a.png", "b.png"])  # → ["a red circle on the left", ...]
@@ -25,7 +25,7 @@ from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image, to_rgb
 from helpers.decoding import decode_features
 from helpers.models import Captioner
-from helpers.utils import atomic_save
+from helpers.utils import atomic_save, random_state
 from helpers.vocabulary import Vocabulary
 
 CHECKPOINT = "checkpoint.pt"
@@ -91,8 +91,9 @@ def save_run(
     """Write the checkpoint atomically, then the human-readable files beside it.
 
     The checkpoint holds, besides the weights and what travels with them, the optimiser's, schedule's
-    and scaler's states, and ``steps`` (what the schedule's steps per epoch were computed from:
-    ``{"captions", "world", "per_epoch"}``).
+    and scaler's states, the random generators' states as they stand now
+    (:func:`helpers.utils.random_state`: the next epoch starts from them), and ``steps`` (what the
+    schedule's steps per epoch were computed from: ``{"captions", "world", "per_epoch"}``).
     ``best``: this epoch's dev score beats every earlier one, so its weights also go to ``best.pt``
     (without the optimiser's state, which only resuming needs, and which would double the file).
     """
@@ -110,6 +111,7 @@ def save_run(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            "rng": random_state(),
             "steps": steps,
         },
         run_dir / CHECKPOINT,

@@ -44,7 +44,7 @@ from helpers.features import (
 from helpers.models import Captioner, packed_loss
 from helpers.precision import training_precision, use_tf32
 from helpers.runs import build_model, checkpoint_vocab, existing_run, resume_config, save_run
-from helpers.utils import seed_everything
+from helpers.utils import seed_everything, set_random_state
 from helpers.vocabulary import Vocabulary
 
 DIST_TIMEOUT_MINUTES = 60.0  # how long torchrun's processes wait for each other; see distributed_context
@@ -355,8 +355,11 @@ def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, 
 
 
 def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps: dict, log):
-    """A resumed run's optimiser, schedule and scaler state: ``(scheduler, history, epochs done)``.
-    ``steps``: ``{"captions", "world", "per_epoch"}`` of this run (:func:`_resumed_schedule`).
+    """A resumed run's optimiser, schedule, scaler and random generators: ``(scheduler, history, epochs
+    done)``. ``steps``: ``{"captions", "world", "per_epoch"}`` of this run (:func:`_resumed_schedule`).
+
+    The global generators (Python, NumPy, torch) continue from where the checkpoint's epoch left them,
+    so that dropout draws what an uninterrupted run draws.
     """
     if not state:
         return scheduler, [], 0
@@ -364,6 +367,10 @@ def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps: di
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
+    if state.get("rng"):
+        set_random_state(state["rng"])
+    else:
+        log("This checkpoint holds no random state: dropout and the like draw differently from here on.")
     done = int(state["epoch"])
     log(f"Resuming after epoch {done} of {config.epochs}.")
     if config.epochs <= done:

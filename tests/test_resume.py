@@ -1,13 +1,18 @@
-"""Resuming a run (issue #24): the schedule."""
+"""Resuming a run (issue #24): the schedule and the random state."""
 
+import random
+
+import numpy as np
 import pytest
+import torch
 from shared import TINY_CONFIG as TINY
 from shared import copy_shapes
 
-from helpers import training
+from helpers import runs, training
 from helpers.config import TrainConfig
-from helpers.runs import CHECKPOINT, load_checkpoint, load_run
-from helpers.training import fit
+from helpers.runs import CHECKPOINT, load_checkpoint, load_run, save_run
+from helpers.training import fit, make_optimizer
+from helpers.vocabulary import Vocabulary
 
 
 def quiet(_: str) -> None:
@@ -66,3 +71,44 @@ def test_resume_of_a_two_process_run_in_one_process_rebuilds_the_schedule(shapes
     assert list(resumed.history["epoch"]) == [1, 2, 3]
     assert any("took 3 steps in 1 epoch" in m and "processes 2 → 1" in m for m in messages), messages
     assert_schedule_ends_with_the_run(run, config)
+
+
+def test_random_state_round_trips_python_numpy_and_torch_through_a_checkpoint(tmp_path):
+    from helpers.utils import random_state, set_random_state
+
+    torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    config, vocab = TrainConfig(**TINY), Vocabulary(["a", "red", "circle"])
+    model = runs.build_model(config, len(vocab))
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
+    history = [{"epoch": 1, "dev_bleu4": 0.0}]
+    save_run(tmp_path, model, optimizer, scheduler, 1, vocab, config, history, "random")
+    expected = (random.random(), float(np.random.rand()), float(np.random.randn()), torch.rand(3))
+    torch.manual_seed(99)
+    random.seed(99)
+    np.random.seed(99)
+    set_random_state(load_checkpoint(tmp_path / CHECKPOINT)["rng"])  # read back with weights_only=True
+    drawn = (random.random(), float(np.random.rand()), float(np.random.randn()), torch.rand(3))
+    assert drawn[:3] == expected[:3] and torch.equal(drawn[3], expected[3])
+    assert set(random_state()) >= {"python", "numpy", "torch"}
+
+
+@pytest.fixture
+def deterministic():
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_with_dropout_gives_the_losses_of_an_uninterrupted_one(shapes, tmp_path, deterministic):
+    config = TrainConfig(**{**TINY, "epochs": 4, "dropout": 0.3})
+    straight = fit(shapes, tmp_path / "straight", config, device="cpu", cache_dir=tmp_path / "a", log=quiet)
+    with pytest.raises(KeyboardInterrupt):
+        fit(shapes, tmp_path / "cut", config, device="cpu", cache_dir=tmp_path / "b", log=stop_after(2, 4))
+    resumed = fit(
+        shapes, tmp_path / "cut", config, device="cpu", cache_dir=tmp_path / "b", resume=True, log=quiet
+    )
+    assert resumed.history["train_loss"].tolist() == straight.history["train_loss"].tolist()
