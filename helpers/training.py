@@ -43,7 +43,7 @@ from helpers.features import (
 )
 from helpers.models import Captioner, packed_loss
 from helpers.precision import training_precision, use_tf32
-from helpers.runs import build_model, checkpoint_vocab, existing_run, resume_config, save_run
+from helpers.runs import build_model, checkpoint_vocab, existing_run, repair_best, resume_config, save_run
 from helpers.utils import seed_everything, set_random_state
 from helpers.vocabulary import Vocabulary
 
@@ -205,6 +205,8 @@ def fit(
     run_dir, state, config = _start_run(run_dir, data_dir, config, device, resume, overwrite, checkpoint, log)
     if rank == 0:  # (only rank 0 writes the run)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if state:
+            repair_best(run_dir, state, log)
     amp_dtype = _precision(device, world, config, log)
     # 1. the data, the model (seeded: the same weights every time), the captions as tensors
     seed_everything(config.seed)

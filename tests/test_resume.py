@@ -1,4 +1,4 @@
-"""Resuming a run (issue #24): the schedule and the random state."""
+"""Resuming a run (issue #24): the schedule, the random state, and best.pt."""
 
 import random
 
@@ -10,7 +10,7 @@ from shared import copy_shapes
 
 from helpers import runs, training
 from helpers.config import TrainConfig
-from helpers.runs import CHECKPOINT, load_checkpoint, load_run, save_run
+from helpers.runs import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, load_run, save_run
 from helpers.training import fit, make_optimizer
 from helpers.vocabulary import Vocabulary
 
@@ -112,3 +112,62 @@ def test_a_resumed_run_with_dropout_gives_the_losses_of_an_uninterrupted_one(sha
         shapes, tmp_path / "cut", config, device="cpu", cache_dir=tmp_path / "b", resume=True, log=quiet
     )
     assert resumed.history["train_loss"].tolist() == straight.history["train_loss"].tolist()
+
+
+def _epoch_run(tmp_path, monkeypatch):
+    """Epoch 1 saved as best; epoch 2 (other weights) also best, but its best.pt write fails."""
+    torch.manual_seed(0)
+    config, vocab = TrainConfig(**TINY), Vocabulary(["a", "red", "circle"])
+    model = runs.build_model(config, len(vocab))
+    optimizer, scheduler = make_optimizer(model, config, steps_per_epoch=2)
+    history = [{"epoch": 1, "dev_bleu4": 0.1}]
+    save_run(tmp_path, model, optimizer, scheduler, 1, vocab, config, history, "random", best=True)
+    with torch.no_grad():
+        model.decoder.linear.weight.add_(1.0)
+    history = [*history, {"epoch": 2, "dev_bleu4": 0.3}]
+    real = runs.atomic_save
+
+    def killed_at_best(obj, path):
+        if path.name == BEST_CHECKPOINT:
+            raise KeyboardInterrupt  # killed after checkpoint.pt, before best.pt
+        real(obj, path)
+
+    monkeypatch.setattr(runs, "atomic_save", killed_at_best)
+    with pytest.raises(KeyboardInterrupt):
+        save_run(tmp_path, model, optimizer, scheduler, 2, vocab, config, history, "random", best=True)
+    monkeypatch.undo()
+    return model
+
+
+def test_a_kill_between_checkpoint_and_best_still_loads_the_best_epochs_weights(tmp_path, monkeypatch):
+    model = _epoch_run(tmp_path, monkeypatch)
+    best = load_run(tmp_path, checkpoint="best").model
+    key = "decoder.linear.weight"
+    assert torch.equal(best.state_dict()[key], model.state_dict()[key])  # epoch 2's, as its history says
+
+
+@pytest.mark.slow
+def test_a_kill_between_checkpoint_and_best_is_repaired_when_the_run_resumes(shapes, tmp_path, monkeypatch):
+    scores = iter([0.2, 0.5, 0.3, 0.1])  # epoch 2 is the best
+    real_bleu, real_save = training.evaluate_bleu, runs.atomic_save
+
+    def scripted(*args, **kwargs):
+        result, hypotheses = real_bleu(*args, **kwargs)
+        return {**result, "bleu4": next(scores)}, hypotheses
+
+    def killed_at_second_best(obj, path):
+        if path.name == BEST_CHECKPOINT and obj["epoch"] == 2:
+            raise KeyboardInterrupt
+        real_save(obj, path)
+
+    monkeypatch.setattr(training, "evaluate_bleu", scripted)
+    monkeypatch.setattr(runs, "atomic_save", killed_at_second_best)
+    config = TrainConfig(**{**TINY, "epochs": 3})
+    with pytest.raises(KeyboardInterrupt):
+        fit(shapes, tmp_path / "run", config, device="cpu", log=quiet)
+    monkeypatch.setattr(runs, "atomic_save", real_save)
+    messages = []
+    fit(shapes, tmp_path / "run", config, device="cpu", resume=True, log=messages.append)
+    best = load_checkpoint(tmp_path / "run" / BEST_CHECKPOINT)
+    assert best["epoch"] == 2 and [row["epoch"] for row in best["history"]] == [1, 2]
+    assert any(BEST_CHECKPOINT in m and "epoch 2" in m for m in messages), messages
