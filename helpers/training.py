@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -268,8 +268,9 @@ def _start_run(
     its own run), unless ``overwrite=False``, which refuses (``ValueError``), as ``python -m helpers
     train`` does without ``--overwrite``. Files ``fit`` did not write are never overwritten
     (:func:`~helpers.runs.existing_run`). ``checkpoint``: the run's checkpoint, where the caller has
-    read it already (so a large file is read once). ``config=None``: :meth:`TrainConfig.for_device`,
-    with :func:`~helpers.features.default_min_freq`.
+    read it already (so a large file is read once). ``config=None``: :meth:`TrainConfig.for_device`.
+    ``min_freq=None`` becomes the dataset's own threshold (:func:`~helpers.features.default_min_freq`),
+    stored with the run.
     """
     run_dir = Path(run_dir)
     state = checkpoint if checkpoint is not None else existing_run(run_dir)
@@ -284,9 +285,12 @@ def _start_run(
         state = None
     elif state is None and resume:
         log(f"No checkpoint in {run_dir} yet: training from epoch 1.")
+    config = config or (None if state else TrainConfig.for_device(device))
+    if config is not None and config.min_freq is None:
+        config = replace(config, min_freq=default_min_freq(data_dir))
     if state:
         config = resume_config(TrainConfig.from_dict(state["config"]), config, log)
-    return run_dir, state, config or TrainConfig.for_device(device, min_freq=default_min_freq(data_dir))
+    return run_dir, state, config
 
 
 def _precision(device: torch.device, world: int, config: TrainConfig, log: Callable[[str], None]):

@@ -1,4 +1,5 @@
-"""Resuming a run (issue #24): the schedule, the random state, and best.pt."""
+"""Resuming a run (issue #24): the schedule, the random state, best.pt; and the dataset's vocabulary
+threshold."""
 
 import random
 
@@ -10,7 +11,9 @@ from shared import copy_shapes
 
 from helpers import runs, training
 from helpers.config import TrainConfig
+from helpers.features import prepare_data
 from helpers.runs import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, load_run, save_run
+from helpers.scenes import MARKER
 from helpers.training import fit, make_optimizer
 from helpers.vocabulary import Vocabulary
 
@@ -171,3 +174,22 @@ def test_a_kill_between_checkpoint_and_best_is_repaired_when_the_run_resumes(sha
     best = load_checkpoint(tmp_path / "run" / BEST_CHECKPOINT)
     assert best["epoch"] == 2 and [row["epoch"] for row in best["history"]] == [1, 2]
     assert any(BEST_CHECKPOINT in m and "epoch 2" in m for m in messages), messages
+
+
+def test_min_freq_defaults_to_the_datasets_own_threshold():
+    assert TrainConfig().min_freq is None
+    assert TrainConfig.for_device("cpu").min_freq is None
+    assert TrainConfig.from_dict({"min_freq": None}).min_freq is None
+    with pytest.raises(ValueError, match="min_freq must be 1 or more"):
+        TrainConfig.from_dict({"min_freq": 0})
+
+
+@pytest.mark.slow
+def test_fit_with_a_for_device_config_uses_min_freq_5_on_real_data(fresh_shapes, tmp_path):
+    (fresh_shapes / MARKER).unlink()  # the same captions, now an ordinary Flickr8k-format set
+    config = TrainConfig.for_device("cpu", **{**TINY, "epochs": 1})
+    result = fit(fresh_shapes, tmp_path / "run", config, device="cpu", log=quiet)
+    assert result.config.min_freq == 5
+    assert load_run(tmp_path / "run").config.min_freq == 5
+    rare_words_kept = prepare_data(fresh_shapes, min_freq=1, log=quiet).vocab
+    assert len(result.vocab) == len(prepare_data(fresh_shapes, log=quiet).vocab) < len(rare_words_kept)
