@@ -176,7 +176,6 @@ def train(args: argparse.Namespace) -> int:
 
     from helpers import training
     from helpers.config import TrainConfig
-    from helpers.prepare import default_min_freq
     from helpers.runs import existing_run
     from helpers.utils import get_device
 
@@ -186,7 +185,7 @@ def train(args: argparse.Namespace) -> int:
     if state is not None:  # the flags given change the saved configuration (fit says what it ignores)
         config = TrainConfig.from_dict({**state["config"], **overrides})
     else:
-        config = TrainConfig.for_device(device, **{"min_freq": default_min_freq(args.data), **overrides})
+        config = TrainConfig.for_device(device, **overrides)  # (fit gives min_freq the dataset's default)
     try:
         result = training.fit(
             args.data,

@@ -44,7 +44,8 @@ class TrainConfig:
     lr: float = 3e-3  # the peak of the one-cycle schedule
     backbone_lr_scale: float = 0.1  # fine-tuned backbone layers learn this much slower
     grad_clip: float = 5.0
-    min_freq: int = 1  # train's default: 5 on real data, 1 on the shapes set (default_min_freq)
+    # None: the dataset's own (default_min_freq: 5 on real data, 1 on the shapes set), which fit stores
+    min_freq: int | None = None
     max_words: int = 30  # words kept of a training caption (<start>/<end> not counted)
     max_decode: int = MAX_DECODE  # the most words a generated caption may have (<start>/<end> not counted)
     val_images: int = 500  # dev images scored after every epoch (greedy, no teacher forcing)
@@ -110,7 +111,7 @@ class TrainConfig:
             )
         if not 0 <= config.dropout < 1:
             raise ValueError(f"dropout must be at least 0 and below 1, got {config.dropout}")
-        if config.min_freq < 1:
+        if config.min_freq is not None and config.min_freq < 1:
             raise ValueError(f"min_freq must be 1 or more, got {config.min_freq}")
         return config
 

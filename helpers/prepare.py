@@ -67,7 +67,7 @@ def default_min_freq(data_dir: Path | str) -> int:
 
 def prepare_data(
     data_dir: Path | str,
-    min_freq: int = 1,
+    min_freq: int | None = None,
     log: Callable[[str], None] = print,
     splits: Sequence[str] = SPLITS,
 ) -> PreparedData:
@@ -78,7 +78,8 @@ def prepare_data(
     train and dev, ``evaluate`` only the split it scores), and only their images are decoded: in
     parallel, with a progress bar, and remembered in ``<dataset>/.cache/image-checks.json`` until the
     files change (:func:`helpers.data.check_images`). The vocabulary comes from the training captions
-    only (of images that decode, when ``splits`` includes train).
+    only (of images that decode, when ``splits`` includes train), with the words seen at least
+    ``min_freq`` times (``None``: the dataset's own threshold, :func:`default_min_freq`).
     """
     data = load_captions(data_dir)
     used = data.table[data.table["split"].isin(list(splits))]
@@ -102,5 +103,6 @@ def prepare_data(
     train = (table if "train" in splits else data.table).query("split == 'train'")
     if train.empty and "train" in splits:
         raise ValueError(f"{data_dir}: no usable training captions left")
+    min_freq = default_min_freq(data_dir) if min_freq is None else min_freq
     vocab = Vocabulary.build(train["caption"], min_freq=min_freq)
     return PreparedData(data.format, table, skipped, vocab)

@@ -2,9 +2,12 @@
 back and captions images.
 
 A run folder holds ``checkpoint.pt`` (written atomically at the end of every epoch: weights as a
-``state_dict``, optimiser and schedule state, the vocabulary and the configuration — never a pickled
-module), ``best.pt`` (the weights of the epoch with the best dev BLEU-4: the model a run's figures come
-from), plus ``vocab.json``, ``config.json`` and ``history.csv`` for people to read::
+``state_dict``, optimiser and schedule state, the random generators' states, the vocabulary and the
+configuration — never a pickled module), ``best.pt`` (the weights of the epoch with the best dev BLEU-4:
+the model a run's figures come from), plus ``vocab.json``, ``config.json`` and ``history.csv`` for people
+to read. ``checkpoint.pt`` is written first and says whether its epoch is the best (``"best"``): a run
+killed before ``best.pt`` followed still has that epoch's weights, in ``checkpoint.pt``, and
+:func:`load_run` and a resumed run find them there::
 
     run = Run.load("runs/shapes", device)
     run.caption(["a.png", "b.png"])  # → ["a red circle on the left", ...]
@@ -25,13 +28,14 @@ from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image, to_rgb
 from helpers.decoding import decode_features
 from helpers.models import Captioner
-from helpers.utils import atomic_save
+from helpers.utils import atomic_save, random_state
 from helpers.vocabulary import Vocabulary
 
 CHECKPOINT = "checkpoint.pt"
 BEST_CHECKPOINT = "best.pt"  # the epoch with the best dev BLEU-4 so far: weights only, no optimiser state
 RUN_FILES = (CHECKPOINT, BEST_CHECKPOINT, "vocab.json", "config.json", "history.csv")  # what fit writes
 RESUMABLE = ("epochs", "num_workers")  # what a resumed run takes from a new configuration
+BEST_KEYS = ("model", "epoch", "vocab", "config", "weights", "history")  # what best.pt holds
 
 
 def build_model(config: TrainConfig, vocab_size: int, weights: str | None = None) -> Captioner:
@@ -86,9 +90,14 @@ def save_run(
     weights: str,
     best: bool = False,
     scaler: torch.amp.GradScaler | None = None,
+    steps: dict | None = None,
 ) -> None:
-    """Write the checkpoint atomically, then the human-readable files beside it.
+    """Write the checkpoint atomically, then ``best.pt``, then the human-readable files beside it.
 
+    The checkpoint holds, besides the weights and what travels with them (:data:`BEST_KEYS`), the
+    optimiser's, schedule's and scaler's states, the random generators' states as they stand now
+    (:func:`helpers.utils.random_state`: the next epoch starts from them), ``best``, and ``steps`` (what
+    the schedule's steps per epoch were computed from: ``{"captions", "world", "per_epoch"}``).
     ``best``: this epoch's dev score beats every earlier one, so its weights also go to ``best.pt``
     (without the optimiser's state, which only resuming needs, and which would double the file).
     """
@@ -106,14 +115,30 @@ def save_run(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            "rng": random_state(),
+            "best": best,
+            "steps": steps,
         },
         run_dir / CHECKPOINT,
     )
     if best:
         atomic_save(run, run_dir / BEST_CHECKPOINT)
     vocab.save(run_dir / "vocab.json")
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+
+
+def repair_best(run_dir: Path | str, state: dict, log: Callable[[str], None] = print) -> None:
+    """Write ``best.pt`` again from ``state`` (the run's ``checkpoint.pt``) where the run was stopped after
+    the checkpoint of a best epoch and before its ``best.pt``; otherwise do nothing.
+    """
+    if not state.get("best"):
+        return
+    path = Path(run_dir) / BEST_CHECKPOINT
+    if _peek(path).get("epoch") == state["epoch"]:
+        return
+    atomic_save({key: state[key] for key in BEST_KEYS}, path)
+    log(f"{path} missed epoch {state['epoch']}, the best so far: written again from {CHECKPOINT}.")
 
 
 def existing_run(run_dir: Path | str) -> dict | None:
@@ -170,14 +195,17 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint
     """The trained model of a run folder, in eval mode on ``device``, with its vocabulary and configuration.
 
     The course's one rule for which model a run's figures come from: ``checkpoint="best"`` (the default)
-    reads ``best.pt``, the epoch with the best dev BLEU-4, chosen without looking at the test split; the
-    notebooks, ``evaluate`` and ``caption`` all use it. ``"last"`` reads ``checkpoint.pt`` (the last
-    completed epoch, what ``--resume`` continues). :meth:`Run.load` is the same.
+    reads the epoch with the best dev BLEU-4, chosen without looking at the test split: ``best.pt``, or
+    ``checkpoint.pt`` where that says its own epoch is the best (a run stopped before ``best.pt`` was
+    written). The notebooks, ``evaluate`` and ``caption`` all use it. ``"last"`` reads ``checkpoint.pt``
+    (the last completed epoch, what ``--resume`` continues). :meth:`Run.load` is the same.
     """
     if checkpoint not in ("last", "best"):
         raise ValueError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     device = torch.device(device)
-    state = load_checkpoint(Path(run_dir) / (CHECKPOINT if checkpoint == "last" else BEST_CHECKPOINT), device)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT, device) if checkpoint == "last" else None
+    if checkpoint == "best":
+        state = _best_state(Path(run_dir), device)
     config = TrainConfig.from_dict(state["config"])
     vocab = checkpoint_vocab(state)
     model = build_model(config, len(vocab), weights="random")  # the checkpoint holds every weight
@@ -193,6 +221,22 @@ def load_run(run_dir: Path | str, device: torch.device | str = "cpu", checkpoint
             f"{run_dir}: checkpoint does not fit the model its configuration describes ({error})"
         ) from None
     return Run(model.to(device).eval(), vocab, config, device)
+
+
+def _best_state(run_dir: Path, device: torch.device) -> dict:
+    """The checkpoint of a run's best epoch: ``checkpoint.pt`` where it is marked best, else ``best.pt``."""
+    last = run_dir / CHECKPOINT
+    return load_checkpoint(last if _peek(last).get("best") else run_dir / BEST_CHECKPOINT, device)
+
+
+def _peek(path: Path) -> dict:
+    """A checkpoint's small values, memory-mapped (its tensors are not read); ``{}`` where there is no
+    loadable checkpoint (:func:`load_checkpoint` names the problem where it matters)."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception:
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 @dataclass

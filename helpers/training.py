@@ -15,7 +15,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -34,8 +34,8 @@ from helpers.features import cached_features, extract_features
 from helpers.models import Captioner, packed_loss
 from helpers.precision import training_precision, use_tf32
 from helpers.prepare import PreparedData, dataset_root, default_min_freq, prepare_data
-from helpers.runs import build_model, checkpoint_vocab, existing_run, resume_config, save_run
-from helpers.utils import seed_everything
+from helpers.runs import build_model, checkpoint_vocab, existing_run, repair_best, resume_config, save_run
+from helpers.utils import seed_everything, set_random_state
 from helpers.vocabulary import Vocabulary
 
 DIST_TIMEOUT_MINUTES = 60.0  # how long torchrun's processes wait for each other; see distributed_context
@@ -162,16 +162,26 @@ def make_optimizer(
 
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, done_steps: int = 0
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    done_steps: int = 0,
+    done_epochs: int | None = None,
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """The one-cycle schedule of a ``config.epochs``-epoch run, standing after ``done_steps`` steps.
 
-    ``done_steps > 0`` is for a run resumed with more (or fewer) epochs than it was started with: from
-    there on, each step gets the learning rate an uninterrupted run of ``config.epochs`` epochs gives
-    it. (The optimiser must then hold its saved state, where OneCycleLR keeps each group's rates.)
+    ``done_steps > 0`` is for a resumed run (the optimiser must then hold its saved state, where
+    OneCycleLR keeps each group's rates). Resumed with more (or fewer) epochs than it was started with,
+    each step from there on gets the learning rate an uninterrupted run of ``config.epochs`` epochs gives
+    it. ``done_epochs`` given (a run resumed with another number of steps per epoch): the schedule spans
+    the ``done_steps`` taken in those epochs and the ``config.epochs - done_epochs`` epochs left, of
+    ``steps_per_epoch`` steps each.
     """
     # (a few steps more than needed: OneCycleLR cannot build its two phases from a handful of steps)
-    steps = max(8, (steps_per_epoch + 1) * config.epochs)
+    if done_epochs is None:
+        steps = max(8, (steps_per_epoch + 1) * config.epochs)
+    else:
+        steps = max(8, done_steps + done_epochs + (steps_per_epoch + 1) * (config.epochs - done_epochs))
     peaks = [config.lr, config.lr * config.backbone_lr_scale][: len(optimizer.param_groups)]
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, last_epoch=done_steps - 1
@@ -197,6 +207,8 @@ def fit(
     run_dir, state, config = _start_run(run_dir, data_dir, config, device, resume, overwrite, checkpoint, log)
     if rank == 0:  # (only rank 0 writes the run)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if state:
+            repair_best(run_dir, state, log)
     amp_dtype = _precision(device, world, config, log)
     # 1. the data, the model (seeded: the same weights every time), the captions as tensors
     seed_everything(config.seed)
@@ -212,10 +224,11 @@ def fit(
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     per_batch = train.per_batch(config.batch_size)
     steps_per_epoch = math.ceil(math.ceil(train.examples / world) / per_batch)
+    steps = {"captions": len(train.captions), "world": world, "per_epoch": steps_per_epoch}
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch)
     # fp16 gradients can underflow to zero: the scaler multiplies the loss first and divides it back out
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    scheduler, history, done = _restore(state, optimizer, scheduler, scaler, config, steps_per_epoch, log)
+    scheduler, history, done = _restore(state, optimizer, scheduler, scaler, config, steps, log)
     generator = _shuffles(config.seed, train.examples, done)
     # 4. every epoch: train, then (rank 0) validate without teacher forcing and save the run
     for epoch in range(done + 1, config.epochs + 1):
@@ -231,7 +244,8 @@ def fit(
             best = row["dev_bleu4"] > max((h["dev_bleu4"] for h in history), default=-1.0)
             history.append(row)
             save_run(
-                run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler
+                run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler,
+                steps,
             )
             log(f"epoch {epoch}/{config.epochs}  loss {loss:.3f}  dev BLEU-4 {row['dev_bleu4']:.3f}  "
                 f"({row['seconds']:.1f} s)")
@@ -257,8 +271,9 @@ def _start_run(
     its own run), unless ``overwrite=False``, which refuses (``ValueError``), as ``python -m helpers
     train`` does without ``--overwrite``. Files ``fit`` did not write are never overwritten
     (:func:`~helpers.runs.existing_run`). ``checkpoint``: the run's checkpoint, where the caller has
-    read it already (so a large file is read once). ``config=None``: :meth:`TrainConfig.for_device`,
-    with :func:`~helpers.prepare.default_min_freq`.
+    read it already (so a large file is read once). ``config=None``: :meth:`TrainConfig.for_device`.
+    ``min_freq=None`` becomes the dataset's own threshold (:func:`~helpers.prepare.default_min_freq`),
+    stored with the run.
     """
     run_dir = Path(run_dir)
     state = checkpoint if checkpoint is not None else existing_run(run_dir)
@@ -273,9 +288,12 @@ def _start_run(
         state = None
     elif state is None and resume:
         log(f"No checkpoint in {run_dir} yet: training from epoch 1.")
+    config = config or (None if state else TrainConfig.for_device(device))
+    if config is not None and config.min_freq is None:
+        config = replace(config, min_freq=default_min_freq(data_dir))
     if state:
         config = resume_config(TrainConfig.from_dict(state["config"]), config, log)
-    return run_dir, state, config or TrainConfig.for_device(device, min_freq=default_min_freq(data_dir))
+    return run_dir, state, config
 
 
 def _precision(device: torch.device, world: int, config: TrainConfig, log: Callable[[str], None]):
@@ -345,11 +363,12 @@ def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, 
     return cached_features(model, dev_images, config.image_size, device, cache_dir, log)
 
 
-def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps_per_epoch: int, log):
-    """A resumed run's optimiser, schedule and scaler state: ``(scheduler, history, epochs done)``.
+def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps: dict, log):
+    """A resumed run's optimiser, schedule, scaler and random generators: ``(scheduler, history, epochs
+    done)``. ``steps``: ``{"captions", "world", "per_epoch"}`` of this run (:func:`_resumed_schedule`).
 
-    Asked for more (or fewer) epochs than it was started with, the schedule becomes that of a run of that
-    many epochs, from where it stopped (:func:`one_cycle`).
+    The global generators (Python, NumPy, torch) continue from where the checkpoint's epoch left them,
+    so that dropout draws what an uninterrupted run draws.
     """
     if not state:
         return scheduler, [], 0
@@ -357,17 +376,52 @@ def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps_per
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    done, planned = int(state["epoch"]), int(state["config"]["epochs"])
+    if state.get("rng"):
+        set_random_state(state["rng"])
+    else:
+        log("This checkpoint holds no random state: dropout and the like draw differently from here on.")
+    done = int(state["epoch"])
     log(f"Resuming after epoch {done} of {config.epochs}.")
     if config.epochs <= done:
         log(f"Nothing left to train: the run has {done} epochs; ask for more with --epochs.")
-    elif config.epochs != planned:
-        scheduler = one_cycle(optimizer, config, steps_per_epoch, done_steps=scheduler.last_epoch)
+        return scheduler, list(state["history"]), done
+    scheduler = _resumed_schedule(state, optimizer, scheduler, config, steps, log)
+    return scheduler, list(state["history"]), done
+
+
+def _resumed_schedule(state, optimizer, scheduler, config: TrainConfig, steps: dict, log):
+    """The schedule a resumed run continues with: the saved one where nothing it depends on changed.
+
+    More (or fewer) epochs: that of a run of that many epochs, from where it stopped. Another number of
+    steps per epoch (the training set, or the number of torchrun processes, changed; checkpoints that
+    do not say: the saved schedule would run out): one spanning the steps taken and those left.
+    """
+    done, planned, taken = int(state["epoch"]), int(state["config"]["epochs"]), scheduler.last_epoch
+    saved = state.get("steps") or {}
+    if saved:
+        changed = saved["per_epoch"] != steps["per_epoch"]
+    else:
+        changed = scheduler.total_steps - taken < (config.epochs - done) * steps["per_epoch"]
+    if changed:
+        names = {"captions": "training captions", "world": "processes"}
+        what = [
+            f"{name} {saved[key]} → {steps[key]}"
+            for key, name in names.items()
+            if saved.get(key, steps[key]) != steps[key]
+        ]
+        log(
+            f"The run took {taken} steps in {done} epoch(s) and now has {steps['per_epoch']} steps per "
+            f"epoch ({', '.join(what) or 'the training set or the number of processes changed'}): the "
+            f"one-cycle schedule is rebuilt for the steps left of {config.epochs} epochs."
+        )
+        return one_cycle(optimizer, config, steps["per_epoch"], done_steps=taken, done_epochs=done)
+    if config.epochs != planned:
         log(
             f"The run was started for {planned} epochs; it now trains to {config.epochs}, and the "
             f"learning rate follows the one-cycle schedule of a {config.epochs}-epoch run from here on."
         )
-    return scheduler, list(state["history"]), done
+        return one_cycle(optimizer, config, steps["per_epoch"], done_steps=taken)
+    return scheduler
 
 
 def _shuffles(seed: int, n: int, epochs_done: int) -> torch.Generator:

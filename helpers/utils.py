@@ -1,5 +1,6 @@
-"""Small conveniences every notebook uses: seeding, the device, the course folder, the encoder's weights,
-Colab, progress bars, running a command with its output shown as it comes, and saving a file atomically."""
+"""Small conveniences every notebook uses: seeding (and saving the generators' states), the device, the
+course folder, the encoder's weights, Colab, progress bars, running a command with its output shown as it
+comes, and saving a file atomically."""
 
 from __future__ import annotations
 
@@ -20,6 +21,47 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def random_state() -> dict:
+    """The states of Python's, NumPy's and torch's global generators (CPU, and every CUDA GPU there is),
+    as plain values and tensors that a checkpoint stores and ``torch.load(weights_only=True)`` reads back.
+    """
+    version, words, gauss = random.getstate()
+    numpy = np.random.get_state(legacy=False)
+    state = {
+        "python": [version, list(words), gauss],
+        "numpy": {
+            "key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
+            "pos": int(numpy["state"]["pos"]),
+            "has_gauss": int(numpy["has_gauss"]),
+            "gauss": float(numpy["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state: dict) -> None:
+    """Put the global generators back where :func:`random_state` found them. CUDA's states are restored
+    only where there are as many GPUs as when they were taken."""
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    numpy = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+            "has_gauss": numpy["has_gauss"],
+            "gauss": numpy["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def course_root(start: Path | str | None = None) -> Path:

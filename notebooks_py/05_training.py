@@ -92,7 +92,9 @@ pd.Series(asdict(config), name="value").to_frame()
 # `train_backbone="none"` means the ResNet50 stays frozen and we train only what comes after it: the
 # projection to the embedding size and the decoder (`"last"` or `"all"` would train the backbone's last
 # block or all of it). `standardize=True` is the course's own addition to Show and Tell (notebook 03): the
-# pooled features are standardised before the projection.
+# pooled features are standardised before the projection. `min_freq=None` leaves the vocabulary's
+# threshold to the dataset: `prepare_data` and `fit` keep every word on the shapes set and the words seen
+# at least 5 times on real captions, and `fit` stores the number it used with the run.
 #
 # The dataset is read, checked and turned into a vocabulary by `prepare_data` (notebook 01 did these steps one
 # by one).

@@ -648,7 +648,7 @@ def test_save_run_keeps_the_best_epoch_apart_without_optimiser_state_and_stores_
     best = load_checkpoint(tmp_path / runs.BEST_CHECKPOINT)
     last = load_checkpoint(tmp_path / CHECKPOINT)
     assert set(best) == {"model", "epoch", "vocab", "config", "weights", "history"}
-    assert set(last) == set(best) | {"optimizer", "scheduler", "scaler"}
+    assert set(last) == set(best) | {"optimizer", "scheduler", "scaler", "rng", "best", "steps"}
     for state in (best, last):
         assert (state["epoch"], state["vocab"], state["weights"]) == (1, vocab.to_dict(), "random")
         assert state["history"] == history
