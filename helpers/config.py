@@ -76,9 +76,7 @@ class TrainConfig:
         Fine-tuning on a GPU (``train_backbone`` ``"last"`` or ``"all"`` among ``overrides``) takes batches
         of :data:`FINE_TUNE_GPU_BATCH` captions: the backbone's activations are kept for backpropagation.
         A batch holds whole images with all their captions, each image through the backbone once.
-        ``overrides`` may use the older spelling ``mode=`` (see :meth:`from_dict`).
         """
-        overrides = _upgraded(overrides)
         if torch.device(device).type == "cpu":
             base = cls(**DEVICE_PRESETS["cpu"])
         else:
@@ -93,14 +91,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a dict, refusing unknown keys (a typo should not be silently ignored).
-
-        Configurations written before ``train_backbone`` could say ``"none"`` held two keys for the same
-        choice, ``mode`` (``"cached"`` or ``"fine-tune"``) and ``train_backbone`` (which layers, with
-        fine-tuning only); they still load, as the one setting they meant.
-        """
+        """Build from a dict, refusing unknown keys (a typo should not be silently ignored)."""
         known = {f.name for f in fields(cls)}
-        values = _upgraded(values)
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
@@ -114,19 +106,3 @@ class TrainConfig:
         if config.min_freq is not None and config.min_freq < 1:
             raise ValueError(f"min_freq must be 1 or more, got {config.min_freq}")
         return config
-
-
-def _upgraded(values: dict) -> dict:
-    """``values``, the older ``mode`` key folded into ``train_backbone`` (:meth:`TrainConfig.from_dict`)."""
-    if "mode" not in values:
-        return dict(values)
-    values = dict(values)
-    mode = values.pop("mode")
-    if mode == "cached":
-        values["train_backbone"] = "none"
-    elif mode == "fine-tune":
-        if values.get("train_backbone", "none") == "none":
-            values["train_backbone"] = "last"  # what fine-tuning trained when no layers were named
-    else:
-        raise ValueError(f"mode must be 'cached' or 'fine-tune', got {mode!r}")
-    return values

@@ -1,4 +1,4 @@
-"""TrainConfig: one setting for which layers learn, older configuration files, standardisation."""
+"""TrainConfig: one setting for which layers learn, standardisation."""
 
 import json
 from dataclasses import asdict
@@ -12,29 +12,15 @@ from helpers.runs import build_model
 TINY = dict(embed_size=8, hidden_size=16, image_size=32, weights="random")
 
 
-@pytest.mark.parametrize(
-    ("mode", "train_backbone", "expected"),
-    [
-        ("cached", "last", "none"),
-        ("cached", "all", "none"),
-        ("fine-tune", "last", "last"),
-        ("fine-tune", "all", "all"),
-    ],
-)
-def test_a_config_file_with_the_older_mode_key_loads_as_the_one_setting(mode, train_backbone, expected):
-    """What config.json held before: both keys, ``train_backbone`` meaningful only when fine-tuning."""
-    old = {**asdict(TrainConfig()), "mode": mode, "train_backbone": train_backbone}
-    del old["standardize"]  # nor did it have this key
-    config = TrainConfig.from_dict(old)
-    assert (config.train_backbone, config.mode) == (expected, mode)
-    assert config.standardize is True
-    assert "mode" not in json.dumps(asdict(config))  # what is written now: one key
-
-
-def test_the_older_mode_key_alone_still_picks_the_mode():
-    assert TrainConfig.from_dict({"mode": "fine-tune"}).train_backbone == "last"
-    assert TrainConfig.from_dict({"mode": "cached"}).train_backbone == "none"
-    assert TrainConfig.for_device("cuda", weights="imagenet", mode="fine-tune").train_backbone == "last"
+def test_one_setting_says_which_layers_learn_and_mode_follows_from_it():
+    """``train_backbone`` is the one setting; ``mode`` is read from it and never stored, nor accepted."""
+    assert TrainConfig(train_backbone="none").mode == "cached"
+    assert TrainConfig(train_backbone="last").mode == "fine-tune"
+    assert "mode" not in json.dumps(asdict(TrainConfig()))
+    with pytest.raises(ValueError, match=r"unknown configuration keys: \['mode'\]"):
+        TrainConfig.from_dict({"mode": "fine-tune"})
+    with pytest.raises(ValueError, match="unknown configuration keys"):
+        TrainConfig.for_device("cpu", mode="fine-tune")
     with pytest.raises(ValueError, match="train_backbone must be one of"):
         TrainConfig.from_dict({"train_backbone": "layer4"})
 
