@@ -72,10 +72,8 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
 
 
 def checkpoint_vocab(state: dict) -> Vocabulary:
-    """The vocabulary a checkpoint holds: ``Vocabulary.to_dict()``'s form, or (checkpoints written before
-    it) the plain list of words, specials first."""
-    stored = state["vocab"]
-    return Vocabulary.from_dict({"itos": stored} if isinstance(stored, list) else stored)
+    """The vocabulary a checkpoint holds, stored in :meth:`Vocabulary.to_dict`'s form."""
+    return Vocabulary.from_dict(state["vocab"])
 
 
 def save_run(

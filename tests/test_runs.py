@@ -9,7 +9,6 @@ from helpers.data import image_transform, load_image
 from helpers.decoding import decode_features
 from helpers.runs import CHECKPOINT, Run, build_model, load_checkpoint, load_run, save_run
 from helpers.training import make_optimizer
-from helpers.utils import atomic_save
 from helpers.vocabulary import Vocabulary
 
 TINY = dict(embed_size=8, hidden_size=16, image_size=32, weights="random", max_decode=6)
@@ -42,14 +41,6 @@ def images(tmp_path):
 
 def test_a_checkpoint_stores_the_vocabulary_as_to_dict_writes_it(run_dir):
     assert load_checkpoint(run_dir / CHECKPOINT)["vocab"] == Vocabulary(WORDS).to_dict()
-
-
-def test_a_checkpoint_that_stored_the_plain_word_list_still_loads(run_dir):
-    """Checkpoints written before the vocabulary was stored as ``to_dict()`` hold ``itos`` itself."""
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    state["vocab"] = Vocabulary(WORDS).itos
-    atomic_save(state, run_dir / CHECKPOINT)
-    assert load_run(run_dir).vocab == Vocabulary(WORDS)
 
 
 def test_run_load_gives_the_model_its_vocabulary_configuration_and_device(run_dir):
