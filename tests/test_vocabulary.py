@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +74,23 @@ def test_load_rejects_a_broken_file_naming_it(tmp_path):
     path.write_text("not json")
     with pytest.raises(ValueError, match="vocab.json"):
         Vocabulary.load(path)
+
+
+def test_vocabulary_round_trip_in_utf8_under_the_c_locale(tmp_path):
+    """Build, save and load a vocabulary of non-ASCII words where the locale's encoding is ASCII."""
+    script = (  # ASCII only: under the C locale the command line itself is read as ASCII
+        "import sys\n"
+        "from helpers.vocabulary import Vocabulary\n"
+        "vocab = Vocabulary.build(['a caf\\u00e9 by the na\\u00efve se\\u00f1or', 'caf\\u00e9'])\n"
+        "vocab.save(sys.argv[1])\n"
+        "assert Vocabulary.load(sys.argv[1]) == vocab, 'the loaded vocabulary differs'\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(root)}
+    path = tmp_path / "vocab.json"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], env=env, capture_output=True, cwd=tmp_path, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-600:]
+    words = json.loads(path.read_bytes().decode("utf-8"))["itos"]
+    assert words[4:] == ["café", "a", "by", "naïve", "señor", "the"]
