@@ -169,7 +169,7 @@ def timed_with_peak(fn: Callable[[], object], device: torch.device) -> tuple[flo
 def _status_kb(field: str) -> int | None:
     """A ``VmRSS``/``VmHWM`` line of /proc/self/status in kB (None where there is no /proc)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
@@ -192,7 +192,8 @@ def rss_rise_mb(fn: Callable[[], object]) -> float:
         pass
     before = _status_kb("VmRSS")
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (and ru_maxrss) to the current RSS
+        # reset VmHWM (and ru_maxrss) to the current RSS
+        Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")
         reset = True
     except OSError:
         reset = False
@@ -735,7 +736,7 @@ def machine(device: torch.device) -> dict[str, object]:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -1015,7 +1016,7 @@ def table(result: dict) -> str:
 def written_by_run(path: Path) -> bool:
     """Whether ``path`` holds a result this script wrote (a JSON object with its ``mode`` and ``wall_s``)."""
     try:
-        result = json.loads(path.read_text())
+        result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(result, dict) and {"mode", "wall_s"} <= set(result)
@@ -1067,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         replaced = args.json.exists()
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"{'Replaced' if replaced else 'Wrote'} {args.json}")
     return 0
 

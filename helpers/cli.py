@@ -195,7 +195,7 @@ def device_presets() -> dict[str, dict[str, Any]]:
 
     Read from the module's source as literals: importing it (torch) takes seconds, and ``--help`` should not.
     """
-    source = Path(importlib.util.find_spec("helpers.config").origin).read_text()
+    source = Path(importlib.util.find_spec("helpers.config").origin).read_text(encoding="utf-8")
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(
             getattr(t, "id", "") == "DEVICE_PRESETS" for t in node.targets

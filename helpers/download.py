@@ -394,7 +394,7 @@ def _plan_tar(archive: Path, tf: tarfile.TarFile, dest: Path) -> list[tuple[tarf
 def _recorded(marker: Path) -> set[str]:
     """The files (relative to the folder) a marker says an extraction wrote; empty if none or unreadable."""
     try:
-        return {str(name) for name in json.loads(marker.read_text())["files"]}
+        return {str(name) for name in json.loads(marker.read_text(encoding="utf-8"))["files"]}
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 
@@ -428,7 +428,7 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
     marker = _marker(archive.name, dest)
     if marker.exists():
         try:
-            record = json.loads(marker.read_text())
+            record = json.loads(marker.read_text(encoding="utf-8"))
             if record["size"] == archive.stat().st_size:
                 return [dest / name for name in record["files"]]
         except (ValueError, KeyError, TypeError, OSError):
@@ -457,7 +457,10 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
         raise ValueError(f"{archive.name} is neither a zip nor a tar archive")
 
     files = [path.relative_to(root).as_posix() for path in written]
-    marker.write_text(json.dumps({"archive": archive.name, "size": archive.stat().st_size, "files": files}))
+    marker.write_text(
+        json.dumps({"archive": archive.name, "size": archive.stat().st_size, "files": files}),
+        encoding="utf-8",
+    )
     (dest / f".extracting-{archive.name}").unlink(missing_ok=True)
     return [dest / name for name in files]
 
@@ -487,7 +490,9 @@ def _write_members(
             "extracted: move them, or choose another folder (--out)"
         )
     root.mkdir(parents=True, exist_ok=True)
-    partial.write_text(json.dumps({"files": [t.relative_to(root).as_posix() for t, _, _ in files]}))
+    partial.write_text(
+        json.dumps({"files": [t.relative_to(root).as_posix() for t, _, _ in files]}), encoding="utf-8"
+    )
     for target, is_dir, _, open_member in entries:
         if is_dir:
             target.mkdir(parents=True, exist_ok=True)

@@ -112,8 +112,8 @@ def save_run(
     if best:
         atomic_save(run, run_dir / BEST_CHECKPOINT)
     vocab.save(run_dir / "vocab.json")
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False, encoding="utf-8")
 
 
 def existing_run(run_dir: Path | str) -> dict | None:
