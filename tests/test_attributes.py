@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,8 @@ from helpers.scenes import (
     BACKGROUNDS,
     COLOURS,
     SHAPES,
+    SPLIT_FILES,
+    TOKEN_FILE,
     TRUTH_FILE,
     Scene,
     Shape,
@@ -286,3 +289,123 @@ def test_scenes_for_looks_images_up_by_file_name():
     assert scenes_for(["/x/y/scene_000001.jpg"], scenes) == [RED_LEFT_OF_BLUE]
     with pytest.raises(ValueError, match="scene_000002.jpg: no scene"):
         scenes_for(["scene_000002.jpg"], scenes)
+
+
+# --- every arrangement phrase, stated right and stated wrong ----------------------------------------------
+
+TWO_SHAPES = {
+    "horizontal": Scene("grey", "horizontal", (S("circle", "red", "small", 32), S("square", "blue", x=96))),
+    "vertical": Scene("grey", "vertical", (S("circle", "red", "small", y=32), S("square", "blue", y=96))),
+}
+ALONE = Scene("white", "single", (S("circle", "red", "small"),))
+# {first} is the left (or top) shape, {second} the other: helpers.scenes.captions_for's phrasings, the
+# phrases the scorer also reads ("on its left", "above it"), and one named shape with its side
+ARRANGEMENT_PHRASES = {
+    "horizontal": (
+        "a {first} to the left of a {second}",
+        "a {second} to the right of a {first} .",
+        "there is a {first} and a {second} on its right",
+        "there is a {second} and a {first} on its left",
+        "two shapes : a {first} on the left and a {second} on the right",
+        "a {first} on the left",
+        "a {second} on the right",
+    ),
+    "vertical": (
+        "a {first} above a {second}",
+        "a {second} below a {first} .",
+        "there is a {first} and a {second} below it",
+        "there is a {second} and a {first} above it",
+        "two shapes : a {first} on the top and a {second} on the bottom",
+        "a {first} on the top",
+        "a {second} on the bottom",
+    ),
+    "single": (
+        "a {first} in the middle of the picture",
+        "there is a {first} in the centre",
+        "one {first} on its own .",
+    ),
+}
+PHRASE_CASES = [(layout, phrase) for layout, phrases in ARRANGEMENT_PHRASES.items() for phrase in phrases]
+
+
+def _relation(phrase: str, scene: Scene, first: str, second: str) -> tuple[int, int]:
+    return score_caption(phrase.format(first=first, second=second), scene)["relation"]
+
+
+@pytest.mark.parametrize("layout, phrase", PHRASE_CASES)
+def test_every_arrangement_phrase_is_right_only_where_it_is_true(layout, phrase):
+    if layout == "single":
+        assert _relation(phrase, ALONE, "red circle", "") == (1, 1)
+        for scene in TWO_SHAPES.values():  # a shape on its own, said of either shape of a pair
+            assert _relation(phrase, scene, "red circle", "") == (0, 1)
+            assert _relation(phrase, scene, "blue square", "") == (0, 1)
+        return
+    scene, other = TWO_SHAPES[layout], TWO_SHAPES["vertical" if layout == "horizontal" else "horizontal"]
+    assert _relation(phrase, scene, "red circle", "blue square") == (1, 1)  # stated right
+    assert _relation(phrase, scene, "blue square", "red circle") == (0, 1)  # the other way round
+    assert _relation(phrase, other, "red circle", "blue square") == (0, 1)  # the other layout
+    assert _relation(phrase, ALONE, "red circle", "blue square") == (0, 1)  # one shape on its own
+
+
+@pytest.mark.parametrize("layout", ["horizontal", "vertical"])
+def test_contradictory_sides_are_a_wrong_relation(layout):
+    near, far = ("left", "right") if layout == "horizontal" else ("top", "bottom")
+    scene = TWO_SHAPES[layout]
+    for side in (near, far):
+        caption = f"two shapes : a red circle on the {side} and a blue square on the {side}"
+        score = score_caption(caption, scene)
+        assert score["relation"] == (0, 1) and score["object"] == (2, 2) and score["all"] == (0, 1), caption
+    both = f"a red circle on the {near} and a blue square on the {far}"
+    assert score_caption(both, scene)["all"] == (1, 1)
+
+
+def test_one_named_shape_is_judged_by_its_own_side():
+    scene = TWO_SHAPES["horizontal"]  # the blue square is on the right
+    assert score_caption("a blue square on the left", scene)["relation"] == (0, 1)
+    assert score_caption("two shapes : a blue square on the left", scene)["all"] == (0, 1)
+    assert score_caption("a blue square on the right", scene)["relation"] == (1, 1)
+    assert score_caption("a circle on the right and a square", scene)["relation"] == (0, 1)
+
+
+def test_every_stated_arrangement_is_judged_not_only_the_first():
+    scene = TWO_SHAPES["horizontal"]
+    assert score_caption("a red circle to the left of a blue square on the left", scene)["relation"] == (0, 1)
+    assert score_caption("a red circle to the left of a blue square above it", scene)["relation"] == (0, 1)
+
+
+def test_a_side_breaks_a_tie_between_shapes_that_look_alike():
+    scene = Scene("grey", "horizontal", (S("circle", "red", x=32), S("circle", "blue", x=96)))
+    assert score_caption("a circle on the right", scene)["relation"] == (1, 1)
+    assert score_caption("a large circle to the right of a large circle", scene)["relation"] == (1, 1)
+
+
+def test_the_parser_gives_the_token_of_each_word_it_reads():
+    facts = parse_caption("a blue square to the right of a small red circle")
+    assert [(m.kind, m.colour, m.size) for m in facts.shapes] == [
+        ("circle", "red", "small"),
+        ("square", "blue", None),
+    ]  # in scene order: the circle is the left one
+    circle, square = facts.shapes
+    assert (circle.size_at, circle.colour_at, circle.kind_at) == (8, 9, 10)
+    assert (square.size_at, square.colour_at, square.kind_at) == (None, 1, 2)
+
+
+def test_the_reference_captions_of_the_test_split_all_score_right():
+    """The five reference captions of every test scene in the course's dataset (``make data``)."""
+    root = Path(__file__).resolve().parents[1] / "data" / "shapes"
+    if not (root / TRUTH_FILE).is_file():
+        pytest.skip(f"{root} holds no shapes set: make data draws it")
+    images = (root / SPLIT_FILES["test"]).read_text(encoding="utf-8").split()
+    captions: dict[str, list[str]] = {name: [] for name in images}
+    for line in (root / TOKEN_FILE).read_text(encoding="utf-8").splitlines():
+        key, caption = line.split("\t")
+        name = key.split("#")[0]
+        if name in captions:
+            captions[name].append(caption)
+    scenes = read_scenes(root)
+    pairs = [(caption, scenes[name]) for name in images for caption in captions[name]]
+    assert len(pairs) == 5 * len(images) > 0
+    table = attribute_table([c for c, _ in pairs], [s for _, s in pairs])
+    wrong = table.loc[table["all"] == 0, "caption"].tolist()
+    assert wrong == []
+    assert table["relation_judged"].sum() > 0.5 * len(pairs)
