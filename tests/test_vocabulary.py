@@ -89,7 +89,7 @@ def test_vocabulary_round_trip_in_utf8_under_the_c_locale(tmp_path):
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(root)}
     path = tmp_path / "vocab.json"
     done = subprocess.run(
-        [sys.executable, "-c", script, str(path)], env=env, capture_output=True, cwd=tmp_path, check=False
+        [sys.executable, "-c", script, str(path)], env=env, capture_output=True, cwd=root, check=False
     )
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-600:]
     words = json.loads(path.read_bytes().decode("utf-8"))["itos"]
