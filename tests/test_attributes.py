@@ -19,6 +19,7 @@ from helpers.attributes import (
     attribute_report,
     attribute_table,
     find_scenes,
+    match_shapes,
     parse_caption,
     read_scenes,
     scenes_for,
@@ -409,3 +410,90 @@ def test_the_reference_captions_of_the_test_split_all_score_right():
     wrong = table.loc[table["all"] == 0, "caption"].tolist()
     assert wrong == []
     assert table["relation_judged"].sum() > 0.5 * len(pairs)
+
+
+# --- the tables' exact shape ------------------------------------------------------------------------------
+
+
+def test_the_table_and_report_name_their_columns_and_pool_counts():
+    captions = ["a red circle .", "a blue square and a green triangle ."]
+    scenes = [Scene("white", "single", (S("circle", "red"),)), RED_LEFT_OF_BLUE]
+    table = attribute_table(captions, scenes)
+    names = [c for name in ATTRIBUTES for c in (name, f"{name}_judged")]
+    assert table.columns.tolist() == ["caption", *names] and table["caption"].tolist() == captions
+    assert attribute_table([], []).columns.tolist() == ["caption", *names]
+    report = attribute_report(captions, scenes)
+    assert report.columns.tolist() == ["accuracy", "correct", "judged", "stated"]
+    assert report.loc["kind", "accuracy"] == pytest.approx(2 / 3)
+    assert math.isnan(report.loc["size", "accuracy"])
+
+
+def test_confusion_counts_repeats_left_out_shapes_and_sizes_by_default_kind():
+    scenes = [RED_LEFT_OF_BLUE, RED_LEFT_OF_BLUE]
+    captions = ["a red circle .", "a small red circle and a small blue square"]
+    kinds = attribute_confusion(captions, scenes)  # "kind" by default
+    assert (kinds.index.name, kinds.columns.name) == ("true", "said")
+    assert kinds.loc["circle", "circle"] == 2  # counted twice, once per caption
+    assert kinds.loc["square", NOT_SAID] == 1 and kinds.loc["square", "square"] == 1  # left out once
+    sizes = attribute_confusion(captions, scenes, "size")
+    assert sizes.loc["large", "small"] == 1 and sizes.loc["small", "small"] == 1
+    assert sizes.loc["small", NOT_SAID] == 1 and sizes.loc["large", NOT_SAID] == 1
+    with pytest.raises(ValueError, match="1 captions for 2 scenes"):
+        attribute_confusion(["a"], scenes)
+
+
+def test_confusion_matches_shapes_by_their_stated_places_as_the_score_does():
+    scene = Scene("grey", "horizontal", (S("circle", "red", x=32), S("triangle", "blue", x=96)))
+    kinds = attribute_confusion(["a square on the right"], [scene], "kind")
+    assert kinds.loc["triangle", "square"] == 1 and kinds.loc["circle", NOT_SAID] == 1
+
+
+def test_read_scenes_reads_on_after_a_blank_line_and_names_the_error(tmp_path):
+    good = {"image": "a.jpg", "background": "grey", "layout": "single", "shapes": []}
+    lines = [json.dumps(good), "", json.dumps({**good, "image": "b.jpg"}), '{"image": "c.jpg"}']
+    (tmp_path / TRUTH_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 4: not a scene \(KeyError: 'background'\)"):
+        read_scenes(tmp_path)
+    (tmp_path / TRUTH_FILE).write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    assert sorted(read_scenes(tmp_path)) == ["a.jpg", "b.jpg"]
+
+
+def test_match_shapes_pairs_a_mention_that_agrees_on_nothing_and_needs_no_places():
+    alone = Scene("white", "single", (S("circle", "red"),))
+    assert match_shapes([Mention(None, None, None)], alone) == [(0, 0)]
+    assert match_shapes([Mention("square", "blue", None)], RED_LEFT_OF_BLUE) == [(0, 1), (None, 0)]
+    assert match_shapes([], alone) == [(None, 0)]
+
+
+def test_a_phrase_places_the_shape_it_is_attached_to_even_without_the_other():
+    scene = RED_LEFT_OF_BLUE
+    assert score_caption("to the left of a blue square", scene)["relation"] == (1, 1)
+    assert score_caption("to the left of a red circle", scene)["relation"] == (0, 1)
+    assert score_caption("in the middle , a red circle", ALONE)["relation"] == (1, 1)
+    # "on its right" places the square right of the shape named just before it, here an invented one
+    assert score_caption("a green triangle and a blue square on its right and a red circle", scene)[
+        "relation"
+    ] == (0, 1)
+    assert score_caption("a green triangle and a red circle and a blue square on its right", scene)[
+        "relation"
+    ] == (1, 1)
+    # "on the left" places only the shape it follows
+    assert score_caption("a green triangle and a red circle on the left and a blue square", scene)[
+        "relation"
+    ] == (1, 1)
+
+
+def test_shapes_are_put_in_scene_order_only_when_the_caption_places_them():
+    def order(caption: str) -> list[str | None]:
+        return [m.kind for m in parse_caption(caption).shapes]
+
+    assert order("a circle on the left and a square") == ["circle", "square"]
+    assert order("a circle and a square on the right") == ["circle", "square"]
+    assert order("a circle on the right and a square") == ["square", "circle"]
+    assert order("a circle and a square on the left") == ["square", "circle"]
+    assert order("a circle and a square in the middle") == ["circle", "square"]
+
+
+def test_a_background_is_a_colour_word_just_before_background():
+    assert parse_caption("grey background , a red circle").background == "grey"
+    assert parse_caption("background : a red").background is None
