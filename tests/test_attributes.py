@@ -470,6 +470,7 @@ def test_a_phrase_places_the_shape_it_is_attached_to_even_without_the_other():
     assert score_caption("to the left of a blue square", scene)["relation"] == (1, 1)
     assert score_caption("to the left of a red circle", scene)["relation"] == (0, 1)
     assert score_caption("in the middle , a red circle", ALONE)["relation"] == (1, 1)
+    assert score_caption("a red circle to the left of", scene)["relation"] == (1, 1)
     # "on its right" places the square right of the shape named just before it, here an invented one
     assert score_caption("a green triangle and a blue square on its right and a red circle", scene)[
         "relation"
@@ -495,5 +496,6 @@ def test_shapes_are_put_in_scene_order_only_when_the_caption_places_them():
 
 
 def test_a_background_is_a_colour_word_just_before_background():
-    assert parse_caption("grey background , a red circle").background == "grey"
+    facts = parse_caption("grey background , a red circle")
+    assert facts.background == "grey" and facts.shapes == (Mention("circle", "red", None),)
     assert parse_caption("background : a red").background is None

@@ -99,3 +99,8 @@ def test_vocabulary_round_trip_in_utf8_under_the_c_locale(tmp_path):
     words = json.loads(there.read_bytes().decode("utf-8"))["itos"][4:]
     assert words == ["café", "a", "by", "naïve", "señor", "the"]
     assert Vocabulary.load(there) == vocab
+
+
+def test_vocabularies_are_equal_only_with_the_same_words_in_the_same_order():
+    assert Vocabulary(["a", "b"]) == Vocabulary(["a", "b"])
+    assert Vocabulary(["a", "b"]) != Vocabulary(["b", "a"]) and Vocabulary(["a"]) != ["<pad>"]
