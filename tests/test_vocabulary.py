@@ -104,3 +104,8 @@ def test_vocabulary_round_trip_in_utf8_under_the_c_locale(tmp_path):
 def test_vocabularies_are_equal_only_with_the_same_words_in_the_same_order():
     assert Vocabulary(["a", "b"]) == Vocabulary(["a", "b"])
     assert Vocabulary(["a", "b"]) != Vocabulary(["b", "a"]) and Vocabulary(["a"]) != ["<pad>"]
+
+
+def test_repr_counts_the_words_and_shows_the_first_eight():
+    vocab = Vocabulary.build(["a red circle and a blue square above it"])
+    assert repr(vocab) == "Vocabulary(12 words: <pad> <start> <end> <unk> a above and blue ...)"
