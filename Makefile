@@ -117,9 +117,10 @@ colab-rehearsal: install ## notebooks as on Colab, in a Colab-like environment (
 
 # Mutation testing: mutmut puts one small bug at a time into the functions where a silent bug costs most
 # (the losses, greedy and beam search, the caption-file readers, safe extraction, deleting downloaded
-# archives, checkpoint saving and loading, BLEU, sharding and the optimiser's groups) and runs the unit
-# tests that reach each; a mutant that no test notices survives. About 1,700 mutants: some 1 h 45 min on
-# the 2 shared cores of the course's CI machine (README, "Mutation testing"). Configuration (which files, which tests) in
+# archives, checkpoint saving and loading, BLEU, sharding, the optimiser's groups, the attribute scorer,
+# the vocabulary and the choice of precision) and runs the unit tests that reach each; a mutant that no
+# test notices survives. Several hours on the 2 shared cores of the course's CI machine (README, "Mutation
+# testing"). Configuration (which files, which tests) in
 # pyproject.toml's [tool.mutmut]; results stay in mutants/. MUTANTS picks functions by mutmut's names,
 # e.g. a part: make mutation MUTANTS="'helpers.decoding.x_greedy*'"
 MUTATION_JOBS ?= 2
@@ -140,7 +141,8 @@ MUTANTS ?= \
 	'helpers.download.x__record_download*' 'helpers.download.x__download_record*' \
 	'helpers.batches.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
 	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.runs.x_save_run*' \
-	'helpers.training.x_make_optimizer*' 'helpers.training.x_train_epoch*'
+	'helpers.training.x_make_optimizer*' 'helpers.training.x_train_epoch*' \
+	'helpers.attributes.*' 'helpers.vocabulary.*' 'helpers.precision.*'
 mutation: install ## mutation testing (mutmut) of the modules where a silent bug costs most; survivors listed
 	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	@echo "Survivors (mutmut show NAME for the diff):"

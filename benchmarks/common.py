@@ -122,7 +122,7 @@ def timed_with_peak(fn: Callable[[], object], device: torch.device) -> tuple[flo
 def _status_kb(field: str) -> int | None:
     """A ``VmRSS``/``VmHWM`` line of /proc/self/status in kB (None where there is no /proc)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
@@ -145,7 +145,8 @@ def rss_rise_mb(fn: Callable[[], object]) -> float:
         pass
     before = _status_kb("VmRSS")
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (and ru_maxrss) to the current RSS
+        # reset VmHWM (and ru_maxrss) to the current RSS
+        Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")
         reset = True
     except OSError:
         reset = False
@@ -286,7 +287,7 @@ def machine(device: torch.device) -> dict[str, object]:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break

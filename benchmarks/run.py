@@ -129,7 +129,7 @@ def table(result: dict) -> str:
 def written_by_run(path: Path) -> bool:
     """Whether ``path`` holds a result this script wrote (a JSON object with its ``mode`` and ``wall_s``)."""
     try:
-        result = json.loads(path.read_text())
+        result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(result, dict) and {"mode", "wall_s"} <= set(result)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         replaced = args.json.exists()
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"{'Replaced' if replaced else 'Wrote'} {args.json}")
     return 0
 

@@ -15,10 +15,12 @@ states, and scores each attribute:
 ``kind``        circle, square or triangle, judged like ``colour``
 ``object``      colour and kind both right, judged like ``colour`` (the share of objects named correctly)
 ``size``        small or large ("little" and "big" mean the same), judged where the caption says a size
-``relation``    the arrangement, judged when the caption states one: one shape on its own ("in the
+``relation``    the arrangement, judged once when the caption states one: one shape on its own ("in the
                 middle", "on its own"), side by side ("to the left of", "on its right", "on the left"),
-                or one above the other ("above", "below it", "on the top"), and for two shapes also the
-                right way round (the shape it puts on the left really is the left one)
+                or one above the other ("above", "below it", "on the top"). Right only if every such
+                phrase holds: its layout is the scene's, and each shape it places stands there (the
+                shape it puts on the left really is the left one, even when it is the only one named).
+                Two shapes both "on the left", or a place given to an invented shape, are wrong
 ``all``         the whole image: the right number of shapes, each with the right colour and kind, nothing
                 invented, and no size, background or relation stated wrongly (all five reference
                 captions of every scene pass; sizes, background and relation may be left unsaid, as the
@@ -37,7 +39,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from itertools import permutations
 from pathlib import Path
 
@@ -53,35 +55,55 @@ NUMBER_WORDS = {"one": 1, "two": 2, "three": 3}
 COLOUR_WORDS = (*COLOURS, *BACKGROUNDS)
 NOT_SAID = "(not said)"
 
-# Arrangement phrases → (layout, does the shape named first stand left/top?). Checked in this order at each
-# position, so "below it" wins over plain "below".
-_RELATIONS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
-    (("to", "the", "left", "of"), "horizontal", True),
-    (("to", "the", "right", "of"), "horizontal", False),
-    (("on", "its", "right"), "horizontal", True),
-    (("on", "its", "left"), "horizontal", False),
-    (("below", "it"), "vertical", True),
-    (("above", "it"), "vertical", False),
-    (("above",), "vertical", True),
-    (("below",), "vertical", False),
+# Arrangement phrases, checked in this order at each word (so "below it" wins over plain "below"):
+# (words, layout, the place of the shape named just before the phrase, the other shape it places).
+# Place 0 is the left or top shape (or the only one), 1 the right or bottom one. The other shape is the
+# one named next ("a red circle to the left of a blue square"), the one named before ("a red circle and
+# a blue square on its right": right of the circle), or none ("a red circle on the left").
+_PHRASES: tuple[tuple[tuple[str, ...], str, int, str | None], ...] = (
+    (("to", "the", "left", "of"), "horizontal", 0, "next"),
+    (("to", "the", "right", "of"), "horizontal", 1, "next"),
+    (("on", "its", "right"), "horizontal", 1, "before"),
+    (("on", "its", "left"), "horizontal", 0, "before"),
+    (("below", "it"), "vertical", 1, "before"),
+    (("above", "it"), "vertical", 0, "before"),
+    (("above",), "vertical", 0, "next"),
+    (("below",), "vertical", 1, "next"),
+    (("on", "the", "left"), "horizontal", 0, None),
+    (("on", "the", "right"), "horizontal", 1, None),
+    (("on", "the", "top"), "vertical", 0, None),
+    (("on", "the", "bottom"), "vertical", 1, None),
+    (("in", "the", "middle"), "single", 0, None),
+    (("in", "the", "centre"), "single", 0, None),
+    (("in", "the", "center"), "single", 0, None),
+    (("on", "its", "own"), "single", 0, None),
 )
-# "on the left" / "on the top" after a shape: that shape is the first one (left or top)
-_SIDES = {
-    "left": ("horizontal", 0),
-    "right": ("horizontal", 1),
-    "top": ("vertical", 0),
-    "bottom": ("vertical", 1),
-}
-_ALONE = (("in", "the", "middle"), ("in", "the", "centre"), ("in", "the", "center"), ("on", "its", "own"))
 
 
 @dataclass(frozen=True)
 class Mention:
-    """One shape a caption names; ``None`` where the caption does not say (or names no shape word)."""
+    """One shape a caption names; ``None`` where the caption does not say (or names no shape word).
+
+    ``kind_at``, ``colour_at`` and ``size_at`` are the positions of those words in ``tokenize(caption)``
+    (None where not said); they do not take part in comparing two mentions.
+    """
 
     kind: str | None
     colour: str | None
     size: str | None  # "small" or "large"
+    kind_at: int | None = field(default=None, compare=False)
+    colour_at: int | None = field(default=None, compare=False)
+    size_at: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """One arrangement phrase of a caption: the ``layout`` it states and the places it gives the shapes it
+    is attached to, ``places = ((mention index, place), ...)`` with place 0 for the left or top shape (or
+    the only one) and 1 for the right or bottom one. A phrase attached to no named shape has no places."""
+
+    layout: str
+    places: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -89,98 +111,149 @@ class CaptionFacts:
     """What a caption states about a scene.
 
     ``shapes`` are in scene order when the caption says where they are (the left or top one first), else
-    in the order the caption names them. ``layout`` is ``"single"``, ``"horizontal"``, ``"vertical"`` or
-    None (not said); ``background`` is None when not said.
+    in the order the caption names them. ``arrangements`` are its arrangement phrases in caption order
+    (their mention indices index ``shapes``); ``layout`` is the first one's: ``"single"``,
+    ``"horizontal"``, ``"vertical"`` or None (not said). ``background`` is None when not said.
     """
 
     shapes: tuple[Mention, ...]
     count: int
     layout: str | None
     background: str | None
+    arrangements: tuple[Arrangement, ...] = ()
+
+    def places(self) -> list[int | None]:
+        """Each shape's place (0 left or top, 1 right or bottom) if the caption gives it one and only one."""
+        said: list[set[int]] = [set() for _ in self.shapes]
+        for arrangement in self.arrangements:
+            if arrangement.layout != "single":
+                for i, place in arrangement.places:
+                    said[i].add(place)
+        return [next(iter(places)) if len(places) == 1 else None for places in said]
 
 
 def _starts(tokens: list[str], i: int, phrase: tuple[str, ...]) -> bool:
     return tuple(tokens[i : i + len(phrase)]) == phrase
 
 
+def _arrangement_at(tokens: list[str], i: int, named: int) -> Arrangement | None:
+    """The arrangement phrase starting at word ``i`` (None if none), after ``named`` shapes were named.
+
+    It places the shape named last, and the next or the previous one; a next one the caption never
+    names is dropped by :func:`parse_caption`.
+    """
+    for words, layout, place, other in _PHRASES:
+        if _starts(tokens, i, words):
+            places = [(named - 1, place)] if named else []
+            if other == "next":
+                places.append((named, 1 - place))
+            elif other == "before" and named >= 2:
+                places.append((named - 2, 1 - place))
+            return Arrangement(layout, tuple(places))
+    return None
+
+
+def _mention(said: dict[str, tuple[str, int]], kind: str | None, kind_at: int | None) -> Mention:
+    """A mention from the colour and size words read since the last shape: ``{"colour": (word, at)}``."""
+    colour, colour_at = said.get("colour", (None, None))
+    size, size_at = said.get("size", (None, None))
+    return Mention(kind, colour, size, kind_at, colour_at, size_at)
+
+
+def _in_scene_order(facts: CaptionFacts) -> CaptionFacts:
+    """Two shapes the caption places the other way round (the right or bottom one named first), swapped."""
+    places = facts.places()
+    if len(places) != 2 or places[0] == 0 or places[1] == 1 or places == [None, None]:
+        return facts
+    arrangements = tuple(
+        Arrangement(a.layout, tuple((1 - i, place) for i, place in a.places)) for a in facts.arrangements
+    )
+    return replace(facts, shapes=facts.shapes[::-1], arrangements=arrangements)
+
+
 def parse_caption(caption: str) -> CaptionFacts:
-    """Read what a caption states: its shapes (kind, colour, size), count, arrangement and background.
+    """Read what a caption states: its shapes (kind, colour, size), count, arrangements and background.
 
     ``"a small red circle to the right of a large blue square ."`` → shapes ``(large blue square, small
     red circle)`` (the square is the left one), count 2, layout ``"horizontal"``, background None.
-    A colour or size word not followed by a shape word is a shape with no kind; the first arrangement
-    phrase decides the arrangement.
+    A colour or size word not followed by a shape word is a shape with no kind.
     """
     tokens = tokenize(caption)
     shapes: list[Mention] = []
-    colour = size = None
-    background = count = layout = None
-    first_is_first = True
-    sides: list[tuple[int, int]] = []  # (mention index, 0 for left/top or 1 for right/bottom)
+    said: dict[str, tuple[str, int]] = {}  # the colour and size of the shape being named
+    arrangements: list[Arrangement] = []
+    background = count = None
     for i, word in enumerate(tokens):
         if word == "background" and i > 0 and tokens[i - 1] in COLOUR_WORDS:
             background = background or tokens[i - 1]
             continue
         if word in SIZE_WORDS:
-            size = SIZE_WORDS[word]
+            said["size"] = (SIZE_WORDS[word], i)
             continue
         if word in COLOUR_WORDS and not (i + 1 < len(tokens) and tokens[i + 1] == "background"):
-            colour = word
+            said["colour"] = (word, i)
             continue
         if word in SHAPES:
-            shapes.append(Mention(word, colour, size))
-            colour = size = None
+            shapes.append(_mention(said, word, i))
+            said = {}
             continue
-        if colour or size:  # "a red ." : a shape without its kind
-            shapes.append(Mention(None, colour, size))
-            colour = size = None
+        if said:  # "a red ." : a shape without its kind
+            shapes.append(_mention(said, None, None))
+            said = {}
         if word in NUMBER_WORDS and count is None:
             count = NUMBER_WORDS[word]
-        if layout is None:
-            for phrase, arrangement, in_order in _RELATIONS:
-                if _starts(tokens, i, phrase):
-                    layout, first_is_first = arrangement, in_order
-                    break
-            else:
-                if any(_starts(tokens, i, phrase) for phrase in _ALONE):
-                    layout = "single"
-        if word in _SIDES and i >= 2 and tokens[i - 2 : i] == ["on", "the"] and shapes:
-            sides.append((len(shapes) - 1, _SIDES[word][1]))
-            if layout is None:
-                layout = _SIDES[word][0]
-    if colour or size:
-        shapes.append(Mention(None, colour, size))
-    if sides and len(shapes) == 2 and layout in ("horizontal", "vertical"):
-        # "two shapes : a red circle on the right and a blue square on the left"
-        first_side = dict(sides).get(0, 1 - dict(sides).get(1, 1))
-        first_is_first = first_side == 0
-    if len(shapes) == 2 and not first_is_first:
-        shapes.reverse()
-    return CaptionFacts(tuple(shapes), len(shapes) if count is None else count, layout, background)
+        arrangement = _arrangement_at(tokens, i, len(shapes))
+        if arrangement is not None:
+            arrangements.append(arrangement)
+    if said:
+        shapes.append(_mention(said, None, None))
+    arrangements = [
+        Arrangement(a.layout, tuple(p for p in a.places if p[0] < len(shapes))) for a in arrangements
+    ]
+    layout = arrangements[0].layout if arrangements else None
+    count = len(shapes) if count is None else count
+    return _in_scene_order(CaptionFacts(tuple(shapes), count, layout, background, tuple(arrangements)))
 
 
 def _agreement(mention: Mention, shape) -> int:
     return (mention.kind == shape.kind) + (mention.colour == shape.colour) + (mention.size == shape.size)
 
 
-def match_shapes(mentions: Sequence[Mention], scene: Scene) -> list[tuple[int | None, int | None]]:
+def match_shapes(
+    mentions: Sequence[Mention], scene: Scene, places: Sequence[int | None] | None = None
+) -> list[tuple[int | None, int | None]]:
     """Pair the named shapes with the scene's, in any order: ``[(mention index, scene shape index)]``.
 
-    The pairing agrees on the most kinds, colours and sizes (ties: the caption's own order). A shape left
-    out appears as ``(None, j)``, a shape invented as ``(i, None)``.
+    The pairing agrees on the most kinds, colours and sizes; ties go to the pairing that puts the most
+    mentions at their stated ``places`` (:meth:`CaptionFacts.places`: 0 for ``scene.shapes[0]``, None if
+    unsaid), then to the caption's own order. A shape left out appears as ``(None, j)``, a shape
+    invented as ``(i, None)``.
     """
     truth = scene.shapes
+    places = list(places) if places is not None else [None] * len(mentions)
     n = min(len(mentions), len(truth))
-    best, best_score = None, -1
+    best, best_score = None, (-1, -1)
     for chosen in permutations(range(len(mentions)), n):
         for targets in permutations(range(len(truth)), n):
-            score = sum(_agreement(mentions[i], truth[j]) for i, j in zip(chosen, targets, strict=True))
+            pairing = list(zip(chosen, targets, strict=True))
+            agreed = sum(_agreement(mentions[i], truth[j]) for i, j in pairing)
+            score = (agreed, sum(places[i] == j for i, j in pairing))
             if score > best_score:
-                best, best_score = list(zip(chosen, targets, strict=True)), score
+                best, best_score = pairing, score
     pairs: list[tuple[int | None, int | None]] = list(best or [])
     pairs += [(i, None) for i in range(len(mentions)) if i not in {p[0] for p in pairs}]
     pairs += [(None, j) for j in range(len(truth)) if j not in {p[1] for p in pairs}]
     return pairs
+
+
+def _arranged_right(facts: CaptionFacts, scene: Scene, pairs: list[tuple[int | None, int | None]]) -> bool:
+    """Whether every arrangement the caption states holds: its layout is the scene's, and every shape it
+    places was matched to the scene's shape at that place (never an invented one)."""
+    matched = {i: j for i, j in pairs if i is not None}
+    return all(
+        arrangement.layout == scene.layout and all(matched[i] == place for i, place in arrangement.places)
+        for arrangement in facts.arrangements
+    )
 
 
 def score_caption(caption: str, scene: Scene) -> dict[str, tuple[int, int]]:
@@ -189,7 +262,7 @@ def score_caption(caption: str, scene: Scene) -> dict[str, tuple[int, int]]:
     ``judged`` is 0 where the caption does not state the attribute (size, background, relation).
     """
     facts = parse_caption(caption)
-    pairs = match_shapes(facts.shapes, scene)
+    pairs = match_shapes(facts.shapes, scene, facts.places())
     result = {name: (0, 0) for name in ATTRIBUTES}
 
     def add(name: str, correct: bool) -> None:
@@ -208,11 +281,8 @@ def score_caption(caption: str, scene: Scene) -> dict[str, tuple[int, int]]:
         add("object", both and mention.colour == shape.colour and mention.kind == shape.kind)
         if mention is not None and mention.size is not None:
             add("size", both and mention.size == shape.size)
-    if facts.layout is not None:
-        # the right way round: read in scene order, the matched shapes come in the caption's order
-        matched = sorted((j, i) for i, j in pairs if i is not None and j is not None)
-        in_order = all(a[1] < b[1] for a, b in zip(matched, matched[1:], strict=False))
-        add("relation", facts.layout == scene.layout and (scene.layout == "single" or in_order))
+    if facts.arrangements:
+        add("relation", _arranged_right(facts, scene, pairs))
     objects_right = result["object"][0] == result["object"][1] == len(scene.shapes)
     stated = ("count", "size", "background", "relation")
     stated_right = all(result[name][0] == result[name][1] for name in stated)
@@ -290,7 +360,7 @@ def attribute_confusion(
     counts: Counter[tuple[str, str]] = Counter()
     for caption, scene in zip(captions, scenes, strict=True):
         facts = parse_caption(caption)
-        for i, j in match_shapes(facts.shapes, scene):
+        for i, j in match_shapes(facts.shapes, scene, facts.places()):
             if j is None:
                 continue
             said = getattr(facts.shapes[i], attribute) if i is not None else None

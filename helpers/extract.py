@@ -102,7 +102,7 @@ class _Entry(NamedTuple):
     target: Path
     is_dir: bool
     size: int
-    open: Callable[[], BinaryIO]
+    open_bytes: Callable[[], BinaryIO]
 
 
 def safe_extract(archive: Path, dest: Path) -> list[Path]:
@@ -166,7 +166,7 @@ def _copy_members(entries: list[_Entry]) -> None:
             entry.target.mkdir(parents=True, exist_ok=True)
         else:
             entry.target.parent.mkdir(parents=True, exist_ok=True)
-            with entry.open() as src, entry.target.open("wb") as out:
+            with entry.open_bytes() as src, entry.target.open("wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
 
 
@@ -204,7 +204,7 @@ def _write_members(
         target = entry.target
         if not (target.exists() or target.is_symlink()) or target.relative_to(root).as_posix() in own:
             continue
-        if _same_bytes(target, entry.size, entry.open):
+        if _same_bytes(target, entry.size, entry.open_bytes):
             keep.add(target)
         else:
             foreign.append(target.relative_to(root).as_posix())

@@ -24,12 +24,22 @@ def use_bf16(device: torch.device) -> bool:
 
     On CUDA, only from compute capability 8.0: below that (a T4 is 7.5) cuDNN has no fast bf16
     convolutions, and bf16 would take PyTorch's slow path; fp16 is used there instead
-    (:func:`autocast_dtype`). On a CPU it helps only with AMX units (about 3× on such a CPU); on CPUs
-    without them it was measured *20× slower* than fp32 here, so plain fp32 is used.
+    (:func:`autocast_dtype`). On a CPU only with AMX tile units (:func:`_has_amx`): AVX512-BF16 alone
+    runs bf16 convolutions slower than fp32 (benchmarks/README.md, "Figures the code's comments rest on").
     """
     if device.type == "cuda":
         return _capability(device) >= FAST_BF16_CAPABILITY
-    return device.type == "cpu" and "AMX" in torch.backends.cpu.get_cpu_capability()
+    return device.type == "cpu" and _has_amx()
+
+
+def _has_amx() -> bool:
+    """Whether this CPU has AMX tile units; False where torch cannot tell.
+
+    ``torch.backends.cpu.get_cpu_capability()`` never names AMX (an AMX CPU reports ``"AVX512"``), so
+    this asks torch's private ``torch.cpu._is_amx_tile_supported``, present from torch 2.3.
+    """
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -123,7 +123,7 @@ def save_run(
         atomic_save(run, run_dir / BEST_CHECKPOINT)
     vocab.save(run_dir / "vocab.json")
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
-    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False, encoding="utf-8")
 
 
 def repair_best(run_dir: Path | str, state: dict, log: Callable[[str], None] = print) -> None:

@@ -294,22 +294,23 @@ def _draw_set(staging: Path, config: ShapesConfig) -> list[str]:
         names.append(name)
         lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions_for(scene))]
         truth.append(json.dumps(scene_record(scene, name)))
-    (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n")
-    (staging / TRUTH_FILE).write_text("\n".join(truth) + "\n")
+    (staging / TOKEN_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (staging / TRUTH_FILE).write_text("\n".join(truth) + "\n", encoding="utf-8")
 
     start = 0
     for split, count in split_sizes(config.images).items():
-        (staging / SPLIT_FILES[split]).write_text("\n".join(names[start : start + count]) + "\n")
+        split_names = "\n".join(names[start : start + count]) + "\n"
+        (staging / SPLIT_FILES[split]).write_text(split_names, encoding="utf-8")
         start += count
     files = sorted(p.name for p in staging.iterdir())
-    (staging / MARKER).write_text(json.dumps({**asdict(config), "files": files}))
+    (staging / MARKER).write_text(json.dumps({**asdict(config), "files": files}), encoding="utf-8")
     return files
 
 
 def _read_record(path: Path) -> dict | None:
     """The JSON object in a marker file, or None if there is none or it cannot be read."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -372,7 +373,7 @@ def _move_into(staging: Path, root: Path, old: list[str], new: list[str]) -> Non
     if taken:  # appeared since the check, or a name the check does not know
         raise ValueError(f"{root} already holds {', '.join(taken)}, not written by make-shapes")
     partial = root / PARTIAL_MARKER
-    partial.write_text(json.dumps({"files": sorted(set(old) | set(new))}))
+    partial.write_text(json.dumps({"files": sorted(set(old) | set(new))}), encoding="utf-8")
     (root / MARKER).unlink(missing_ok=True)
     for name in old:
         path = root / name

@@ -106,7 +106,7 @@ class Vocabulary:
 
     def save(self, path: Path | str) -> None:
         """Write the vocabulary as JSON (one word list; its order is the index)."""
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=0))
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=0), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path | str) -> Vocabulary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from helpers.attributes import (
     attribute_report,
     attribute_table,
     find_scenes,
+    match_shapes,
     parse_caption,
     read_scenes,
     scenes_for,
@@ -27,6 +29,8 @@ from helpers.scenes import (
     BACKGROUNDS,
     COLOURS,
     SHAPES,
+    SPLIT_FILES,
+    TOKEN_FILE,
     TRUTH_FILE,
     Scene,
     Shape,
@@ -286,3 +290,212 @@ def test_scenes_for_looks_images_up_by_file_name():
     assert scenes_for(["/x/y/scene_000001.jpg"], scenes) == [RED_LEFT_OF_BLUE]
     with pytest.raises(ValueError, match="scene_000002.jpg: no scene"):
         scenes_for(["scene_000002.jpg"], scenes)
+
+
+# --- every arrangement phrase, stated right and stated wrong ----------------------------------------------
+
+TWO_SHAPES = {
+    "horizontal": Scene("grey", "horizontal", (S("circle", "red", "small", 32), S("square", "blue", x=96))),
+    "vertical": Scene("grey", "vertical", (S("circle", "red", "small", y=32), S("square", "blue", y=96))),
+}
+ALONE = Scene("white", "single", (S("circle", "red", "small"),))
+# {first} is the left (or top) shape, {second} the other: helpers.scenes.captions_for's phrasings, the
+# phrases the scorer also reads ("on its left", "above it"), and one named shape with its side
+ARRANGEMENT_PHRASES = {
+    "horizontal": (
+        "a {first} to the left of a {second}",
+        "a {second} to the right of a {first} .",
+        "there is a {first} and a {second} on its right",
+        "there is a {second} and a {first} on its left",
+        "two shapes : a {first} on the left and a {second} on the right",
+        "a {first} on the left",
+        "a {second} on the right",
+    ),
+    "vertical": (
+        "a {first} above a {second}",
+        "a {second} below a {first} .",
+        "there is a {first} and a {second} below it",
+        "there is a {second} and a {first} above it",
+        "two shapes : a {first} on the top and a {second} on the bottom",
+        "a {first} on the top",
+        "a {second} on the bottom",
+    ),
+    "single": (
+        "a {first} in the middle of the picture",
+        "there is a {first} in the centre",
+        "one {first} on its own .",
+    ),
+}
+PHRASE_CASES = [(layout, phrase) for layout, phrases in ARRANGEMENT_PHRASES.items() for phrase in phrases]
+
+
+def _relation(phrase: str, scene: Scene, first: str, second: str) -> tuple[int, int]:
+    return score_caption(phrase.format(first=first, second=second), scene)["relation"]
+
+
+@pytest.mark.parametrize("layout, phrase", PHRASE_CASES)
+def test_every_arrangement_phrase_is_right_only_where_it_is_true(layout, phrase):
+    if layout == "single":
+        assert _relation(phrase, ALONE, "red circle", "") == (1, 1)
+        for scene in TWO_SHAPES.values():  # a shape on its own, said of either shape of a pair
+            assert _relation(phrase, scene, "red circle", "") == (0, 1)
+            assert _relation(phrase, scene, "blue square", "") == (0, 1)
+        return
+    scene, other = TWO_SHAPES[layout], TWO_SHAPES["vertical" if layout == "horizontal" else "horizontal"]
+    assert _relation(phrase, scene, "red circle", "blue square") == (1, 1)  # stated right
+    assert _relation(phrase, scene, "blue square", "red circle") == (0, 1)  # the other way round
+    assert _relation(phrase, other, "red circle", "blue square") == (0, 1)  # the other layout
+    assert _relation(phrase, ALONE, "red circle", "blue square") == (0, 1)  # one shape on its own
+
+
+@pytest.mark.parametrize("layout", ["horizontal", "vertical"])
+def test_contradictory_sides_are_a_wrong_relation(layout):
+    near, far = ("left", "right") if layout == "horizontal" else ("top", "bottom")
+    scene = TWO_SHAPES[layout]
+    for side in (near, far):
+        caption = f"two shapes : a red circle on the {side} and a blue square on the {side}"
+        score = score_caption(caption, scene)
+        assert score["relation"] == (0, 1) and score["object"] == (2, 2) and score["all"] == (0, 1), caption
+    both = f"a red circle on the {near} and a blue square on the {far}"
+    assert score_caption(both, scene)["all"] == (1, 1)
+
+
+def test_one_named_shape_is_judged_by_its_own_side():
+    scene = TWO_SHAPES["horizontal"]  # the blue square is on the right
+    assert score_caption("a blue square on the left", scene)["relation"] == (0, 1)
+    assert score_caption("two shapes : a blue square on the left", scene)["all"] == (0, 1)
+    assert score_caption("a blue square on the right", scene)["relation"] == (1, 1)
+    assert score_caption("a circle on the right and a square", scene)["relation"] == (0, 1)
+
+
+def test_every_stated_arrangement_is_judged_not_only_the_first():
+    scene = TWO_SHAPES["horizontal"]
+    assert score_caption("a red circle to the left of a blue square on the left", scene)["relation"] == (0, 1)
+    assert score_caption("a red circle to the left of a blue square above it", scene)["relation"] == (0, 1)
+
+
+def test_a_side_breaks_a_tie_between_shapes_that_look_alike():
+    scene = Scene("grey", "horizontal", (S("circle", "red", x=32), S("circle", "blue", x=96)))
+    assert score_caption("a circle on the right", scene)["relation"] == (1, 1)
+    assert score_caption("a large circle to the right of a large circle", scene)["relation"] == (1, 1)
+
+
+def test_the_parser_gives_the_token_of_each_word_it_reads():
+    facts = parse_caption("a blue square to the right of a small red circle")
+    assert [(m.kind, m.colour, m.size) for m in facts.shapes] == [
+        ("circle", "red", "small"),
+        ("square", "blue", None),
+    ]  # in scene order: the circle is the left one
+    circle, square = facts.shapes
+    assert (circle.size_at, circle.colour_at, circle.kind_at) == (8, 9, 10)
+    assert (square.size_at, square.colour_at, square.kind_at) == (None, 1, 2)
+
+
+def test_the_reference_captions_of_the_test_split_all_score_right():
+    """The five reference captions of every test scene in the course's dataset (``make data``)."""
+    root = Path(__file__).resolve().parents[1] / "data" / "shapes"
+    if not (root / TRUTH_FILE).is_file():
+        pytest.skip(f"{root} holds no shapes set: make data draws it")
+    images = (root / SPLIT_FILES["test"]).read_text(encoding="utf-8").split()
+    captions: dict[str, list[str]] = {name: [] for name in images}
+    for line in (root / TOKEN_FILE).read_text(encoding="utf-8").splitlines():
+        key, caption = line.split("\t")
+        name = key.split("#")[0]
+        if name in captions:
+            captions[name].append(caption)
+    scenes = read_scenes(root)
+    pairs = [(caption, scenes[name]) for name in images for caption in captions[name]]
+    assert len(pairs) == 5 * len(images) > 0
+    table = attribute_table([c for c, _ in pairs], [s for _, s in pairs])
+    wrong = table.loc[table["all"] == 0, "caption"].tolist()
+    assert wrong == []
+    assert table["relation_judged"].sum() > 0.5 * len(pairs)
+
+
+# --- the tables' exact shape ------------------------------------------------------------------------------
+
+
+def test_the_table_and_report_name_their_columns_and_pool_counts():
+    captions = ["a red circle .", "a blue square and a green triangle ."]
+    scenes = [Scene("white", "single", (S("circle", "red"),)), RED_LEFT_OF_BLUE]
+    table = attribute_table(captions, scenes)
+    names = [c for name in ATTRIBUTES for c in (name, f"{name}_judged")]
+    assert table.columns.tolist() == ["caption", *names] and table["caption"].tolist() == captions
+    assert attribute_table([], []).columns.tolist() == ["caption", *names]
+    report = attribute_report(captions, scenes)
+    assert report.columns.tolist() == ["accuracy", "correct", "judged", "stated"]
+    assert report.loc["kind", "accuracy"] == pytest.approx(2 / 3)
+    assert math.isnan(report.loc["size", "accuracy"])
+
+
+def test_confusion_counts_repeats_left_out_shapes_and_sizes_by_default_kind():
+    scenes = [RED_LEFT_OF_BLUE, RED_LEFT_OF_BLUE]
+    captions = ["a red circle .", "a small red circle and a small blue square"]
+    kinds = attribute_confusion(captions, scenes)  # "kind" by default
+    assert (kinds.index.name, kinds.columns.name) == ("true", "said")
+    assert kinds.loc["circle", "circle"] == 2  # counted twice, once per caption
+    assert kinds.loc["square", NOT_SAID] == 1 and kinds.loc["square", "square"] == 1  # left out once
+    sizes = attribute_confusion(captions, scenes, "size")
+    assert sizes.loc["large", "small"] == 1 and sizes.loc["small", "small"] == 1
+    assert sizes.loc["small", NOT_SAID] == 1 and sizes.loc["large", NOT_SAID] == 1
+    with pytest.raises(ValueError, match="1 captions for 2 scenes"):
+        attribute_confusion(["a"], scenes)
+
+
+def test_confusion_matches_shapes_by_their_stated_places_as_the_score_does():
+    scene = Scene("grey", "horizontal", (S("circle", "red", x=32), S("triangle", "blue", x=96)))
+    kinds = attribute_confusion(["a square on the right"], [scene], "kind")
+    assert kinds.loc["triangle", "square"] == 1 and kinds.loc["circle", NOT_SAID] == 1
+
+
+def test_read_scenes_reads_on_after_a_blank_line_and_names_the_error(tmp_path):
+    good = {"image": "a.jpg", "background": "grey", "layout": "single", "shapes": []}
+    lines = [json.dumps(good), "", json.dumps({**good, "image": "b.jpg"}), '{"image": "c.jpg"}']
+    (tmp_path / TRUTH_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 4: not a scene \(KeyError: 'background'\)"):
+        read_scenes(tmp_path)
+    (tmp_path / TRUTH_FILE).write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    assert sorted(read_scenes(tmp_path)) == ["a.jpg", "b.jpg"]
+
+
+def test_match_shapes_pairs_a_mention_that_agrees_on_nothing_and_needs_no_places():
+    alone = Scene("white", "single", (S("circle", "red"),))
+    assert match_shapes([Mention(None, None, None)], alone) == [(0, 0)]
+    assert match_shapes([Mention("square", "blue", None)], RED_LEFT_OF_BLUE) == [(0, 1), (None, 0)]
+    assert match_shapes([], alone) == [(None, 0)]
+
+
+def test_a_phrase_places_the_shape_it_is_attached_to_even_without_the_other():
+    scene = RED_LEFT_OF_BLUE
+    assert score_caption("to the left of a blue square", scene)["relation"] == (1, 1)
+    assert score_caption("to the left of a red circle", scene)["relation"] == (0, 1)
+    assert score_caption("in the middle , a red circle", ALONE)["relation"] == (1, 1)
+    assert score_caption("a red circle to the left of", scene)["relation"] == (1, 1)
+    # "on its right" places the square right of the shape named just before it, here an invented one
+    assert score_caption("a green triangle and a blue square on its right and a red circle", scene)[
+        "relation"
+    ] == (0, 1)
+    assert score_caption("a green triangle and a red circle and a blue square on its right", scene)[
+        "relation"
+    ] == (1, 1)
+    # "on the left" places only the shape it follows
+    assert score_caption("a green triangle and a red circle on the left and a blue square", scene)[
+        "relation"
+    ] == (1, 1)
+
+
+def test_shapes_are_put_in_scene_order_only_when_the_caption_places_them():
+    def order(caption: str) -> list[str | None]:
+        return [m.kind for m in parse_caption(caption).shapes]
+
+    assert order("a circle on the left and a square") == ["circle", "square"]
+    assert order("a circle and a square on the right") == ["circle", "square"]
+    assert order("a circle on the right and a square") == ["square", "circle"]
+    assert order("a circle and a square on the left") == ["square", "circle"]
+    assert order("a circle and a square in the middle") == ["circle", "square"]
+
+
+def test_a_background_is_a_colour_word_just_before_background():
+    facts = parse_caption("grey background , a red circle")
+    assert facts.background == "grey" and facts.shapes == (Mention("circle", "red", None),)
+    assert parse_caption("background : a red").background is None

@@ -12,7 +12,8 @@ from helpers.features import extract_features
 from helpers.runs import build_model
 
 
-def test_extract_features_leaves_the_models_mode_and_layout_alone(tmp_path):
+def test_extract_features_leaves_the_models_mode_and_layout_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr("helpers.features.autocast_dtype", lambda device: None)  # fp32, as compared below
     paths = []
     for i, colour in enumerate(("red", "navy", "white")):
         paths.append(tmp_path / f"{i}.png")

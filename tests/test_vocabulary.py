@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +74,38 @@ def test_load_rejects_a_broken_file_naming_it(tmp_path):
     path.write_text("not json")
     with pytest.raises(ValueError, match="vocab.json"):
         Vocabulary.load(path)
+
+
+def test_vocabulary_round_trip_in_utf8_under_the_c_locale(tmp_path):
+    """A vocabulary of non-ASCII words, saved here, loaded and saved again where the locale is ASCII."""
+    vocab = Vocabulary.build(["a café by the naïve señor", "café"])
+    vocab.save(tmp_path / "here.json")
+    script = (  # ASCII only: under the C locale the command line itself is read as ASCII
+        "import sys\n"
+        "from helpers.vocabulary import Vocabulary\n"
+        "Vocabulary.load(sys.argv[1]).save(sys.argv[2])\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(root)}
+    there = tmp_path / "there.json"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "here.json"), str(there)],
+        env=env,
+        capture_output=True,
+        cwd=root,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-600:]
+    words = json.loads(there.read_bytes().decode("utf-8"))["itos"][4:]
+    assert words == ["café", "a", "by", "naïve", "señor", "the"]
+    assert Vocabulary.load(there) == vocab
+
+
+def test_vocabularies_are_equal_only_with_the_same_words_in_the_same_order():
+    assert Vocabulary(["a", "b"]) == Vocabulary(["a", "b"])
+    assert Vocabulary(["a", "b"]) != Vocabulary(["b", "a"]) and Vocabulary(["a"]) != ["<pad>"]
+
+
+def test_repr_counts_the_words_and_shows_the_first_eight():
+    vocab = Vocabulary.build(["a red circle and a blue square above it"])
+    assert repr(vocab) == "Vocabulary(12 words: <pad> <start> <end> <unk> a above and blue ...)"

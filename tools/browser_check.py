@@ -160,7 +160,7 @@ class Lab:
         settings = workdir / "settings"
         for name, values in LAB_SETTINGS.items():
             (settings / name).parent.mkdir(parents=True, exist_ok=True)
-            (settings / name).write_text(json.dumps(values))
+            (settings / name).write_text(json.dumps(values), encoding="utf-8")
         self.log_path = workdir / "jupyterlab.log"
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime)}
         cmd = [
@@ -209,7 +209,7 @@ class Lab:
         raise RuntimeError(f"JupyterLab did not answer within {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = self.log_path.read_text(errors="replace", encoding="utf-8") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
     def shutdown_kernels(self) -> None:

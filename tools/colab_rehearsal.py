@@ -168,7 +168,7 @@ def seed(source_python: Path, site: Path, pins: dict[str, str]) -> list[str]:
 
 def environment(cache: Path, torch_from: Path | None) -> Path:
     """The rehearsal's virtual environment (built on first use, then reused); returns its Python."""
-    requirements = REQUIREMENTS.read_text()
+    requirements = REQUIREMENTS.read_text(encoding="utf-8")
     venv = cache / f"venv-{venv_key(requirements)}"
     python = venv / "bin" / "python"
     if (venv / ".complete").exists():
@@ -192,10 +192,10 @@ def environment(cache: Path, torch_from: Path | None) -> Path:
     run([str(python), "-m", "pip", "check"])
     for name, text in STUB.items():
         (site / name).parent.mkdir(parents=True, exist_ok=True)
-        (site / name).write_text(text)
+        (site / name).write_text(text, encoding="utf-8")
     # Colab's kernel has google.colab imported before the first cell; a .pth line does it here
-    (site / "zz_colab_rehearsal.pth").write_text("import google.colab\n")
-    (venv / ".complete").write_text(f"{time.monotonic() - start:.0f} s\n")
+    (site / "zz_colab_rehearsal.pth").write_text("import google.colab\n", encoding="utf-8")
+    (venv / ".complete").write_text(f"{time.monotonic() - start:.0f} s\n", encoding="utf-8")
     log(f"built in {time.monotonic() - start:.0f} s")
     return python
 
