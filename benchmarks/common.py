@@ -65,7 +65,7 @@ class Sizes:
 
 
 def sizes_for(device: torch.device, quick: bool) -> Sizes:
-    """The quick (< 2 min on a 2-core CPU) or full sizes, with the course's model sizes for ``device``.
+    """The quick or full sizes, with the course's model sizes for ``device``.
 
     Both train at the textbook's 224 px: that is the pipeline the classic tutorial runs, and the one
     caching replaces. (At the CPU configuration's 64 px a ResNet50 forward costs a twelfth of its

@@ -66,7 +66,7 @@ class TrainConfig:
         and a 64 px image costs a small fraction of a 224 px one: notebook 03 measures it), cached
         features, an LSTM of 256 hidden units and 12 epochs: with fewer, colour (the attribute frozen
         random features do carry) is not yet learnt reliably. Notebook 05 and benchmarks/README.md give
-        the measured time and scores.
+        the time and scores, measured.
 
         GPU with ImageNet weights (``"gpu"``): 224 px, cached features, 512 hidden units, 15 epochs.
         GPU without them (``"gpu-random"``; ``weights`` ``"auto"`` is resolved here, and the result is

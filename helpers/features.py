@@ -38,9 +38,9 @@ def extract_features(
     """Backbone features of every image: ``paths`` (N files) → ``[N, 2048]`` float32 on the CPU.
 
     ``model`` must be on ``device`` already; it is left as it was (its mode and its weights' layout).
-    The backbone runs on channels-last images with channels-last weights, the layout tensor cores (and,
-    measured, a CPU too) run convolutions fastest on (on a copy, unless the weights are so already), in
-    eval mode, and in the reduced precision that is fast on ``device`` (:func:`autocast_dtype`).
+    The backbone runs on channels-last images with channels-last weights, the layout tensor cores (and
+    CPUs too) run convolutions fastest on (on a copy, unless the weights are so already), in eval mode,
+    and in the reduced precision that is fast on ``device`` (:func:`autocast_dtype`).
     """
     device = torch.device(device)
     encoder = model.encoder

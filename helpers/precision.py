@@ -61,7 +61,7 @@ def training_precision(device: torch.device, mode: str) -> tuple[torch.dtype | N
       so that small fp16 gradients do not round to zero.
     - bf16 autocast from 8.0 when fine-tuning: the backbone's convolutions dominate, and bf16 has fp32's
       range, so no scaling is needed. With cached features the decoder stays fp32 with TF32 products
-      (measured: 0.44 s for a Flickr8k-sized epoch on an H200).
+      (benchmarks/README.md has the measured epoch).
     - fp32 on a CPU or MPS.
     """
     cap = _capability(device)

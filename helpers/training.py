@@ -352,7 +352,7 @@ def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, 
     """With a frozen backbone, the training and dev images' features, computed once and cached: rank 0
     stores them, the other processes then read its cache. Sets ``train.features``; returns the dev
     features (rank 0) or None. Fine-tuning: the backbone goes channels-last instead (what tensor cores,
-    and, measured, a CPU too, run convolutions fastest on)."""
+    and CPUs too, run convolutions fastest on)."""
     if config.mode != "cached":
         model.encoder.backbone.to(memory_format=torch.channels_last)
         return None
