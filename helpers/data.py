@@ -231,8 +231,7 @@ class CaptionDataset(Dataset):
 
     ``images`` and ``captions`` are parallel lists (one row per caption, as in the caption tables);
     each image file is read when its row is asked for. ``max_words`` caps the words of each caption
-    (``<start>`` and ``<end>`` not counted, as in :meth:`Vocabulary.encode`); ``max_len`` is its old name,
-    still accepted.
+    (``<start>`` and ``<end>`` not counted, as in :meth:`Vocabulary.encode`).
     """
 
     def __init__(
@@ -242,13 +241,11 @@ class CaptionDataset(Dataset):
         vocab: Vocabulary,
         transform,
         max_words: int | None = None,
-        *,
-        max_len: int | None = None,
     ):
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions: they must pair up")
         self.images, self.transform = list(images), transform
-        self.captions = [torch.tensor(vocab.encode(c, max_words, max_len=max_len)) for c in captions]
+        self.captions = [torch.tensor(vocab.encode(c, max_words)) for c in captions]
 
     def __len__(self) -> int:
         return len(self.captions)

@@ -63,16 +63,13 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary({len(self)} words: {' '.join(self.itos[:8])} ...)"
 
-    def encode(
-        self, caption: str | Sequence[str], max_words: int | None = None, *, max_len: int | None = None
-    ) -> list[int]:
+    def encode(self, caption: str | Sequence[str], max_words: int | None = None) -> list[int]:
         """``"A red circle"`` → ``[<start>, a, red, circle, <end>]`` as indices.
 
         Unknown words become ``<unk>``. ``max_words`` counts words, never ``<start>``/``<end>``: at most
         ``max_words`` words are kept (the caption is cut, ``<end>`` is still added), so the result has at
-        most ``max_words + 2`` indices. ``max_len`` is its old name, still accepted.
+        most ``max_words + 2`` indices.
         """
-        max_words = _words_limit(max_words, max_len)
         words = tokenize(caption) if isinstance(caption, str) else list(caption)
         if max_words is not None:
             words = words[:max_words]
@@ -115,14 +112,3 @@ class Vocabulary:
             return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as error:
             raise ValueError(f"{path}: cannot read the vocabulary ({error})") from None
-
-
-def _words_limit(max_words: int | None, max_len: int | None) -> int | None:
-    """``max_words``, or ``max_len`` (its old name, which older code and notebooks still pass)."""
-    if max_len is None:
-        return max_words
-    if max_words is not None and max_words != max_len:
-        raise TypeError(
-            f"max_words={max_words} and max_len={max_len} disagree: max_len is max_words' old name"
-        )
-    return max_len

@@ -199,14 +199,13 @@ def test_dataset_and_collate_give_images_padded_tokens_and_lengths(tmp_path):
     assert vocab.decode(padded[1].tolist()) == captions[1].split()
 
 
-def test_dataset_max_words_cuts_words_and_keeps_start_and_end_under_either_name(tmp_path):
+def test_dataset_max_words_cuts_words_and_keeps_start_and_end(tmp_path):
     path = str(tmp_path / "0.png")
     red_left_blue_right().save(path)
     caption = "a blue circle to the right of a red square"
     vocab = Vocabulary.build([caption])
-    for limit in ({"max_words": 3}, {"max_len": 3}):  # max_len: the old name, still accepted
-        _, ids = CaptionDataset([path], [caption], vocab, image_transform(64), **limit)[0]
-        assert vocab.decode(ids.tolist(), strip_special=False) == ["<start>", "a", "blue", "circle", "<end>"]
+    _, ids = CaptionDataset([path], [caption], vocab, image_transform(64), max_words=3)[0]
+    assert vocab.decode(ids.tolist(), strip_special=False) == ["<start>", "a", "blue", "circle", "<end>"]
 
 
 def test_dataset_refuses_unpaired_lists():

@@ -44,14 +44,6 @@ def test_encode_max_words_cuts_words_but_keeps_start_and_end():
     assert vocab.encode("a b", max_words=2) == vocab.encode("a b")  # a caption of max_words is not cut
 
 
-def test_encode_still_accepts_max_len_the_old_name_of_max_words():
-    vocab = Vocabulary.build(["a b c d e"])
-    assert vocab.encode("a b c d e", max_len=2) == vocab.encode("a b c d e", max_words=2)
-    assert len(vocab.encode("a b c d e", max_len=3)) == 3 + 2
-    with pytest.raises(TypeError, match="max_words=2 and max_len=3 disagree"):
-        vocab.encode("a b c d e", max_words=2, max_len=3)
-
-
 def test_decode_stops_at_end_and_drops_start_and_pad():
     vocab = Vocabulary.build(["a red circle"])
     ids = vocab.encode("a red circle") + [vocab.pad_id, vocab.stoi["red"]]
