@@ -63,6 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     _caption_arguments(add(top, "caption", "caption image files with a trained run", commands.caption))
+    _data_commands(top, add)
+    _diagrams_arguments(add(top, "diagrams", "regenerate every course diagram as a PNG", commands.diagrams))
+    _evaluate_arguments(
+        add(
+            top,
+            "evaluate",
+            "BLEU-1…4 of a trained run on a split, and each attribute's accuracy where the dataset has truth",
+            commands.evaluate,
+        )
+    )
+    _diagnose_arguments(
+        add(
+            top,
+            "diagnose",
+            "failure checks of a trained run on a split: one caption for every image? the image ignored?",
+            commands.diagnose,
+        )
+    )
+    train = add(top, "train", "train the captioning model on a dataset", commands.train)
+    _train_arguments(train)
+    _train_model_arguments(train)
+    return parser
+
+
+def _data_commands(top, add) -> None:
+    """``data download``, ``data make-shapes`` and ``data stats``, under ``top``'s ``data`` command."""
     data = top.add_parser("data", help="make, inspect and check caption datasets").add_subparsers(
         dest="subcommand", metavar="COMMAND", required=True
     )
@@ -90,19 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
             commands.stats,
         )
     )
-    _diagrams_arguments(add(top, "diagrams", "regenerate every course diagram as a PNG", commands.diagrams))
-    _evaluate_arguments(
-        add(
-            top,
-            "evaluate",
-            "BLEU-1…4 of a trained run on a split, and each attribute's accuracy where the dataset has truth",
-            commands.evaluate,
-        )
-    )
-    train = add(top, "train", "train the captioning model on a dataset", commands.train)
-    _train_arguments(train)
-    _train_model_arguments(train)
-    return parser
 
 
 def device_name(value: str) -> str:
@@ -305,6 +318,18 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also score the best image-blind caption (chosen on dev) and the human references",
     )
+    _checkpoint_argument(parser)
+
+
+def _diagnose_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by 'train'")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument(
+        "--split", default="test", choices=["train", "dev", "test"], help="default: %(default)s"
+    )
+    parser.add_argument("--beam", type=int, default=1, help="beam width (1: greedy, the default)")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     _checkpoint_argument(parser)
 
 

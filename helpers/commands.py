@@ -291,6 +291,7 @@ def evaluate(args: argparse.Namespace) -> int:
     truth = find_scenes(args.data)  # the shapes set has it; Flickr8k and COCO do not
     scenes = scenes_for(table["image"], read_scenes(truth)) if truth else None
     result: dict[str, Any] = {"split": args.split, "beam": args.beam, "images": len(table), **scores}
+    result.update(_paper_scores_and_diagnostics(run, data, table, args))
     if scenes is not None:
         result["attributes"] = attribute_accuracy(table["generated"], scenes)
     if args.baselines:
@@ -302,6 +303,58 @@ def evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         _print_evaluation(result, table, scenes, scores)
+    return EXIT_OK
+
+
+def _split_features(run, data, split: str, data_dir, quiet):
+    """The split's backbone features ``[N, 2048]``, from the feature cache (``evaluate_split`` filled it)."""
+    from helpers.features import cached_features
+    from helpers.prepare import dataset_root
+
+    images = data.images(split)
+    cache = dataset_root(data_dir) / ".cache"
+    return cached_features(run.model, images, run.config.image_size, run.device, cache, quiet)
+
+
+def _paper_scores_and_diagnostics(run, data, table, args: argparse.Namespace) -> dict[str, Any]:
+    """CIDEr-D and the COCO evaluation's BLEU of the generated captions, and the failure diagnostics."""
+    from helpers.diagnostics import diagnose
+    from helpers.metrics import cider_d, coco_bleu
+
+    references, generated = table["references"].tolist(), table["generated"].tolist()
+    features = _split_features(run, data, args.split, args.data, lambda _: None)
+    report = diagnose(
+        run.model, features, run.vocab, references, run.device, beam=args.beam, max_len=run.config.max_decode
+    )
+    keys = ("distinct_1", "distinct_2", "most_common_caption_share", "image_sensitivity", "flags")
+    return {
+        "cider_d": cider_d(references, generated)[0],
+        "coco_bleu": coco_bleu(references, generated),
+        **{key: report[key] for key in keys},
+    }
+
+
+def diagnose(args: argparse.Namespace) -> int:
+    """``diagnose``: the failure checks of :mod:`helpers.diagnostics` for a run on a split."""
+    from helpers.diagnostics import diagnose as diagnose_split
+    from helpers.diagnostics import format_diagnosis
+    from helpers.prepare import prepare_data
+
+    run = _load_run(args)
+    quiet = (lambda _: None) if args.json else print
+    data = prepare_data(args.data, run.config.min_freq, log=quiet, splits=(args.split,))
+    features = _split_features(run, data, args.split, args.data, quiet)
+    references = data.references(args.split)
+    refs = [references[image] for image in data.images(args.split)]
+    report = diagnose_split(
+        run.model, features, run.vocab, refs, run.device, beam=args.beam, max_len=run.config.max_decode
+    )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        beam = "greedy" if args.beam == 1 else f"beam {args.beam}"
+        print(f"{args.split} split, {report['images']} images, {beam}:")
+        print(format_diagnosis(report))
     return EXIT_OK
 
 
@@ -333,6 +386,14 @@ def _print_evaluation(result: dict[str, Any], table, scenes, scores: dict[str, f
     print(f"{result['split']} split, {len(table)} images, {beam}:")
     for name, value in scores.items():
         print(f"  {name.upper():6} {value:.4f}  ({percent[name]:.1f} ×100)")
+    coco_bleu4 = result["coco_bleu"]["bleu4"]
+    print(f"  CIDEr-D {result['cider_d']:.4f}   (the COCO evaluation's BLEU-4: {coco_bleu4:.4f})")
+    print(
+        f"  distinct-1 {result['distinct_1']:.4f}, distinct-2 {result['distinct_2']:.4f}; "
+        f"most common caption {result['most_common_caption_share']:.1%}; "
+        f"image sensitivity {result['image_sensitivity']:.1%}"
+        + (f"; FLAGGED: {', '.join(result['flags'])} (run 'diagnose')" if result["flags"] else "")
+    )
     if scenes is not None:
         print("  attributes (share right of those the captions state; see helpers.attributes):")
         report = attribute_report(table["generated"], scenes)

@@ -221,6 +221,41 @@ def test_evaluate_json_has_each_attributes_accuracy_as_the_scorer_computes_it(ru
             assert printed[name] == pytest.approx(expected[name])
 
 
+def test_evaluate_json_has_cider_d_coco_bleu_and_the_diagnostics_that_diagnose_prints(run_dir, shapes):
+    from helpers.diagnostics import diagnose
+    from helpers.features import cached_features
+    from helpers.metrics import cider_d, coco_bleu
+
+    flags = ["--run", str(run_dir), "--data", str(shapes), "--json", "--device", "cpu"]
+    done = run("-m", "helpers", "evaluate", *flags)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    trained = load_run(run_dir)
+    data = prepare_data(shapes, log=lambda _: None)
+    _, table = evaluate_split(
+        trained.model, trained.vocab, trained.config, data, "test", cache_dir=shapes / ".cache", log=quiet
+    )
+    references, generated = table["references"].tolist(), table["generated"].tolist()
+    assert printed["cider_d"] == pytest.approx(cider_d(references, generated)[0])
+    assert printed["coco_bleu"] == pytest.approx(coco_bleu(references, generated))
+    images, cache = data.images("test"), shapes / ".cache"
+    features = cached_features(trained.model, images, trained.config.image_size, "cpu", cache, quiet)
+    config = trained.config
+    expected = diagnose(trained.model, features, trained.vocab, references, "cpu", max_len=config.max_decode)
+    alone = run("-m", "helpers", "diagnose", *flags)
+    assert alone.returncode == 0, alone.stderr
+    diagnosed = json.loads(alone.stdout)
+    for key, value in expected.items():
+        if isinstance(value, float):
+            assert diagnosed[key] == pytest.approx(value), key
+        else:
+            assert diagnosed[key] == value, key
+        if key in ("distinct_1", "distinct_2", "most_common_caption_share", "image_sensitivity", "flags"):
+            assert printed[key] == diagnosed[key], key
+    text = run("-m", "helpers", "diagnose", *flags[:-3])
+    assert text.returncode == 0 and "image sensitivity" in text.stdout
+
+
 def test_evaluate_text_lists_the_attributes_and_with_baselines_the_floor_and_ceiling(run_dir, shapes):
     done = run(
         "-m",
