@@ -336,7 +336,7 @@ def test_help_of_every_command_imports_no_torch():
     assert result["torch"] is False
     assert sorted(result["help"]) == [
         *["", "caption", "data", "data download", "data make-shapes", "data stats"],
-        *["diagrams", "evaluate", "train"],
+        *["diagnose", "diagrams", "evaluate", "train"],
     ]
     assert all(text.startswith("usage: python -m helpers") for text in result["help"].values())
     assert "default: 12 on a CPU, 15 on a GPU" in " ".join(result["help"]["train"].split())
