@@ -499,3 +499,8 @@ def test_a_background_is_a_colour_word_just_before_background():
     facts = parse_caption("grey background , a red circle")
     assert facts.background == "grey" and facts.shapes == (Mention("circle", "red", None),)
     assert parse_caption("background : a red").background is None
+
+
+def test_match_shapes_breaks_a_full_tie_towards_the_first_shape():
+    twins = Scene("grey", "horizontal", (S("circle", "red", x=32), S("circle", "blue", x=96)))
+    assert match_shapes([Mention("circle", None, None)], twins) == [(0, 0), (None, 1)]

@@ -37,3 +37,16 @@ def test_cpu_bf16_detection_falls_back_to_fp32_when_torch_cannot_tell(cpu_with, 
     cpu_with(amx=True, avx512_bf16=True)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the private check
     assert (use_bf16(CPU), autocast_dtype(CPU)) == (False, None)
+
+
+def test_a_cpu_stays_fp32_beside_a_fast_gpu_and_each_gpu_gives_its_own_capability(cpu_with, monkeypatch):
+    cpu_with(amx=False, avx512_bf16=True)
+    capabilities = {torch.device("cuda", 0): (7, 5), torch.device("cuda", 1): (8, 0)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def asked(device=None):
+        return capabilities.get(device, (7, 5))
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", asked)
+    assert (use_bf16(CPU), training_precision(CPU, "fine-tune")[0]) == (False, None)
+    assert use_bf16(torch.device("cuda", 1)) and not use_bf16(torch.device("cuda", 0))

@@ -72,6 +72,7 @@ def test_vocabulary_round_trip_in_utf8_under_the_c_locale(tmp_path):
     """A vocabulary of non-ASCII words, saved here, loaded and saved again where the locale is ASCII."""
     vocab = Vocabulary.build(["a café by the naïve señor", "café"])
     vocab.save(tmp_path / "here.json")
+    assert '"café"' in (tmp_path / "here.json").read_text(encoding="utf-8")  # readable, not "caf\\u00e9"
     script = (  # ASCII only: under the C locale the command line itself is read as ASCII
         "import sys\n"
         "from helpers.vocabulary import Vocabulary\n"
@@ -101,3 +102,16 @@ def test_vocabularies_are_equal_only_with_the_same_words_in_the_same_order():
 def test_repr_counts_the_words_and_shows_the_first_eight():
     vocab = Vocabulary.build(["a red circle and a blue square above it"])
     assert repr(vocab) == "Vocabulary(12 words: <pad> <start> <end> <unk> a above and blue ...)"
+
+
+def test_bad_input_is_refused_with_a_message_that_says_why(tmp_path):
+    with pytest.raises(ValueError, match="cannot hold the same word twice"):
+        Vocabulary(["a", "a"])
+    (tmp_path / "list.json").write_text('["<pad>"]', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"list\.json: cannot read the vocabulary \(not a vocabulary"):
+        Vocabulary.load(tmp_path / "list.json")
+
+
+def test_encode_takes_a_list_of_words_as_it_is():
+    vocab = Vocabulary.build(["a red circle"])
+    assert vocab.encode(["red", "A"]) == [vocab.start_id, vocab.stoi["red"], vocab.unk_id, vocab.end_id]
