@@ -57,21 +57,23 @@ def frozen_stage(stage: str = "layer1", weights: str = "auto") -> tuple[nn.Seque
 
 class GridAdapter(nn.Module):
     """The trainable part of the encoder: ``grid [B, C, h, w]`` (any float dtype, e.g. a cached fp16 grid)
-    → ``features [B, N, D]`` with ``N = ceil(h/stride) · ceil(w/stride)``.
+    → ``features [B, N, D]`` with ``N = h/s · w/s`` cells, ``s`` the product of ``strides`` (rounded up).
 
     Standardise each channel (a BatchNorm without parameters: a random backbone's channels differ in scale
-    by orders of magnitude), a 3×3 convolution with ``stride`` to ``feature_size`` channels, BatchNorm,
-    ReLU, a second 3×3 convolution, BatchNorm, ReLU; then the cells as a sequence.
+    by orders of magnitude), a 3×3 convolution with stride ``strides[0]`` to ``feature_size`` channels,
+    BatchNorm, ReLU, a second 3×3 convolution with stride ``strides[1]``, BatchNorm, ReLU; then the cells
+    as a sequence.
     """
 
-    def __init__(self, in_channels: int, feature_size: int = 128, stride: int = 1):
+    def __init__(self, in_channels: int, feature_size: int = 128, strides: tuple[int, int] = (2, 2)):
         super().__init__()
+        first, second = strides
         self.layers = nn.Sequential(
             nn.BatchNorm2d(in_channels, affine=False),
-            nn.Conv2d(in_channels, feature_size, 3, stride=stride, padding=1, bias=False),
+            nn.Conv2d(in_channels, feature_size, 3, stride=first, padding=1, bias=False),
             nn.BatchNorm2d(feature_size),
             nn.ReLU(inplace=True),
-            nn.Conv2d(feature_size, feature_size, 3, padding=1, bias=False),
+            nn.Conv2d(feature_size, feature_size, 3, stride=second, padding=1, bias=False),
             nn.BatchNorm2d(feature_size),
             nn.ReLU(inplace=True),
         )
@@ -91,12 +93,16 @@ class GridEncoder(nn.Module):
     """
 
     def __init__(
-        self, stage: str = "layer1", feature_size: int = 128, weights: str = "auto", stride: int = 2
+        self,
+        stage: str = "layer1",
+        feature_size: int = 128,
+        weights: str = "auto",
+        strides: tuple[int, int] = (2, 2),
     ):
         super().__init__()
         self.backbone, self.weights = frozen_stage(stage, weights)
         self.stage, self.feature_size = stage, feature_size
-        self.adapter = GridAdapter(STAGE_CHANNELS[stage], feature_size, stride)
+        self.adapter = GridAdapter(STAGE_CHANNELS[stage], feature_size, strides)
 
     def train(self, mode: bool = True) -> GridEncoder:
         """Like ``nn.Module.train``, but the frozen stage always stays in eval mode."""
@@ -288,14 +294,14 @@ class AttentionCaptioner(nn.Module):
         vocab_size: int,
         stage: str = "layer1",
         feature_size: int = 128,
-        stride: int = 2,
+        strides: tuple[int, int] = (2, 2),
         embed_size: int = 128,
         hidden_size: int = 256,
         attention_size: int | None = None,
         weights: str = "auto",
     ):
         super().__init__()
-        self.encoder = GridEncoder(stage, feature_size, weights, stride)
+        self.encoder = GridEncoder(stage, feature_size, weights, strides)
         self.decoder = AttentionDecoder(feature_size, embed_size, hidden_size, vocab_size, attention_size)
 
     def forward(

@@ -48,16 +48,16 @@ def test_frozen_stage_refuses_an_unknown_stage():
         frozen_stage("layer5", weights="random")
 
 
-@pytest.mark.parametrize(("stride", "cells"), [(1, 64), (2, 16)])
-def test_adapter_turns_a_grid_into_one_feature_per_cell(stride, cells):
-    adapter = GridAdapter(32, feature_size=D, stride=stride)
+@pytest.mark.parametrize(("strides", "cells"), [((1, 1), 64), ((2, 1), 16), ((2, 2), 4)])
+def test_adapter_turns_a_grid_into_one_feature_per_cell(strides, cells):
+    adapter = GridAdapter(32, feature_size=D, strides=strides)
     grid = torch.randn(3, 32, 8, 8).half()  # a cached grid is stored in fp16
     features = adapter(grid)
     assert features.shape == (3, cells, D) and features.dtype == torch.float32
 
 
 def test_adapter_keeps_cells_in_row_major_order_with_channels_last():
-    adapter = GridAdapter(2, feature_size=2, stride=1)
+    adapter = GridAdapter(2, feature_size=2)
     adapter.layers = torch.nn.Identity()  # only the reshaping is left
     grid = torch.stack([torch.arange(6.0), 10 + torch.arange(6.0)]).view(1, 2, 2, 3)  # [B, C, h, w]
     assert adapter(grid).tolist() == [[[0, 10], [1, 11], [2, 12], [3, 13], [4, 14], [5, 15]]]
@@ -65,7 +65,7 @@ def test_adapter_keeps_cells_in_row_major_order_with_channels_last():
 
 def test_captioner_shapes_from_images_to_logits_and_maps(vocab):
     torch.manual_seed(0)
-    model = AttentionCaptioner(len(vocab), stage="layer1", feature_size=D, stride=2, embed_size=E,
+    model = AttentionCaptioner(len(vocab), stage="layer1", feature_size=D, strides=(2, 1), embed_size=E,
                                hidden_size=H, attention_size=A, weights="random")
     images = torch.randn(2, 3, 64, 64)
     assert model.encoder.backbone_features(images).shape == (2, 256, 16, 16)
