@@ -11,9 +11,10 @@ in batches of ``--batch-images`` images with all their captions (the adapter and
 once per image), with Adam and the one-cycle schedule; the last epoch is scored. Scores: greedy captions
 of every test image, BLEU-4 (:func:`helpers.metrics.corpus_bleu_scores`, 0–1) and every attribute
 (:func:`helpers.attributes.attribute_accuracy`). ``--uniform-control`` scores the same trained model
-again with every α replaced by the uniform map (the maps are used if the scores drop). Times are wall
-clock on ``--threads`` threads; ``extract s`` is the time the grids took when they were computed (all
-splits, the cached value when reused).
+again with every α replaced by the uniform map (the maps are used if the scores drop). Times are
+seconds of CPU time of the process (on one thread: the wall time of a quiet machine), with the wall
+time of this run in brackets; ``extract s`` is the time the grids of the train and test images took when
+they were computed (the stored value when they are reused).
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def extract_grids(stage: str, paths: list[str], image_size: int, seed: int) -> t
     return torch.cat(chunks)
 
 
-def cached_grids(stage: str, paths: list[str], args: argparse.Namespace) -> tuple[torch.Tensor, float]:
-    """:func:`extract_grids`, stored in ``args.cache`` and reused; also the seconds the extraction took."""
+def cached_grids(stage: str, paths: list[str], args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
+    """:func:`extract_grids`, stored in ``args.cache`` and reused; also the seconds the extraction took
+    (``{"wall": …, "cpu": …}``, CPU time of this process: on one thread, the wall time of a quiet machine)."""
     digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
     name = f"grids-{stage}-{args.image_size}px-seed{args.seed}-{digest}.pt"
     path = Path(args.cache or Path(args.data) / ".cache" / "grids") / name
@@ -109,9 +111,9 @@ def cached_grids(stage: str, paths: list[str], args: argparse.Namespace) -> tupl
         stored = torch.load(path, weights_only=True)
         if stored["grids"].shape[0] == len(paths):
             return stored["grids"], stored["seconds"]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     grids = extract_grids(stage, paths, args.image_size, args.seed)
-    seconds = time.perf_counter() - started
+    seconds = {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"grids": grids, "seconds": seconds}, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").rename(path)
@@ -137,9 +139,9 @@ def image_batches(n_images: int, batch_images: int, generator: torch.Generator) 
     return chunks
 
 
-def train(recipe: Recipe, grids: torch.Tensor, captions, vocab_size: int) -> tuple[Model, float]:
+def train(recipe: Recipe, grids: torch.Tensor, captions, vocab_size: int) -> tuple[Model, dict]:
     """Train a :class:`Model` on ``grids [I, C, h, w]`` and ``captions`` (image_index, tokens, lengths);
-    returns it in eval mode and the seconds training took."""
+    returns it in eval mode and the seconds training took (``{"wall": …, "cpu": …}``)."""
     image_index, tokens, lengths = captions
     rows_of = [[] for _ in range(grids.shape[0])]
     for row, image in enumerate(image_index.tolist()):
@@ -153,7 +155,7 @@ def train(recipe: Recipe, grids: torch.Tensor, captions, vocab_size: int) -> tup
         optimizer, recipe.lr, total_steps=steps + 1, pct_start=0.25
     )
     generator = torch.Generator().manual_seed(recipe.seed)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(recipe.epochs):
         for images in image_batches(grids.shape[0], recipe.batch_images, generator):
             counts = torch.tensor([len(rows_of[i]) for i in images.tolist()])
@@ -168,7 +170,7 @@ def train(recipe: Recipe, grids: torch.Tensor, captions, vocab_size: int) -> tup
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             schedule.step()
-    return model.eval(), time.perf_counter() - started
+    return model.eval(), {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu}
 
 
 def caption_grids(model: Model, grids: torch.Tensor, vocab, uniform: bool = False) -> list[str]:
@@ -221,7 +223,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         for recipe in recipes(args, stage):
             model, train_seconds = train(recipe, train_grids, captions, len(vocab))
             cells = model.adapter(test_grids[:1]).shape[1]
-            base = {**asdict(recipe), "cells": cells, "threads": args.threads, "extract_s": extract_seconds, "train_s": train_seconds}
+            base = {**asdict(recipe), "cells": cells, "threads": args.threads}
+            base.update(extract_s=extract_seconds["wall"], extract_cpu_s=extract_seconds["cpu"])
+            base.update(train_s=train_seconds["wall"], train_cpu_s=train_seconds["cpu"])
             for maps in ("learnt", "uniform") if args.uniform_control else ("learnt",):
                 generated = caption_grids(model, test_grids, vocab, uniform=maps == "uniform")
                 rows.append({**base, "maps": maps, **score(generated, references, scenes)})
@@ -230,7 +234,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 HEADER = (
-    f"{'stage':6} {'cells':>5} {'D':>4} {'ep':>3} {'λ':>5} {'maps':7} {'extract s':>9} {'train s':>8} "
+    f"{'stage':6} {'cells':>5} {'D':>4} {'ep':>3} {'λ':>5} {'maps':7} {'extract s':>13} {'train s':>13} "
     + " ".join(f"{name:>8}" for name in SCORES)
 )
 
@@ -240,7 +244,8 @@ def format_row(row: dict) -> str:
     return (
         f"{row['stage']:6} {row['cells']:5d} {row['feature_size']:4d} {row['epochs']:3d} "
         f"{row['penalty']:5.2f} "
-        f"{row['maps']:7} {row['extract_s']:9.1f} {row['train_s']:8.1f} "
+        f"{row['maps']:7} {row['extract_cpu_s']:5.0f} ({row['extract_s']:5.0f}) "
+        f"{row['train_cpu_s']:5.0f} ({row['train_s']:5.0f}) "
         + " ".join(f"{row[name]:8.3f}" for name in SCORES)
     )
 
