@@ -1,12 +1,12 @@
 """Soft attention over the image grid (Show, Attend and Tell): a grid encoder and an attention decoder.
 
-Shapes, with ``B`` images, ``C`` the channels of the chosen ResNet50 stage, ``N = h·w`` grid cells, ``D`` the
-adapter's feature size, ``A`` the attention size, ``E`` the embedding size, ``H`` the LSTM's hidden size,
+Shapes, with ``B`` images, ``C`` the channels of the chosen ResNet50 stage, ``N`` the adapter's cells,
+``D`` its feature size, ``A`` the attention size, ``E`` the embedding size, ``H`` the LSTM's hidden size,
 ``V`` the vocabulary size and captions padded to ``T`` tokens (``<start>`` and ``<end>`` included)::
 
     images [B, 3, S, S] → frozen ResNet50 up to a stage → grid [B, C, h, w]      (what a cache stores)
-        → adapter: standardise → 3×3 conv (stride s) → BN → ReLU → 3×3 conv → BN → ReLU
-        → features [B, N, D]                                   (N = h/s · w/s cells)
+        → adapter: standardise → 3×3 conv (stride s1) → BN → ReLU → 3×3 conv (stride s2) → BN → ReLU
+        → features [B, N, D]                          (N = h/(s1·s2) · w/(s1·s2) cells, row by row)
     one step: h [B, H] scores every cell: w·tanh(keys [B, N, A] + W·h [B, A]) → softmax → α [B, N]
         context = β · Σ_i α_i·features_i [B, D], with the gate β = sigmoid(f_β(h)) [B, D]
         LSTMCell([embedding of the previous word [B, E], context]) → h → Linear → logits [B, V]
@@ -297,7 +297,7 @@ class AttentionCaptioner(nn.Module):
         strides: tuple[int, int] = (2, 2),
         embed_size: int = 128,
         hidden_size: int = 256,
-        attention_size: int | None = None,
+        attention_size: int = 128,
         weights: str = "auto",
     ):
         super().__init__()
