@@ -67,24 +67,45 @@ def greedy_naive(
 
 
 def greedy(
-    decoder: DecoderRNN, features: torch.Tensor, vocab: Vocabulary, max_len: int = MAX_DECODE
-) -> Decoded:
+    decoder: DecoderRNN,
+    features: torch.Tensor,
+    vocab: Vocabulary,
+    max_len: int = MAX_DECODE,
+    return_attention: bool = False,
+) -> Decoded | tuple[Decoded, torch.Tensor]:
     """Greedy decoding with the LSTM state carried from step to step: one LSTM step per word.
 
     Same captions as :func:`greedy_naive` (the LSTM is causal, so re-reading the past gives the state we
     already had), in about ``n`` steps instead of ``n² / 2``. A caption that never says ``<end>`` stops
-    after ``max_len`` words.
+    after ``max_len`` words. ``return_attention`` (a decoder whose state has ``alpha``, such as
+    :class:`~helpers.attention.AttentionDecoder`): also the map of every step, ``[B, steps, N]``, where
+    ``[:, k]`` is the map of the step that chose word ``k`` (``ids[b][k]``; the last may be ``<end>``).
     """
     with torch.no_grad():
         logits, state = decoder.start(features, vocab.start_id)
         word = logits.argmax(dim=-1)
         words, ended = [word], word == vocab.end_id
+        maps = [state.alpha] if return_attention else []
         while len(words) <= max_len and not ended.all():  # max_len words, then room for <end>
             logits, state = decoder.step(decoder.embed(word), state)
             word = logits.argmax(dim=-1)
             words.append(word)
+            maps += [state.alpha] if return_attention else []
             ended |= word == vocab.end_id
-        return _finish(torch.stack(words, dim=1), vocab, max_len)
+        decoded = _finish(torch.stack(words, dim=1), vocab, max_len)
+        return (decoded, torch.stack(maps, dim=1)) if return_attention else decoded
+
+
+def select_state(state, rows: torch.Tensor):
+    """The decoder state of the captions ``rows [K]`` (batch indices, repeats allowed), in that order.
+
+    An LSTM state ``(h, c)`` has the batch along dim 1 (``[L, B, H]``); a state that knows its own layout
+    (:class:`~helpers.attention.AttentionState`) picks its rows with its ``select``.
+    """
+    if hasattr(state, "select"):
+        return state.select(rows)
+    h, c = state
+    return h[:, rows], c[:, rows]
 
 
 def beam_search(
@@ -104,9 +125,9 @@ def beam_search(
     with torch.no_grad():
         batch, vocab_size = features.shape[0], decoder.vocab_size
         device = features.device
-        logits, (h, c) = decoder.start(features, vocab.start_id)
+        logits, state = decoder.start(features, vocab.start_id)
         logits = logits.repeat_interleave(beam, dim=0)  # [B*k, V]
-        h, c = h.repeat_interleave(beam, dim=1), c.repeat_interleave(beam, dim=1)  # [L, B*k, H]
+        state = select_state(state, torch.arange(batch, device=device).repeat_interleave(beam))  # B*k
         scores = torch.full((batch, beam), float("-inf"), device=device)
         scores[:, 0] = 0.0  # all beams start identical: let only the first one expand at step one
         tokens = torch.full((batch, beam, 0), vocab.end_id, dtype=torch.long, device=device)
@@ -127,10 +148,10 @@ def beam_search(
             lengths = lengths.gather(1, origin) + (~was_ended).float()
             ended = was_ended | (word_bk == vocab.end_id)
             rows = (origin + torch.arange(batch, device=device).unsqueeze(1) * beam).view(-1)
-            h, c = h[:, rows], c[:, rows]
+            state = select_state(state, rows)
             if ended.all() or step == max_len:
                 break
-            logits, (h, c) = decoder.step(decoder.embed(word_bk.view(-1)), (h, c))
+            logits, state = decoder.step(decoder.embed(word_bk.view(-1)), state)
         # prefer finished captions; among them the best average log-probability per token
         normalised = scores / lengths.clamp(min=1) + torch.where(ended, 0.0, float("-inf"))
         normalised = torch.where(ended.any(dim=1, keepdim=True), normalised, scores / lengths.clamp(min=1))

@@ -66,6 +66,25 @@ def resolve_weights(weights: str = "auto") -> str:
     return weights
 
 
+def build_resnet50(weights: str = "auto") -> tuple[nn.Module, str]:
+    """A torchvision ResNet50 and the weights it got: ``"imagenet"`` or ``"random"``.
+
+    ``weights`` is ``"imagenet"``, ``"random"`` or ``"auto"`` (:func:`resolve_weights`). With ``"auto"``,
+    random weights come with one printed sentence saying so, and a download that breaks off falls back
+    to them; with ``"imagenet"`` it raises ``OSError``.
+    """
+    resolved = resolve_weights(weights)
+    if resolved == "imagenet":
+        try:
+            return resnet50(weights=ResNet50_Weights.IMAGENET1K_V2), "imagenet"
+        except Exception as error:  # a download that broke off: say so, and carry on untrained
+            if weights == "imagenet":
+                raise OSError(f"could not load ResNet50's ImageNet weights ({error})") from error
+    if weights == "auto":
+        print(RANDOM_WEIGHTS_NOTE)
+    return resnet50(weights=None), "random"
+
+
 class EncoderCNN(nn.Module):
     """ResNet50 without its classifier, then a projection to the word-embedding size.
 
@@ -92,19 +111,7 @@ class EncoderCNN(nn.Module):
             raise ValueError(
                 f"train_backbone must be one of {TRAIN_BACKBONE_CHOICES}, got {train_backbone!r}"
             )
-        self.weights = resolve_weights(weights)
-        resnet = None
-        if self.weights == "imagenet":
-            try:
-                resnet = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
-            except Exception as error:  # a download that broke off: say so, and carry on untrained
-                if weights == "imagenet":
-                    raise OSError(f"could not load ResNet50's ImageNet weights ({error})") from error
-                self.weights = "random"
-        if resnet is None:
-            if weights == "auto":
-                print(RANDOM_WEIGHTS_NOTE)
-            resnet = resnet50(weights=None)
+        resnet, self.weights = build_resnet50(weights)
         self.backbone = nn.Sequential(*list(resnet.children())[:-1])  # everything but fc
         # A BatchNorm without parameters: each of the 2048 features to mean 0, variance 1 over the data.
         # A random backbone's features put most of their variance in one direction (mostly the
