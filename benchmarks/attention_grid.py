@@ -36,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.attention import STAGES, AttentionDecoder, GridAdapter, attention_loss, frozen_stage
 from helpers.attributes import attribute_accuracy, read_scenes, scenes_for
+from helpers.batches import encode_captions
 from helpers.data import ImageFolderDataset, image_transform
 from helpers.decoding import greedy
-from helpers.features import encode_captions, prepare_data
 from helpers.metrics import corpus_bleu_scores
+from helpers.prepare import prepare_data
 from helpers.utils import seed_everything
 
 SCORES = ("bleu4", "colour", "count", "kind", "object", "relation", "all")

@@ -34,8 +34,9 @@ from helpers.features import cached_features, extract_features
 from helpers.models import Captioner, packed_loss
 from helpers.precision import training_precision, use_tf32
 from helpers.prepare import PreparedData, dataset_root, default_min_freq, prepare_data
+from helpers.resume import restore
 from helpers.runs import build_model, checkpoint_vocab, existing_run, repair_best, resume_config, save_run
-from helpers.utils import seed_everything, set_random_state
+from helpers.utils import seed_everything
 from helpers.vocabulary import Vocabulary
 
 DIST_TIMEOUT_MINUTES = 60.0  # how long torchrun's processes wait for each other; see distributed_context
@@ -198,9 +199,8 @@ def fit(
     write the run to ``run_dir``; the module's docstring says what each step does.
 
     ``config=None``: :meth:`TrainConfig.for_device`. ``resume``, ``overwrite``, ``checkpoint`` (a run's
-    checkpoint already read by the caller): :func:`_start_run`. ``cache_dir``: where backbone features
-    are kept between runs (default: ``.cache/`` beside the dataset). ``dist_timeout``: see
-    :func:`distributed_context`.
+    checkpoint already read by the caller): :func:`_start_run`. ``cache_dir``: where backbone features are
+    kept (default: ``.cache/`` beside the dataset). ``dist_timeout``: :func:`distributed_context`.
     """
     rank, world, device = distributed_context(torch.device(device), dist_timeout)
     log = log if rank == 0 else _silent
@@ -219,16 +219,15 @@ def fit(
     # 2. the backbone's features, computed once (cached mode), and 3. the optimiser and its schedule
     cache_dir = dataset_root(data_dir) / ".cache" if cache_dir is None else cache_dir
     dev_features = _features(model, train, dev_images, config, device, cache_dir, rank, world, log)
-    step = TrainStep(model, cached=train.features is not None)
-    if world > 1:
-        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
+    step = _train_step(model, train, world, device)
     per_batch = train.per_batch(config.batch_size)
     steps_per_epoch = math.ceil(math.ceil(train.examples / world) / per_batch)
     steps = {"captions": len(train.captions), "world": world, "per_epoch": steps_per_epoch}
     optimizer, scheduler = make_optimizer(model, config, steps_per_epoch)
     # fp16 gradients can underflow to zero: the scaler multiplies the loss first and divides it back out
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    scheduler, history, done = _restore(state, optimizer, scheduler, scaler, config, steps, log)
+    rebuild = partial(one_cycle, optimizer, config, steps_per_epoch)
+    scheduler, history, done = restore(state, optimizer, scheduler, scaler, config, steps, rebuild, log)
     generator = _shuffles(config.seed, train.examples, done)
     # 4. every epoch: train, then (rank 0) validate without teacher forcing and save the run
     for epoch in range(done + 1, config.epochs + 1):
@@ -243,15 +242,21 @@ def fit(
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
             best = row["dev_bleu4"] > max((h["dev_bleu4"] for h in history), default=-1.0)
             history.append(row)
-            save_run(
-                run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler,
-                steps,
-            )
+            state = (optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler, steps)
+            save_run(run_dir, model, *state)
             log(f"epoch {epoch}/{config.epochs}  loss {loss:.3f}  dev BLEU-4 {row['dev_bleu4']:.3f}  "
                 f"({row['seconds']:.1f} s)")
         if world > 1:
             dist.barrier()
     return FitResult(model.eval(), vocab, config, pd.DataFrame(history), data)
+
+
+def _train_step(model: Captioner, train: TrainingSet, world: int, device: torch.device) -> nn.Module:
+    """The step ``train_epoch`` takes, wrapped for torchrun when ``world`` processes train together."""
+    step = TrainStep(model, cached=train.features is not None)
+    if world > 1:
+        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
+    return step
 
 
 def _silent(_: str) -> None:
@@ -361,67 +366,6 @@ def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, 
     if rank != 0:
         return None
     return cached_features(model, dev_images, config.image_size, device, cache_dir, log)
-
-
-def _restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps: dict, log):
-    """A resumed run's optimiser, schedule, scaler and random generators: ``(scheduler, history, epochs
-    done)``. ``steps``: ``{"captions", "world", "per_epoch"}`` of this run (:func:`_resumed_schedule`).
-
-    The global generators (Python, NumPy, torch) continue from where the checkpoint's epoch left them,
-    so that dropout draws what an uninterrupted run draws.
-    """
-    if not state:
-        return scheduler, [], 0
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    if state.get("rng"):
-        set_random_state(state["rng"])
-    else:
-        log("This checkpoint holds no random state: dropout and the like draw differently from here on.")
-    done = int(state["epoch"])
-    log(f"Resuming after epoch {done} of {config.epochs}.")
-    if config.epochs <= done:
-        log(f"Nothing left to train: the run has {done} epochs; ask for more with --epochs.")
-        return scheduler, list(state["history"]), done
-    scheduler = _resumed_schedule(state, optimizer, scheduler, config, steps, log)
-    return scheduler, list(state["history"]), done
-
-
-def _resumed_schedule(state, optimizer, scheduler, config: TrainConfig, steps: dict, log):
-    """The schedule a resumed run continues with: the saved one where nothing it depends on changed.
-
-    More (or fewer) epochs: that of a run of that many epochs, from where it stopped. Another number of
-    steps per epoch (the training set, or the number of torchrun processes, changed; checkpoints that
-    do not say: the saved schedule would run out): one spanning the steps taken and those left.
-    """
-    done, planned, taken = int(state["epoch"]), int(state["config"]["epochs"]), scheduler.last_epoch
-    saved = state.get("steps") or {}
-    if saved:
-        changed = saved["per_epoch"] != steps["per_epoch"]
-    else:
-        changed = scheduler.total_steps - taken < (config.epochs - done) * steps["per_epoch"]
-    if changed:
-        names = {"captions": "training captions", "world": "processes"}
-        what = [
-            f"{name} {saved[key]} → {steps[key]}"
-            for key, name in names.items()
-            if saved.get(key, steps[key]) != steps[key]
-        ]
-        log(
-            f"The run took {taken} steps in {done} epoch(s) and now has {steps['per_epoch']} steps per "
-            f"epoch ({', '.join(what) or 'the training set or the number of processes changed'}): the "
-            f"one-cycle schedule is rebuilt for the steps left of {config.epochs} epochs."
-        )
-        return one_cycle(optimizer, config, steps["per_epoch"], done_steps=taken, done_epochs=done)
-    if config.epochs != planned:
-        log(
-            f"The run was started for {planned} epochs; it now trains to {config.epochs}, and the "
-            f"learning rate follows the one-cycle schedule of a {config.epochs}-epoch run from here on."
-        )
-        return one_cycle(optimizer, config, steps["per_epoch"], done_steps=taken)
-    return scheduler
 
 
 def _shuffles(seed: int, n: int, epochs_done: int) -> torch.Generator:
