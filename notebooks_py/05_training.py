@@ -34,7 +34,7 @@
 # **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
 # its loss); what gradient descent and Adam are.
 #
-# **Run time:** on a quiet 2-core CPU, `fit` alone takes 3.5 to 5 minutes (12 epochs; its cell prints how
+# **Run time:** on a 2-core CPU, `fit` alone takes about 3 to 5 minutes (12 epochs; its cell prints how
 # long it took), and the rest of the notebook about a minute more; several times that on a machine busy
 # with other programs. **GPU:** helps a lot, and changes what is trained: `TrainConfig.for_device` then
 # picks a larger configuration by itself (section 1), and it still takes only minutes.
@@ -92,9 +92,7 @@ pd.Series(asdict(config), name="value").to_frame()
 # `train_backbone="none"` means the ResNet50 stays frozen and we train only what comes after it: the
 # projection to the embedding size and the decoder (`"last"` or `"all"` would train the backbone's last
 # block or all of it). `standardize=True` is the course's own addition to Show and Tell (notebook 03): the
-# pooled features are standardised before the projection. `min_freq=None` leaves the vocabulary's
-# threshold to the dataset: `prepare_data` and `fit` keep every word on the shapes set and the words seen
-# at least 5 times on real captions, and `fit` stores the number it used with the run.
+# pooled features are standardised before the projection.
 #
 # The dataset is read, checked and turned into a vocabulary by `prepare_data` (notebook 01 did these steps one
 # by one).
@@ -627,7 +625,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # `packed_loss` (notebook 04, section 6): the same value and gradients as `sequence_loss`, without scoring
 # the padding.
 #
-# This is the long cell: on a quiet 2-core CPU about 5 minutes (12 epochs, plus computing the cached
+# This is the long cell: on a 2-core CPU about 3 to 5 minutes (12 epochs, plus computing the cached
 # features when section 3 has not). It prints one line per epoch, and its time.
 
 # %% tags=["nbval-ignore-output"]

@@ -405,10 +405,9 @@ shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k --res
 # %% [markdown]
 # The checkpoint is written at the end of every epoch, atomically, so a run that is interrupted loses at
 # most one epoch. A folder that already holds a run is refused unless you say `--resume` (continue it)
-# or `--overwrite` (replace it). **Resume** reloads the configuration, vocabulary, weights, optimiser,
-# schedule and random generators, and continues with the next epoch, with the same shuffles and dropout
-# an uninterrupted run would have had (resumed on more images, or with fewer `torchrun` processes, the
-# schedule is rebuilt for the steps left). **Fine-tune** trains the backbone's last block (`--fine-tune`) or
+# or `--overwrite` (replace it). **Resume** reloads the configuration,
+# vocabulary, weights, optimiser and schedule, and continues with the next epoch, with the same shuffles
+# an uninterrupted run would have had. **Fine-tune** trains the backbone's last block (`--fine-tune`) or
 # all of it (`--fine-tune all`), at a tenth of the learning rate; start it in a new run folder.
 
 # %%
