@@ -76,6 +76,16 @@ def find_file(dirs: list[Path], names: tuple[str, ...]) -> Path | None:
     return None
 
 
+def required_file(root: Path, name: str) -> tuple[list[Path], Path]:
+    """``(search_dirs(root), the first name file among them)``; raises ``DatasetFormatError`` naming
+    ``root`` when there is none."""
+    dirs = search_dirs(root)
+    path = find_file(dirs, (name,))
+    if path is None:
+        raise DatasetFormatError(f"No {name} in {root} or its immediate subfolders.")
+    return dirs, path
+
+
 def list_files(directory: Path) -> set[str]:
     """Names of the files in ``directory`` (empty if it does not exist); one listing beats 40k stat calls."""
     if not directory.is_dir():

@@ -27,7 +27,7 @@ from helpers.caption_table import (
     make_table,
     missing_reason,
     read_text,
-    search_dirs,
+    required_file,
 )
 
 FLICKR8K_TOKEN_FILE = "Flickr8k.token.txt"
@@ -63,10 +63,7 @@ def read_flickr8k(root: Path | str) -> CaptionData:
     is empty, binary, or has no line of the expected form.
     """
     root = existing_dir(root)
-    dirs = search_dirs(root)
-    token_path = find_file(dirs, (FLICKR8K_TOKEN_FILE,))
-    if token_path is None:
-        raise DatasetFormatError(f"No {FLICKR8K_TOKEN_FILE} in {root} or its immediate subfolders.")
+    dirs, token_path = required_file(root, FLICKR8K_TOKEN_FILE)
 
     skipped: list[Skipped] = []
     rows, well_formed = _parse_flickr8k_tokens(token_path, skipped)
@@ -193,10 +190,7 @@ def read_flickr8k_kaggle(root: Path | str) -> CaptionData:
     the header ``image,caption``.
     """
     root = existing_dir(root)
-    dirs = search_dirs(root)
-    path = find_file(dirs, (KAGGLE_CAPTIONS_FILE,))
-    if path is None:
-        raise DatasetFormatError(f"No {KAGGLE_CAPTIONS_FILE} in {root} or its immediate subfolders.")
+    dirs, path = required_file(root, KAGGLE_CAPTIONS_FILE)
 
     skipped: list[Skipped] = []
     rows = _parse_kaggle_captions(path, skipped)
