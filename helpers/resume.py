@@ -23,10 +23,7 @@ def restore(state, optimizer, scheduler, scaler, config: TrainConfig, steps: dic
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    if state.get("rng"):
-        set_random_state(state["rng"])
-    else:
-        log("This checkpoint holds no random state: dropout and the like draw differently from here on.")
+    set_random_state(state["rng"])
     done = int(state["epoch"])
     log(f"Resuming after epoch {done} of {config.epochs}.")
     if config.epochs <= done:
@@ -40,22 +37,14 @@ def resumed_schedule(state, scheduler, config: TrainConfig, steps: dict, rebuild
     """The schedule a resumed run continues with: the saved one where nothing it depends on changed.
 
     More (or fewer) epochs: that of a run of that many epochs, from where it stopped. Another number of
-    steps per epoch (the training set, or the number of torchrun processes, changed; checkpoints that
-    do not say: the saved schedule would run out): one spanning the steps taken and those left.
+    steps per epoch (the training set, or the number of torchrun processes, changed): one spanning the
+    steps taken and those left.
     """
     done, planned, taken = int(state["epoch"]), int(state["config"]["epochs"]), scheduler.last_epoch
-    saved = state.get("steps") or {}
-    if saved:
-        changed = saved["per_epoch"] != steps["per_epoch"]
-    else:
-        changed = scheduler.total_steps - taken < (config.epochs - done) * steps["per_epoch"]
-    if changed:
+    saved = state["steps"]
+    if saved["per_epoch"] != steps["per_epoch"]:
         names = {"captions": "training captions", "world": "processes"}
-        what = [
-            f"{name} {saved[key]} → {steps[key]}"
-            for key, name in names.items()
-            if saved.get(key, steps[key]) != steps[key]
-        ]
+        what = [f"{names[key]} {saved[key]} → {steps[key]}" for key in names if saved[key] != steps[key]]
         log(
             f"The run took {taken} steps in {done} epoch(s) and now has {steps['per_epoch']} steps per "
             f"epoch ({', '.join(what) or 'the training set or the number of processes changed'}): the "
