@@ -18,7 +18,7 @@
 # # 06 · Generation: from an image to a caption, one word at a time
 #
 # A trained decoder scores the next word; it does not write captions by itself. This notebook turns scores
-# into captions: the design's greedy loop, the same loop made fast by carrying the LSTM's state, decoding a
+# into captions: the textbook greedy loop, the same loop made fast by carrying the LSTM's state, decoding a
 # whole batch at once, and beam search. We write each one here in full, check it against the version in
 # `helpers.decoding`, and score them on the test split. At the end, an explorer lets you step through
 # decoding yourself, word by word, on our images or your own.
@@ -119,13 +119,13 @@ with torch.no_grad():
 print("test images:", len(test_images), "| pooled:", tuple(pooled.shape), "→ features:", tuple(features.shape))
 
 # %% [markdown]
-# ## 2. Greedy decoding, the design's way
+# ## 2. Greedy decoding, the textbook way
 #
 # Every decoder begins the same way: the image is the LSTM's first input, then `<start>`; the scores after
 # `<start>` are those of the first word. The decoder offers this as one method, `decoder.start(features)`
 # → `(logits [B, V], state)`.
 #
-# The design's loop: after the first word, run the decoder over the image and *the whole caption so far*
+# The textbook loop (notebook 02): after the first word, run the decoder over the image and *the whole caption so far*
 # at every step, keep the last position's scores, append the most probable word; stop at `<end>`. All
 # test images go through it at once, as one batch (section 4 says why). A caption that has ended keeps
 # being extended until all have; `words_until_end` afterwards keeps each caption's words up to its first
@@ -536,7 +536,7 @@ assert demo.error.startswith("Cannot use holiday.jpg: cannot read image")
 # |---|---|
 # | read a trained run back (model, vocabulary, configuration, device) | `helpers.runs.Run.load` |
 # | begin a caption: the image, then `<start>` (every decoder below) | `helpers.models.DecoderRNN.start` |
-# | greedy, re-reading the caption at every step (the design's loop): `my_greedy_naive` | `helpers.decoding.greedy_naive` |
+# | greedy, re-reading the caption at every step (the textbook loop): `my_greedy_naive` | `helpers.decoding.greedy_naive` |
 # | greedy with the carried LSTM state, one `decoder.step` per word: `my_greedy` | `helpers.decoding.greedy` |
 # | beam search, the best finished caption per token: `my_beam_search` | `helpers.decoding.beam_search` |
 # | captions for cached features, in batches; BLEU on a split | `helpers.decoding.decode_features`; `helpers.evaluation.evaluate_split` |
