@@ -201,6 +201,7 @@ FAKE_BASE = {
     "batched": 6.0,
     "fp32": 11.0,
     "channels_last": 9.0,
+    "bf16": 4.0,  # timed only where helpers.precision.use_bf16 says bf16 helps (a CPU with AMX)
 }
 
 
