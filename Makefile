@@ -142,7 +142,9 @@ MUTANTS ?= \
 	'helpers.batches.x_batches*' 'helpers.utils.x_atomic_save*' 'helpers.runs.x_load_checkpoint*' \
 	'helpers.runs.x_load_run*' 'helpers.runs.x_checkpoint_vocab*' 'helpers.runs.x_save_run*' \
 	'helpers.training.x_make_optimizer*' 'helpers.training.x_train_epoch*' \
-	'helpers.attributes.*' 'helpers.vocabulary.*' 'helpers.precision.*'
+	'helpers.attributes.*' 'helpers.vocabulary.*' 'helpers.precision.*' \
+	'helpers.resume.*' 'helpers.runs.x_repair_best*' 'helpers.runs.x__best_state*' 'helpers.utils.x_random_state*' \
+	'helpers.utils.x_set_random_state*' 'helpers.features.x__fingerprint*' 'helpers.batches.*' 'helpers.transfer.*'
 mutation: install ## mutation testing (mutmut) of the modules where a silent bug costs most; survivors listed
 	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	@echo "Survivors (mutmut show NAME for the diff):"
