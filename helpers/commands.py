@@ -323,9 +323,9 @@ def _paper_scores_and_diagnostics(run, data, table, args: argparse.Namespace) ->
 
     references, generated = table["references"].tolist(), table["generated"].tolist()
     features = _split_features(run, data, args.split, args.data, lambda _: None)
-    report = diagnose(
-        run.model, features, run.vocab, references, run.device, beam=args.beam, max_len=run.config.max_decode
-    )
+    # decoded as evaluate_split decoded them: its captions are reused
+    decoding = dict(beam=args.beam, max_len=run.config.max_decode, captions=generated)
+    report = diagnose(run.model, features, run.vocab, references, run.device, **decoding)
     keys = ("distinct_1", "distinct_2", "most_common_caption_share", "image_sensitivity", "flags")
     return {
         "cider_d": cider_d(references, generated)[0],

@@ -183,6 +183,7 @@ def diagnose(
     beam: int = 1,
     max_len: int = MAX_DECODE,
     seed: int = 0,
+    captions: Sequence[str] | None = None,
 ) -> dict:
     """Every diagnostic of a model on one split, as a JSON-serialisable dict.
 
@@ -190,10 +191,12 @@ def diagnose(
     captions. Out: ``images``, ``most_common_caption``, ``most_common_caption_share``, ``distinct_1``,
     ``distinct_2``, ``mean_length``, ``reference_mean_length`` (words, :func:`~helpers.vocabulary.tokenize`),
     ``vocabulary_coverage``, ``image_sensitivity`` and ``flags`` (the names of the :data:`RULES` that fail).
+    ``captions``: the features' captions when already decoded (with the same ``beam`` and ``max_len``).
     """
     if len(references) != features.shape[0]:
         raise ValueError(f"{len(references)} reference sets for {features.shape[0]} images")
-    captions = decode_features(model, features, vocab, device, beam=beam, max_len=max_len)
+    if captions is None:
+        captions = decode_features(model, features, vocab, device, beam=beam, max_len=max_len)
     caption, share = most_common_caption(captions)
     reference_lengths = [len(tokenize(r)) for group in references for r in group]
     report = {
