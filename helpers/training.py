@@ -242,8 +242,8 @@ def fit(
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
             best = row["dev_bleu4"] > max((h["dev_bleu4"] for h in history), default=-1.0)
             history.append(row)
-            state = (optimizer, scheduler, epoch, vocab, config, history, weights, best, scaler, steps)
-            save_run(run_dir, model, *state)
+            save_run(run_dir, model, optimizer, scheduler, epoch, vocab, config, history, weights, best,
+                     scaler, steps)
             log(f"epoch {epoch}/{config.epochs}  loss {loss:.3f}  dev BLEU-4 {row['dev_bleu4']:.3f}  "
                 f"({row['seconds']:.1f} s)")
         if world > 1:
