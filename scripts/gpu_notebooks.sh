@@ -9,7 +9,8 @@
 #
 # The scratch folder is a course root of its own (pyproject.toml, a link to helpers/ and to the dataset),
 # so runs/ (notebook 05's model, which 06 loads) is made fresh there by these runs, on this device.
-# PYTHON (default .venv/bin/python, as `make install` makes it) must have the course's [course] extra.
+# PYTHON (default .venv/bin/python, as `make install` makes it; a command on PATH such as python3 also
+# does) must have the course's [course] extra. A PYTHONPATH of the caller is kept, after the scratch root.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -20,10 +21,11 @@ allow_cpu=0
 if [ "${1:-}" = "--allow-cpu" ]; then allow_cpu=1; shift; fi
 if [ $# -gt 0 ]; then notebooks=("$@"); else notebooks=(notebooks/[0-9][0-9]_*.ipynb); fi
 
-if [ ! -x "$PYTHON" ]; then
-    echo "gpu_notebooks: no Python at $PYTHON (make install makes it, or PYTHON=/path/to/python)" >&2
+if ! found=$(command -v "$PYTHON"); then
+    echo "gpu_notebooks: no Python at $PYTHON (make install makes it, or PYTHON=python3)" >&2
     exit 2
 fi
+PYTHON=$found
 for nb in "${notebooks[@]}"; do
     [ -f "$nb" ] || { echo "gpu_notebooks: $nb: no such notebook" >&2; exit 2; }
 done
@@ -52,7 +54,7 @@ for nb in "${notebooks[@]}"; do
     cp "$nb" "$scratch/notebooks/$name"
     start=$(date +%s%N)
     # one line back: "ok" or "cell N: Error: message" (nbclient stops at the first failing cell)
-    result=$(cd "$scratch/notebooks" && CAPTION_PROGRESS=0 PYTHONPATH="$scratch" "$PYTHON" - "$name" "$TIMEOUT" <<'EOF' 2>"$scratch/notebooks/$name.stderr"
+    result=$(cd "$scratch/notebooks" && CAPTION_PROGRESS=0 PYTHONPATH="$scratch${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$name" "$TIMEOUT" <<'EOF' 2>"$scratch/notebooks/$name.stderr"
 import sys
 import nbformat
 from nbclient import NotebookClient
