@@ -531,3 +531,57 @@ print("exit code:", result.returncode)
 #    how much of the text does it still cover?
 # 5. `image_transform(112)` gives smaller tensors. What shape comes out, and how much less memory does a
 #    batch of 64 images take?
+
+# %% [markdown]
+# ### Solutions
+#
+# Try each exercise before you open its solution: every solution cell below is collapsed (in JupyterLab,
+# click the `…` to show it; on Colab, "Show code").
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 1
+figure = show_examples(table, n=6, columns=3, captions_per_image=2, seed=1)
+words = table["caption"].map(tokenize)
+for habit in (["big", "large"], ["little", "small"], ["background"], ["picture"]):
+    share = words.map(lambda caption, habit=habit: any(word in caption for word in habit)).mean()
+    print(f"{' or '.join(habit):>14}: in {share:.0%} of the captions")
+# Annotators say the same thing in different words ("big"/"large", "little"/"small") and some name the
+# background while others do not: a model is scored against all five ways, never one.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 2
+per_split = table.assign(words=lengths).groupby("split")["words"]
+print(per_split.describe()[["count", "mean", "std", "min", "max"]].round(2))
+axes = table.assign(words=lengths).boxplot(column="words", by="split", figsize=(5, 3))
+_ = axes.set_ylabel("words per caption")
+# The splits are alike (the same mean and spread): the test score measures the same kind of captions the
+# model was trained on, so it says how well the model generalises to new images, not to a new style.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 3
+rare = Vocabulary.build(train["caption"], min_freq=5000)
+caption = train["caption"].iloc[0]
+print(len(rare), "words:", rare.itos)
+print(caption)
+print(" ".join(rare.decode(rare.encode(caption))))
+# Colours, shapes and sizes are frequent enough to stay; the rarer place words ("to", "left", "top")
+# become <unk>. A model trained on it could still name the shapes but never say where they are.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 4
+flickr8k = ROOT / "data" / "flickr8k"
+if flickr8k.exists():
+    command = [sys.executable, "-m", "helpers", "data", "stats", "--data", str(flickr8k)]
+    print(subprocess.run(command, capture_output=True, text=True, check=False).stdout)
+else:
+    print(f"{flickr8k} is not here: this exercise needs Flickr8k (data/README.md says how to get it).")
+# On real captions most words are rare, so min_freq=5 removes most of the vocabulary while the words
+# it keeps still cover nearly all of the running text (run the table of section 4 on it to see).
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 5
+small = image_transform(112)(image)
+print("one image:", tuple(small.shape))
+full_batch, small_batch = 64 * x.numel() * 4, 64 * small.numel() * 4  # float32: 4 bytes a number
+print(f"a batch of 64: {full_batch / 2**20:.1f} MiB at 224 px, {small_batch / 2**20:.1f} MiB at 112 px")
+# Halving the side quarters the pixels, so the batch takes a quarter of the memory.

@@ -361,3 +361,61 @@ figure = architecture_figure(embed_size=E, hidden_size=H)
 #    that the loss stays the same.)
 # 5. Put `images` through `encoder.backbone` at 128 × 128 pixels (`image_transform(128)`). Which shapes
 #    change? (Notebook 03 explains the answer.)
+
+# %% [markdown]
+# ### Solutions
+#
+# Try each exercise before you open its solution: every solution cell below is collapsed (in JupyterLab,
+# click the `…` to show it; on Colab, "Show code").
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 1
+same_length = train.index[train.caption.map(lambda c: len(vocab.encode(c))) == lengths[0].item()][:4]
+same_set = CaptionDataset(train.image[same_length], train.caption[same_length], vocab, image_transform(224))
+_, same_captions, same_lengths = collate_captions([same_set[i] for i in range(4)])
+same_inputs = torch.cat([features.unsqueeze(1), decoder.embed(same_captions)], dim=1)
+same_packed = pack_padded_sequence(same_inputs, same_lengths + 1, batch_first=True, enforce_sorted=False)
+print("lengths           ", same_lengths.tolist())
+print("packed.batch_sizes", same_packed.batch_sizes.tolist())
+print("packed.data       ", tuple(same_packed.data.shape), "= 4 ×", same_lengths[0].item() + 1, "steps")
+figure = packing_figure(same_captions, same_lengths, vocab)
+# Every step holds all four captions, so packing skips nothing: the picture is a full rectangle.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 2
+encoder_256 = EncoderCNN(embed_size=256, weights=weights).eval()
+decoder_256 = DecoderRNN(embed_size=256, hidden_size=H, vocab_size=V).eval()
+features_256 = encoder_256(images)
+print("features  ", tuple(features_256.shape))
+print("embeddings", tuple(decoder_256.embed(captions).shape))
+print("LSTM input size", decoder_256.lstm.input_size)
+print("logits    ", tuple(decoder_256(features_256, captions, lengths).shape))
+# Every row whose symbols hold E changes (features, embeddings, inputs, packed.data): the decoder's
+# Embedding must give 256 numbers too, since the image feature and the words share the LSTM's input.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 3
+decoder_2 = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V, num_layers=2).eval()
+logits_2, (h_2, c_2) = decoder_2(features, captions, lengths, return_state=True)
+print("h", tuple(h_2.shape), " c", tuple(c_2.shape), " logits", tuple(logits_2.shape))
+# Only the state changes, [num_layers, B, H] = [2, 4, 512]: the second layer reads the first one's
+# outputs, and the logits still come from the top layer, one row per position.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 4
+without_end = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+print("lengths + 1:", packed.batch_sizes.tolist())
+print("lengths:    ", without_end.batch_sizes.tolist())
+print("rows of packed.data:", packed.data.shape[0], "→", without_end.data.shape[0], "(one fewer per caption)")
+# The LSTM never reads each caption's last token, <end>: the input at position t predicts token t, and
+# nothing comes after <end>, so no prediction needs it as an input.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 5
+set_128 = CaptionDataset(batch_table.image, batch_table.caption, vocab, image_transform(128))
+images_128 = collate_captions([set_128[i] for i in range(len(set_128))])[0]
+print("images          ", tuple(images_128.shape))
+print("backbone output ", tuple(encoder.backbone(images_128).shape))
+print("features        ", tuple(encoder(images_128).shape))
+# Only the images change: ResNet50's adaptive pooling averages whatever grid layer4 gives (4 × 4 here)
+# down to one value per channel, so everything after it keeps its shape.

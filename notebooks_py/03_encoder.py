@@ -588,8 +588,9 @@ cache_dir.cleanup()
 #
 # 1. Which `layer` row of the table holds the most parameters? Compute what fraction of ResNet50's
 #    parameters it holds, and explain why fine-tuning "only the last block" is still a big change.
-# 2. Feed a 32 × 32 image through `stem_to_layer4`. What grid does `layer4` produce? Try 16 × 16: what
-#    happens, and why?
+# 2. Feed 32 × 32, 16 × 16 and 8 × 8 images through the stages of `stem_to_layer4` one by one. From which
+#    size on is every stage's grid a single cell, why does nothing fail, and what can `layer4` still see
+#    of where the shapes are?
 # 3. Build `EncoderCNN(train_backbone="last")`. Count its trainable parameters and check which BatchNorm
 #    layers are in train mode after `.train()`.
 # 4. On Colab (with internet), rerun section 7 with `EncoderCNN(weights="imagenet")`. How do the
@@ -599,3 +600,89 @@ cache_dir.cleanup()
 # 6. Run `colour_fit` of section 7 for 100 and 300 steps. Does the Show and Tell encoder catch up with ours?
 #    Then train two captioners that differ only in `standardize` (notebook 05, or
 #    `python -m helpers train --no-standardize`) and compare their colour accuracy.
+
+# %% [markdown]
+# ### Solutions
+#
+# Try each exercise before you open its solution: every solution cell below is collapsed (in JupyterLab,
+# click the `…` to show it; on Colab, "Show code").
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 1
+per_layer = {name: sum(p.numel() for p in layer.parameters()) for name, layer in resnet.named_children()}
+biggest = max(per_layer, key=per_layer.get)
+print(f"{biggest}: {per_layer[biggest]:,} parameters, {per_layer[biggest] / total:.0%} of ResNet50, "
+      f"{per_layer[biggest] / (total - fc):.0%} of the backbone without fc")
+# layer4 holds the most: fine-tuning "only the last block" trains most of the backbone's parameters,
+# so it costs memory and needs data like training the whole network would.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 2
+names = [name for name, _ in resnet.named_children()]  # stem_to_layer4 holds the first eight
+for size in (32, 16, 8):
+    x, grids = torch.zeros(1, 3, size, size), []
+    for name, stage in zip(names, stem_to_layer4):
+        x = stage(x)
+        grids.append(f"{name} {x.shape[-1]}×{x.shape[-2]}")
+    print(f"{size:>2} px: " + ", ".join(grids[4:]))
+# At 32 px layer4's grid is one cell, at 16 px layer3's already is, at 8 px layer2's: padding keeps every
+# convolution's output at least 1 × 1, so nothing fails. But one cell has no "where": the whole picture
+# is squeezed into it before layer4, so position is lost, not only averaged away by the pool.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 3
+last = EncoderCNN(embed_size=300, weights="random", train_backbone="last").train()
+learns = sum(p.numel() for p in last.backbone.parameters() if p.requires_grad)
+in_train = {name.split(".")[0] for name, module in last.backbone.named_modules()
+            if isinstance(module, nn.BatchNorm2d) and module.training}
+print(f"backbone parameters that learn: {learns:,} (layer4 has {per_layer['layer4']:,})")
+print("children of the backbone with BatchNorm in train mode after .train():", sorted(in_train))
+# Only layer4 (child 7 of the backbone) learns and has its BatchNorm layers in train mode; the frozen
+# stages keep their running statistics (section 5 shows why).
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 4
+if course_weights() == "imagenet":
+    pretrained = EncoderCNN(embed_size=300, weights="imagenet").eval()
+    features_in = torch.cat([pretrained.backbone_features(batch) for batch in loader])
+    within_in = features_in.clone()
+    for name in set(background):
+        within_in[background == name] -= within_in[background == name].mean(0)
+    for column in ("colour", "shape"):
+        print(column, mean_similarity(similarities(within_in), labels[column].to_numpy(), same_background))
+else:
+    print("No ImageNet weights here (no internet): run this cell on Colab to compare.")
+# With ImageNet filters, sharing a shape makes two pictures clearly more alike: outlines are what the
+# pretrained filters detect, and what the random ones miss.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 5
+def save_cache(features: torch.Tensor, image_size: int, path: Path) -> None:
+    torch.save({"image_size": image_size, "features": features}, path)
+
+
+def load_cache(path: Path, image_size: int) -> torch.Tensor:
+    stored = torch.load(path)
+    if stored["image_size"] != image_size:
+        raise ValueError(f"{path}: features of {stored['image_size']} px images, asked for {image_size} px")
+    return stored["features"]
+
+
+with tempfile.TemporaryDirectory() as folder:
+    path = Path(folder) / "features.pt"
+    save_cache(cached, 64, path)
+    print("64 px:", tuple(load_cache(path, 64).shape))
+    try:
+        load_cache(path, 224)
+    except ValueError as error:
+        print("224 px:", str(error).replace(folder, "TMPDIR"))
+# helpers.features does the same with a fingerprint of everything that changes the numbers.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# @title Solution to exercise 6
+for steps in (30, 100, 300):
+    show_tell_loss, ours_loss = colour_fit(standardize=False, steps=steps), colour_fit(standardize=True, steps=steps)
+    print(f"{steps:>3} steps: Show and Tell {show_tell_loss:.3f}, ours {ours_loss:.3f}")
+# With more steps the Show and Tell encoder catches up on these 96 images, so standardising mostly makes
+# learning faster. The captioner comparison (python -m helpers train --no-standardize, then evaluate)
+# takes two full trainings, a few minutes each: not run here.
