@@ -523,3 +523,60 @@ assert same
 #    captions (about 12 words plus `<start>` and `<end>`).
 # 5. Feed caption 0 one token at a time with `decoder.step`, carrying the state, and check that the logits
 #    equal `logits[0]` (generating a caption works exactly this way, one word at a time).
+
+# %% [markdown]
+# ### Solutions
+#
+# Try each exercise before you open its solution: every solution cell below is collapsed (in JupyterLab,
+# click the `…` to show it; on Colab, "Show code").
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 1
+by_n = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+hiddens_by_n, _ = pad_packed_sequence(decoder.lstm(by_n)[0], batch_first=True, total_length=T + 1)
+gone = target_mask(lengths + 1, T + 1) & ~target_mask(lengths, T + 1)  # the last real step of each caption
+print("(caption, position) of the outputs that disappear:", gone.nonzero().tolist())
+print("lengths:", lengths.tolist(), "| those outputs are now zero:", bool((hiddens_by_n[gone] == 0).all()))
+captions128, lengths128 = pad_captions([torch.tensor(vocab.encode(c)) for c in train.caption[:128]])
+print(f"128 training captions: {int((lengths128 + 1).sum())} LSTM steps → {int(lengths128.sum())}, "
+      f"{int((lengths128 + 1).sum() - lengths128.sum())} saved")
+# Each caption loses its last output, the one after reading <end>: it would predict what follows <end>,
+# which no loss scores. One step saved per caption: 128 on a batch of 128.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 2
+decoder3 = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V, num_layers=3).eval()
+logits3, (h3, c3) = decoder3(features, captions, lengths, return_state=True)
+print("h", tuple(h3.shape), " c", tuple(c3.shape), " logits", tuple(logits3.shape))
+# The state gets one [B, H] slice per layer; the logits still come from the top layer, [B, T+1, V].
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 3
+everything = F.cross_entropy(logits[:, :T].reshape(-1, V), captions.reshape(-1))  # <pad> targets included
+print(f"all positions: {everything.item():.4f} | sequence_loss: {loss_all_at_once.item():.4f}")
+print(f"{int((captions == 0).sum())} of {captions.numel()} targets are <pad>")
+# Untrained, both are close to ln V. Trained, the unmasked loss gets smaller for a bad reason: after <end>
+# the answer is always <pad>, which is easy, so part of the loss and of the gradients goes into learning
+# to say <pad> after <pad> instead of describing the image. The mask keeps only what we care about.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 4
+n = lengths.float()  # tokens per caption: sequence_loss feeds n + 1 inputs, prefix_loss n(n+1)/2 in all
+formula = (n * (n + 1) / 2).sum() / (n + 1).sum()
+print(f"measured {per_prefix / once:.2f}× | n(n+1)/2 against n+1, summed over the batch: {formula:.2f}×")
+print("per caption, n / 2:", [round(k / 2, 1) for k in lengths.tolist()])
+flickr = 12 + 2  # about 12 words, <start> and <end>
+print(f"Flickr8k: about {flickr / 2:.0f}× as many LSTM steps")
+# The formula gives exactly the measured ratio; per caption it is n / 2, and the batch's ratio sits
+# nearer the long captions' n / 2 because they hold most of the steps.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 5
+step_logits, state = decoder.step(features[0:1])  # the image first
+rows = [step_logits]
+for token in captions[0, : lengths[0] - 1]:  # then every token but the last (<end>)
+    step_logits, state = decoder.step(decoder.embed(token.view(1)), state)
+    rows.append(step_logits)
+stepped = torch.cat(rows)  # [n, V]
+print("step by step", tuple(stepped.shape), "| forward", tuple(logits[0, : lengths[0]].shape))
+print("equal:", torch.allclose(stepped, logits[0, : lengths[0]], atol=1e-5))
