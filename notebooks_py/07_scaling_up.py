@@ -520,3 +520,82 @@ print("\nthe same on our 0–1 scale:\n" + (reference / 100).to_string(na_rep="�
 #    with the table. Then interrupt a run and continue it with `--resume`: is `history.csv` seamless?
 # 5. With COCO's annotations only (`--annotations-only`), count the captions per image and the words per
 #    caption with `python -m helpers data stats --data data/coco`. Why does it report no usable images?
+
+# %% [markdown]
+# ### Solutions
+#
+# Try each exercise before you open its solution: every solution cell below is collapsed (in JupyterLab,
+# click the `…` to show it; on Colab, "Show code").
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 1
+from collections import Counter
+
+
+def seen_once(captions: list[str]) -> float:
+    """The share of distinct words that occur exactly once."""
+    counts = Counter(word for caption in captions for word in tokenize(caption))
+    return sum(count == 1 for count in counts.values()) / len(counts)
+
+
+for name, captions in (("shapes (complete)", list(shapes.table["caption"])),
+                       ("Flickr8k (3 images)", FLICKR8K_CAPTIONS), ("COCO (3 images)", COCO_CAPTIONS)):
+    print(f"{name:>20}: {seen_once(captions):.0%} of the distinct words are seen once")
+# No shapes word is rare, while most words of the real samples occur once. The min_freq that keeps 95 %
+# of Flickr8k's running text needs the full set: the table of notebook 01's section 4 on data/flickr8k.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 2
+mine = [  # one example: a photograph of a harbour, described five ways
+    "A red fishing boat is tied up in a small harbour .",
+    "Boats float in calm water beside a stone wall .",
+    "A fishing boat with nets on its deck in a harbour .",
+    "Seagulls sit on the wall of a harbour full of boats .",
+    "A small red boat floats near the quay .",
+]
+known = {word for caption in FLICKR8K_CAPTIONS for word in tokenize(caption)}
+new = sorted({word for caption in mine for word in tokenize(caption)} - known)
+print(f"{len(new)} new words:", new)
+# Most content words of a new photograph are new: real vocabularies keep growing with every image.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 3
+V_big, E_size, H_size = 8_000, 300, 512
+output_layer = H_size * V_big + V_big
+embedding = V_big * E_size
+lstm = 4 * H_size * (E_size + H_size + 2)
+print(f"output layer {output_layer:,}, embedding {embedding:,}, LSTM {lstm:,}")
+print(f"the output layer is {output_layer / (output_layer + embedding + lstm):.0%} of the decoder")
+# The output layer alone is about half of the decoder; with the embedding, the parts that grow with V are
+# most of it, while the LSTM does not depend on V at all.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 4
+if RUN_TRAINING and HAS_GPU:
+    print("Compare the test BLEU-4 ×100 printed in section 7 with the table of section 8.")
+else:
+    reason = "RUN_TRAINING is False" if not RUN_TRAINING else "no CUDA GPU here"
+    print(f"Not run here ({reason}): this exercise needs Colab with a GPU and the Flickr8k download.")
+# A resumed run appends to history.csv: its epochs continue from the last saved one, with no gap and no
+# repeat, because checkpoint.pt holds the epoch, the optimizer, the schedule and the random state.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 5
+import json
+import tempfile
+from pathlib import Path
+
+with tempfile.TemporaryDirectory() as folder:  # COCO's layout, with the three images' captions above
+    (Path(folder) / "annotations").mkdir()
+    images = [{"id": i, "file_name": f"{i:012d}.jpg"} for i in (9, 25, 139)]
+    notes = [{"id": n, "image_id": (9, 25, 139)[n // 5], "caption": c} for n, c in enumerate(COCO_CAPTIONS)]
+    text = json.dumps({"images": images, "annotations": notes})
+    (Path(folder) / "annotations" / "captions_val2017.json").write_text(text, encoding="utf-8")
+    command = [sys.executable, "-m", "helpers", "data", "stats", "--data", folder]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    print((result.stdout + result.stderr).replace(folder, "data/coco"))
+per_image = Counter(note["image_id"] for note in notes)
+print("from the JSON itself: captions per image", dict(per_image), "| words per caption (mean)",
+      round(sum(len(tokenize(note["caption"])) for note in notes) / len(notes), 1))
+# The annotations name every image, but none was downloaded, so each one is skipped as missing and its
+# captions with it: `stats` describes what can be trained on. The captions themselves are in the JSON.
