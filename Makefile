@@ -43,7 +43,7 @@ export CAPTION_PROGRESS := 0
 
 .DEFAULT_GOAL := course
 .PHONY: course test unit nbval browser-test site site-test colab-rehearsal install data lab lint sync notebook assets \
-	publish mutation help
+	publish mutation student help
 
 course: install data ## set up, then execute every notebook in order, in place
 	@set -e; for nb in $(NOTEBOOKS); do \
@@ -176,6 +176,9 @@ lab: install data ## JupyterLab on the notebooks
 
 lint: install ## ruff on every Python file in the repository (the notebooks through their .py pairs in notebooks_py/)
 	$(BIN)/ruff check .
+
+student: install ## copies of the notebooks without the solution cells, for teachers, in student/ (git-ignored)
+	$(BIN)/python tools/student.py --out student
 
 sync: install ## pair each notebook with its jupytext .py in notebooks_py/ (jupytext.toml), newest side wins
 	$(BIN)/jupytext --sync notebooks/*.ipynb
