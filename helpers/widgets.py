@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import io
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -139,6 +140,14 @@ def _png(image: Image.Image, size: int = 192) -> bytes:
     return buffer.getvalue()
 
 
+def enable_colab_widgets() -> None:
+    """On Colab, turn on its manager for third-party widgets (ours), so that they show; elsewhere nothing."""
+    if "google.colab" in sys.modules:
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+
+
 class DecodingExplorer:
     """The widgets around a :class:`CaptionStepper`.
 
@@ -151,6 +160,7 @@ class DecodingExplorer:
     def __init__(self, stepper: CaptionStepper, images: Sequence[Path | str], k: int = 5):
         if not images:
             raise ValueError("DecodingExplorer needs at least one image to offer")
+        enable_colab_widgets()
         self.stepper, self.k = stepper, k
         self.picker = widgets.Dropdown(
             options=[(Path(p).name, str(p)) for p in images], description="image", value=str(images[0])

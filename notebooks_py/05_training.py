@@ -41,17 +41,8 @@
 
 # %% tags=["colab-setup"]
 import sys
-
 if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
-    from importlib.metadata import version
-    COURSE = "git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0"
-    keep = f"torch=={version('torch')} torchvision=={version('torchvision')}"  # Colab's own stay
-    # %pip install -q {COURSE} {keep}
-    if _exit_code:  # set by %pip  # noqa: F821
-        raise SystemExit(f"Could not install the course from {COURSE} (pip says why above): if this "
-                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
-    from google.colab import output
-    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
+    get_ipython().run_line_magic("pip", "install -q git+https://github.com/captioning-course/image-captioning-cnn-lstm@v0.1.0")  # noqa: F821
 
 # %%
 from helpers.utils import get_device, seed_everything

@@ -60,7 +60,7 @@ def test_snapshot_holds_the_working_tree_and_installs_from_itself(tmp_path):
     assert f'repository = "{into.resolve().as_uri()}"' in git(into, "show", "rehearsal:pyproject.toml")
     nb = nbformat.reads(git(into, "show", "rehearsal:notebooks/01_demo.ipynb"), as_version=4)
     assert nb.cells[1].metadata["tags"] == ["colab-setup"]
-    assert f'    COURSE = "{url}"' in nb.cells[1].source.splitlines()
+    assert f'run_line_magic("pip", "install -q {url}")' in nb.cells[1].source
     assert git(checkout, "status", "--porcelain") == " M helpers.py\n?? new_module.py\n"  # checkout untouched
 
 

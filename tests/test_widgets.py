@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timezone
 
 import ipywidgets as widgets
@@ -285,3 +286,29 @@ def test_explorer_needs_images(model_and_vocab):
     model, vocab = model_and_vocab
     with pytest.raises(ValueError, match="at least one image"):
         decoding_explorer(as_run(model, vocab), [])
+
+
+def test_on_colab_the_explorer_turns_on_colabs_widget_manager_before_its_widgets(
+    monkeypatch, model_and_vocab, images
+):
+    from types import ModuleType
+
+    calls = []
+    google, colab = ModuleType("google"), ModuleType("google.colab")
+    output = ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: calls.append("enabled")
+    google.colab, colab.output = colab, output
+    for name, module in (("google", google), ("google.colab", colab), ("google.colab.output", output)):
+        monkeypatch.setitem(sys.modules, name, module)
+    model, vocab = model_and_vocab
+    dropdown = widgets.Dropdown
+    monkeypatch.setattr(widgets, "Dropdown", lambda *a, **k: calls.append("widgets") or dropdown(*a, **k))
+    decoding_explorer(as_run(model, vocab), images)
+    assert calls[:2] == ["enabled", "widgets"]
+
+
+def test_outside_colab_the_explorer_leaves_the_widget_manager_alone(monkeypatch, model_and_vocab, images):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    model, vocab = model_and_vocab
+    explorer = decoding_explorer(as_run(model, vocab), images)
+    assert explorer.widget is not None

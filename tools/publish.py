@@ -55,24 +55,17 @@ LEGACY_INSTALL = re.compile(
 )
 INSTALLS_COURSE = re.compile(r"pip\W+install\b[^\n]*git\+|\[sys\.executable, \"-m\", \"pip\"", re.MULTILINE)
 
-# The setup cell, the same in every notebook. Locally it only imports sys (no output). On Colab it
-# installs the course at the fixed ref, keeping Colab's torch and torchvision (pinned to the versions
-# already there, so pip keeps them or fails, never replaces them), stops with one sentence when the
-# install fails, and turns on Colab's widget manager (notebook 06's explorer needs it; elsewhere it is
-# harmless, and one cell for all notebooks is simpler than an option).
+# The setup cell, the same in every notebook: three lines. Locally it only imports sys (no output). On
+# Colab it installs the course at the fixed ref. Without --upgrade, pip keeps every package Colab already
+# has whose version the course accepts (pyproject's ranges are loose for that: torch, torchvision,
+# ipywidgets 7.7 …), and `make colab-rehearsal` checks that none moves. The widgets turn Colab's widget
+# manager on themselves (helpers.widgets.enable_colab_widgets). A failed install is reported by pip above
+# the cell, and the next cell's `import helpers` fails. %pip is written as IPython's call, so that the
+# cell's jupytext pair is plain Python.
 TEMPLATE = """\
 import sys
-
 if "google.colab" in sys.modules:  # on Colab only: install the course (locally it is installed already)
-    from importlib.metadata import version
-    COURSE = "{spec}"
-    keep = f"torch=={{version('torch')}} torchvision=={{version('torchvision')}}"  # Colab's own stay
-    %pip install -q {{COURSE}} {{keep}}
-    if _exit_code:  # set by %pip  # noqa: F821
-        raise SystemExit(f"Could not install the course from {{COURSE}} (pip says why above): if this "
-                         "is a fork, run `make publish REPO=you/fork REF=tag` and push, or edit COURSE.")
-    from google.colab import output
-    output.enable_custom_widget_manager()  # lets widgets (notebook 06's explorer) show on Colab
+    get_ipython().run_line_magic("pip", "install -q {spec}")  # noqa: F821
 """
 
 
