@@ -9,11 +9,29 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+
+
+STARTED = time.monotonic()  # when this process first imported the course's helpers
+
+
+def format_run_time(seconds: float) -> str:
+    """``seconds`` as a notebook's prose says a run time: whole seconds under two minutes (at least
+    ``"1 s"``), else minutes with one decimal."""
+    if seconds < 119.5:
+        return f"{max(1, round(seconds))} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def run_time() -> str:
+    """How long this process has been running since it first imported the helpers: in a notebook, whose
+    first cells import them, its run time up to the cell that asks."""
+    return format_run_time(time.monotonic() - STARTED)
 
 
 def seed_everything(seed: int = 0) -> None:

@@ -326,6 +326,11 @@ from helpers.diagrams import architecture_figure
 
 figure = architecture_figure(embed_size=E, hidden_size=H)
 
+# %% tags=["nbval-ignore-output"]
+from helpers.utils import run_time
+
+print(f"this notebook ran in {run_time()} up to here (the solutions at the end not counted)")
+
 # %% [markdown]
 # ## Recap
 #

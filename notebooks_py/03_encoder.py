@@ -34,8 +34,8 @@
 # **Prerequisites:** notebook 02 (the shapes through the whole model); convolutions, pooling and
 # BatchNorm at the level of a first deep-learning course.
 #
-# **Run time:** about 30 seconds on a 2-core laptop CPU. A GPU makes the ResNet50 passes 20–50× faster,
-# but everything here is sized to run on a CPU.
+# **Run time:** about 30 seconds on a 2-core laptop CPU. A GPU makes the ResNet50 passes far faster
+# (`benchmarks/README.md` measures one), but everything here is sized to run on a CPU.
 
 # %% tags=["colab-setup"]
 import sys
@@ -554,6 +554,11 @@ assert torch.equal(from_disk, cached) and len(read_batches) == 4
 
 # %%
 cache_dir.cleanup()
+
+# %% tags=["nbval-ignore-output"]
+from helpers.utils import run_time
+
+print(f"this notebook ran in {run_time()} up to here (the solutions at the end not counted)")
 
 # %% [markdown]
 # ## Recap

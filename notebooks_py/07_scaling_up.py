@@ -478,6 +478,11 @@ reference = pd.DataFrame(
 print("BLEU-4 ×100 as published:\n" + reference.to_string(na_rep="—"))
 print("\nthe same on our 0–1 scale:\n" + (reference / 100).to_string(na_rep="—"))
 
+# %% tags=["nbval-ignore-output"]
+from helpers.utils import run_time
+
+print(f"this notebook ran in {run_time()} up to here (the solutions at the end not counted)")
+
 # %% [markdown]
 # ## Recap
 #

@@ -88,3 +88,20 @@ def test_course_weights_refuse_anything_else_naming_the_choices(monkeypatch, val
     expected = rf"COURSE_WEIGHTS must be one of \('random', 'imagenet'\), got '{value}'"
     with pytest.raises(ValueError, match=expected):
         course_weights()
+
+
+def test_run_time_says_seconds_under_two_minutes_and_minutes_after():
+    from helpers.utils import format_run_time
+
+    assert format_run_time(0.4) == "1 s"
+    assert format_run_time(24.6) == "25 s"
+    assert format_run_time(119.4) == "119 s"
+    assert format_run_time(125) == "2.1 min"
+    assert format_run_time(431) == "7.2 min"
+
+
+def test_run_time_counts_from_the_first_import_of_the_helpers(monkeypatch):
+    import helpers.utils as utils
+
+    monkeypatch.setattr(utils.time, "monotonic", lambda: utils.STARTED + 42.2)
+    assert utils.run_time() == "42 s"
