@@ -213,11 +213,10 @@ print("inputs               ", tuple(inputs.shape), "  = [B, T+1, E]")
 
 # %% [markdown]
 # Every caption is now one step longer, so the true lengths grow by one: `lengths + 1`. (The last of
-# those steps reads `<end>`, and what comes out of it is never scored, since nothing follows `<end>`.
-# Packing by `lengths` instead, as most tutorials do, leaves that step out and trains
-# exactly the same: notebook 04 shows that the loss and the gradients are equal.)
+# those steps reads `<end>` and is never scored; notebook 04 shows that it can be left out.)
 #
-# **Packing.** The LSTM should not read the padding. `pack_padded_sequence` keeps only the real steps
+# **Packing**, explained once here for the whole course (later notebooks link back to this section).
+# The LSTM should not read the padding. `pack_padded_sequence` keeps only the real steps
 # and lays them out **time step by time step**: first step 0 of every caption, then step 1 of every
 # caption that is still running, and so on. The captions are sorted longest first inside each step
 # (`enforce_sorted=False` lets it sort for us, and remember how to undo it).

@@ -154,8 +154,9 @@ pd.DataFrame({"position": range(n + 1), "reads": read, "predicts": predict}).set
 #
 # ## 3. Packing, and what goes wrong without it
 #
-# We run the LSTM twice on the same `inputs`: once on the padded block as it is, once packed by
-# `lengths + 1`, then unpacked.
+# What `pack_padded_sequence` stores (`data`, `batch_sizes`, the sorted order) is explained in notebook
+# 02, section 3 ("Packing"). Here we see what it changes: we run the LSTM twice on the same `inputs`,
+# once on the padded block as it is, once packed by `lengths + 1`, then unpacked.
 
 # %%
 padded_out, (padded_h, padded_c) = decoder.lstm(inputs)  # reads the padding too
