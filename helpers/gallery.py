@@ -120,5 +120,7 @@ def show_error_gallery(table: pd.DataFrame, columns: int = 4, width: int = 34) -
         shown = [textwrap.fill(r, width, initial_indent="· ", subsequent_indent="  ") for r in row.references]
         ax.text(0, y, "\n".join(["references:", *shown]), transform=ax.transAxes, va="top", fontsize=7,
                 color="dimgrey")
-    figure.subplots_adjust(hspace=1.25, wspace=0.15, top=0.97, bottom=0.03)
+    gap = 1.25  # the room under each image for its texts, in images' heights
+    # the last row's texts need the same room below it as the others get between rows
+    figure.subplots_adjust(hspace=gap, wspace=0.15, top=0.97, bottom=gap * 0.97 / ((1 + gap) * rows))
     return figure
