@@ -849,16 +849,19 @@ figure = show_captions(test_table, n=6, columns=3, references=2, seed=0)
 # 04), joined into a caption. A validation loop that scores those by mistake reports a model that never
 # has to recover from its own errors.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 from helpers.bleu_variants import bleu_variants, teacher_forced_captions
 
 test_features = cached_features(model, list(test_table["image"]), config.image_size, device, CACHE,
                                 log=lambda _: None)
 forced = teacher_forced_captions(model, test_features, [refs[0] for refs in test_refs], vocab, device,
                                  config.max_words)
-print("first reference:", test_refs[0][0])
-print("teacher-forced: ", forced[0])
-print("generated:      ", greedy_captions[0])
+pairs = zip(forced, greedy_captions, strict=True)
+differ = next((i for i, (one, other) in enumerate(pairs) if one != other), 0)
+print(f"test image {differ}, the first where the two differ")
+print("first reference:", test_refs[differ][0])
+print("teacher-forced: ", forced[differ])
+print("generated:      ", greedy_captions[differ])
 
 # %% tags=["nbval-ignore-output"]
 variants = bleu_variants(test_refs, greedy_captions, teacher_forced=forced)
@@ -872,19 +875,21 @@ variants.round(4)
 # the COCO caption evaluation (`pycocoevalcap`) computes it on lower-cased, tokenised words, printed ×100.
 # Here that is the COCO row ×100. Read the rest row by row:
 #
-# - **×100** is the same number: compare 0.78 with 78, never with 0.78 %.
+# - **×100** is the same number: 0.8 in code is 80 in a paper, never 0.8 %.
 # - **The mean of sentence scores** is another number (section 6): an image with no matching 4-gram
 #   scores 0 alone. nltk's smoothing (`SmoothingFunction().method1` puts 0.1 in place of a zero match)
 #   lifts exactly those images. Smoothing is for scoring one sentence; a corpus score rarely needs it.
 # - **Not lower-cased** changes nothing here, and **split on spaces** little: the course's tokenizer gave
 #   the model lower-case words without punctuation, and our annotators write lower-case too, so only the
-#   full stop two of them put at the end counts (it lengthens those references). On captions typed by people,
-#   with capitals and full stops against the word, both matter; the next cell shows it.
+#   full stop two of them put at the end counts: it lengthens those references, and so the brevity
+#   penalty. On captions typed by people, with capitals and full stops against the word, both matter; the
+#   next cell shows it.
 # - **One reference** instead of five leaves far fewer n-grams to match: the score drops a lot. Papers
 #   use all of them (five on Flickr8k and COCO).
 # - **nltk against COCO**: both take the reference closest in length for the brevity penalty; they differ
 #   only where a caption is shorter than n words or an order has no match at all, so here they agree to
-#   a few decimals. Other tools differ more (some take the *shortest* reference, or score per sentence).
+#   within 0.01 (the cell checks it). Other tools differ more (some take the *shortest* reference for the
+#   brevity penalty, or score per sentence).
 # - **Teacher-forced** captions follow the first reference's words and template, and the model never
 #   pays for its own earlier mistakes. For this model they score about what the generated captions do:
 #   its errors are single words (a kind, a colour) that it gets wrong with the true words before it too,
