@@ -110,20 +110,32 @@ class _PerfectDecoder(torch.nn.Module):
         return torch.nn.functional.one_hot(targets, self.vocab_size).float() * 5.0
 
 
+class _EchoDecoder(torch.nn.Module):
+    """Scores, at position t, the token it reads there (the image step: word 4); never the next one."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def forward(self, features, captions, lengths):
+        read = torch.nn.functional.pad(captions, (1, 0), value=4)  # position 0 reads the image
+        return torch.nn.functional.one_hot(read, self.vocab_size).float() * 5.0
+
+
 class _Encoder(torch.nn.Module):
     def project_features(self, pooled):
         return pooled
 
 
-class _Perfect(torch.nn.Module):
-    def __init__(self, vocab_size: int):
+class _Captioner(torch.nn.Module):
+    def __init__(self, decoder: torch.nn.Module):
         super().__init__()
-        self.encoder, self.decoder = _Encoder(), _PerfectDecoder(vocab_size)
+        self.encoder, self.decoder = _Encoder(), decoder
 
 
 def test_teacher_forced_captions_are_the_argmax_given_the_true_prefix():
     vocab = Vocabulary(["a", "red", "circle", "blue", "square", "on", "the", "left"])
-    model = _Perfect(len(vocab))
+    model = _Captioner(_PerfectDecoder(len(vocab)))
     captions = teacher_forced_captions(
         model, torch.zeros(2, 4), ["a red circle .", "a blue square on the left"], vocab, "cpu"
     )
@@ -131,3 +143,11 @@ def test_teacher_forced_captions_are_the_argmax_given_the_true_prefix():
     one = ["a blue square on the left"]
     cut = teacher_forced_captions(model, torch.zeros(1, 4), one, vocab, "cpu", max_words=3)
     assert cut == ["a blue square"]
+
+
+def test_teacher_forced_captions_keep_every_guess_after_the_image_step_and_before_the_end():
+    vocab = Vocabulary(["a", "red", "circle"])
+    echo = _Captioner(_EchoDecoder(len(vocab)))
+    # guesses after <start>, "a", "red", "circle": <start> (dropped), then the words it read
+    forced = teacher_forced_captions(echo, torch.zeros(1, 4), ["a red circle"], vocab, "cpu")
+    assert forced == ["a red circle"]

@@ -23,6 +23,7 @@ CANDIDATES = [
     "a",
     "there is a red circle and a green triangle on a black background",
     "there is a red square and a green circle",  # CIDEr-D's choice; BLEU-4 prefers "two shapes : …"
+    "red circle red circle red circle",  # repeats count only as often as a reference has them (clipping)
 ]
 
 
