@@ -306,6 +306,7 @@ class Vocabulary:
         return words
 
 
+# %%
 vocab = Vocabulary.build(train["caption"], min_freq=1)
 print("size:", len(vocab), "| first indices:", vocab.itos[:10])
 assert len(vocab) == 4 + len(counts)

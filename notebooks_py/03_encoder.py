@@ -202,6 +202,7 @@ class EncoderCNN(nn.Module):
         return self.project_features(self.backbone_features(images))
 
 
+# %%
 encoder = EncoderCNN(embed_size=300, weights=course_weights())
 print("weights used:", encoder.weights)
 print("backbone parts:", [type(m).__name__ for m in encoder.backbone])

@@ -108,6 +108,7 @@ class DecoderRNN(nn.Module):
         return (logits, state) if return_state else logits
 
 
+# %%
 decoder = DecoderRNN(embed_size=E, hidden_size=H, vocab_size=V).eval()
 print(decoder)
 
@@ -419,6 +420,7 @@ def train_step(loss_fn):
         loss_fn().backward()
 
 
+# %%
 threads = torch.get_num_threads()
 torch.set_num_threads(1)  # on one core, programs running beside this one disturb the comparison least
 fast = seconds(lambda: train_step(

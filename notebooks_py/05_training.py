@@ -180,7 +180,7 @@ from helpers.models import sequence_loss
 from helpers.batches import batches
 
 train_table = data.split("train")
-textbook_loader = DataLoader(
+textbook_loader = DataLoader(  # the textbook way: every caption with its image, through the whole encoder
     CaptionDataset(train_table["image"], train_table["caption"], vocab, image_transform(config.image_size),
                    max_words=config.max_words),
     batch_size=config.batch_size,
@@ -188,6 +188,11 @@ textbook_loader = DataLoader(
     collate_fn=collate_captions,
     generator=torch.Generator().manual_seed(0),
 )
+
+# %% [markdown]
+# One timer for both ways: a few batches of loading, forward, loss and backward, in seconds per batch.
+
+# %%
 N_BATCHES = 3
 
 
@@ -209,6 +214,7 @@ def cached_batch():
     return train_features[image_index[idx]], captions[idx, : int(batch_lengths.max())], batch_lengths
 
 
+# %%
 textbook_iter = iter(textbook_loader)
 textbook = timed_batches(lambda: next(textbook_iter), model)  # model(images, captions, lengths)
 cached = timed_batches(
@@ -548,6 +554,11 @@ def pooled_counts(references: list[list[list[str]]], hypotheses: list[list[str]]
     return matches, totals, hypothesis_length, reference_length
 
 
+# %% [markdown]
+# The corpus score: the geometric mean of the four pooled precisions, times the brevity penalty of the
+# pooled lengths.
+
+# %%
 def corpus_bleu4(references: list[list[list[str]]], hypotheses: list[list[str]]) -> float:
     """Corpus BLEU-4 (0–1) of tokenised hypotheses, each against its own tokenised references."""
     matches, totals, hypothesis_length, reference_length = pooled_counts(references, hypotheses)
@@ -903,6 +914,11 @@ for name, options in {
     print(f"{name:45} {bleu4(as_typed, greedy_captions, **options):.4f}")
 assert bleu4(as_typed, greedy_captions) == course
 
+# %% tags=["nbval-ignore-output"]
+from helpers.utils import run_time
+
+print(f"this notebook ran in {run_time()} up to here (the solutions at the end not counted)")
+
 # %% [markdown]
 # ## Recap
 #
@@ -933,12 +949,128 @@ assert bleu4(as_typed, greedy_captions) == course
 # 1. Set `HAND_STEPS = 200` and rerun sections 4–6. How far does dev BLEU-4 get from the hand loop alone?
 # 2. Train without the schedule: replace `OneCycleLR` by a constant learning rate in the hand loop. Which
 #    learning rates still train, and which make the loss jump?
-# 3. `fit` with `TrainConfig.for_device(device, hidden_size=128)` (use another `run_dir`). How do the
-#    training time and the test BLEU-4 change?
+# 3. `fit` with `dataclasses.replace(config, hidden_size=128)` (use another `run_dir`; `replace` keeps every
+#    other setting, the weights included). How do the training time and the dev BLEU-4 change?
 # 4. Another image-blind baseline: the most common training caption for every test image. Is its BLEU-4
 #    higher or lower than the best blind caption's? Why? (Hint: look at its length.)
-# 5. With `TrainConfig(train_backbone="last")` (`--fine-tune` on the command line) the backbone learns too. Time
-#    one epoch on your machine against the cached epoch above: is it worth it on these shapes?
+# 5. With `train_backbone="last"` (`--fine-tune` on the command line) the backbone learns too. Use
+#    `dataclasses.replace(config, train_backbone="last")`, which keeps the 64 px images (a bare
+#    `TrainConfig(train_backbone="last")` means 224 px: hours per epoch on a laptop CPU). Time a few
+#    batches, estimate one epoch, and compare with a cached epoch: is it worth it on these shapes?
 # 6. Section 10's teacher-forced row on a model that has barely learnt: train a fresh model for
 #    `HAND_STEPS` steps as in section 4, then compare the BLEU-4 of its teacher-forced and its greedy test
 #    captions. Is the gap larger than the trained model's? Why?
+
+# %% [markdown]
+# ### Solutions
+#
+# Try each exercise before you open its solution: every solution cell below is collapsed (in JupyterLab,
+# click the `…` to show it; on Colab, "Show code"). The first one defines `hand_train`, which the others
+# reuse: section 4's loop as a function, on a fresh model.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# @title Solution to exercise 1
+def hand_train(steps: int, lr_at=None):
+    """A fresh model trained ``steps`` steps on the cached features; ``lr_at(step)``: a constant rate
+    instead of the one-cycle schedule. Returns the model and its losses."""
+    seed_everything(config.seed)
+    fresh = build_model(config, len(vocab)).to(device).train()
+    params = [p for p in fresh.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps, pct_start=0.25)
+    losses = []
+    for step, idx in enumerate(batches(len(captions), config.batch_size, torch.Generator().manual_seed(0))[:steps]):
+        if lr_at is not None:
+            optimizer.param_groups[0]["lr"] = lr_at(step)
+        batch_lengths = lengths[idx]
+        batch_captions = captions[idx, : int(batch_lengths.max())].to(device)
+        inputs = fresh.encoder.project_features(train_features[image_index[idx]].to(device))
+        loss = sequence_loss(fresh.decoder(inputs, batch_captions, batch_lengths), batch_captions, batch_lengths)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        if lr_at is None:
+            schedule.step()
+        losses.append(loss.item())
+    return fresh.eval(), losses
+
+
+hand_model, _ = hand_train(200)
+hand_scores, _ = evaluate_bleu(hand_model, dev_features, references, vocab, device, config.max_decode)
+print(f"200 hand steps: dev BLEU-4 {hand_scores['bleu4']:.3f}")
+print(f"fit, after epoch 1 ({len(order)} steps): {result.history['dev_bleu4'].iloc[0]:.3f}, "
+      f"after the last: {result.history['dev_bleu4'].iloc[-1]:.3f}")
+# 200 steps, less than one epoch, already give most of what the first epoch gives; the rest of the
+# way takes the full schedule over many epochs.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# @title Solution to exercise 2
+for rate in (1e-4, 1e-3, config.lr, 3e-2, 3e-1):
+    _, run_losses = hand_train(HAND_STEPS, lr_at=lambda step, rate=rate: rate)
+    jump = max(later - earlier for earlier, later in zip(run_losses, run_losses[1:]))
+    print(f"lr {rate:<7g} loss {run_losses[0]:.2f} → {run_losses[-1]:.2f}, largest rise in one step {jump:+.2f}")
+# Small rates train but slowly; the schedule's peak trains fast when held constant over so few steps;
+# the large ones make the loss jump up between steps (and 0.3 ends far above where it started): the
+# one-cycle schedule reaches a high rate only after a warm-up, and leaves it again.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# @title Solution to exercise 3
+import dataclasses
+import tempfile
+
+small = dataclasses.replace(config, hidden_size=128, epochs=4)  # 4 epochs: a sized-down comparison
+with tempfile.TemporaryDirectory() as folder:
+    small_result = fit(DATA, run_dir=folder, config=small, device=device, cache_dir=CACHE, log=lambda _: None)
+both = pd.DataFrame({
+    "hidden 256 (fit above)": result.history.set_index("epoch").loc[1:4, ["dev_bleu4", "seconds"]].mean(),
+    "hidden 128": small_result.history.set_index("epoch")[["dev_bleu4", "seconds"]].mean(),
+}).T.round(3)
+print("mean of the first 4 epochs:")
+print(both)
+# The smaller LSTM's epochs are a little faster (the decoder is a small part of the work on cached
+# features) and its dev BLEU-4 over the same epochs is about the same or lower: capacity was not what
+# limited this model (the pooled features are, notebook 08).
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# @title Solution to exercise 4
+from collections import Counter
+
+common, count = Counter(train_table["caption"]).most_common(1)[0]
+common_scores = corpus_bleu_scores(test_refs, [common] * len(test_refs))
+print(f"most common training caption ({count} times): {common!r}")
+print(f"BLEU-4 {common_scores['bleu4']:.3f} ({len(common.split())} words) against the best blind caption's "
+      f"{blind_scores['bleu4']:.3f} ({len(blind_caption.split())} words)")
+# Frequent captions are the short, simple ones: BLEU's brevity penalty punishes a caption shorter than
+# the references, and few of its 4-grams match. The best blind caption was chosen to score on dev.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# @title Solution to exercise 5
+fine = build_model(dataclasses.replace(config, train_backbone="last"), len(vocab)).to(device).train()
+fine_batches = iter(textbook_loader)  # 128 captions with their images at 64 px
+start = time.perf_counter()
+for _ in range(2):
+    batch_images, batch_captions, batch_lengths = next(fine_batches)
+    logits = fine(batch_images.to(device), batch_captions.to(device), batch_lengths)
+    sequence_loss(logits, batch_captions.to(device), batch_lengths).backward()
+per_image = (time.perf_counter() - start) / (2 * config.batch_size)
+epoch_minutes = per_image * len(train_images) / 60  # fine-tuning sends each image through once per epoch
+print(f"fine-tuning layer4 at {config.image_size} px: about {epoch_minutes:.1f} min per epoch "
+      f"(each of {len(train_images)} images once), a cached epoch {result.history['seconds'].mean():.0f} s")
+# Many times slower per epoch on a CPU, and a random layer4 still pools away the shapes' outlines: not
+# worth it here. With ImageNet weights on a GPU (notebook 07) it is the usual last step.
+
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
+# @title Solution to exercise 6
+barely, _ = hand_train(HAND_STEPS)
+barely_features = cached_features(barely, list(test_table["image"]), config.image_size, device, CACHE,
+                                  log=lambda _: None)
+barely_forced = teacher_forced_captions(barely, barely_features, [refs[0] for refs in test_refs], vocab,
+                                        device, config.max_words)
+_, barely_greedy = evaluate_bleu(barely, barely_features, test_refs, vocab, device, config.max_decode)
+print(f"{HAND_STEPS} steps: teacher-forced BLEU-4 {bleu4(test_refs, barely_forced):.3f}, "
+      f"generated {bleu4(test_refs, barely_greedy):.3f}")
+print(f"trained:  teacher-forced {bleu4(test_refs, forced):.3f}, generated {bleu4(test_refs, greedy_captions):.3f}")
+# The barely trained model gains far more from being fed the true words: on its own, one early mistake
+# leads the rest of its caption astray. Teacher forcing hides exactly that, which is why validation
+# must generate.

@@ -79,7 +79,10 @@ from helpers.utils import stream_command
 RUN_DOWNLOADS = False  # True: really download Flickr8k (about 1 GB) into data/flickr8k; needs the internet
 RUN_TRAINING = False  # True: really train and evaluate on Flickr8k; needs a CUDA GPU and the download
 
+# %% [markdown]
+# Every command below goes through `shell`, which prints it and runs it only when its switch says so:
 
+# %%
 def shell(command: str, run: bool, why_not: str) -> None:
     """Print ``command``; run it from the repository root only when ``run`` is True.
 
@@ -190,6 +193,8 @@ FLICKR8K_CAPTIONS = [  # Flickr8k.token.txt, images 1000268201_693b08cb0e, 10017
     "There is a girl with pigtails sitting in front of a rainbow painting .",
     "Young girl with pigtails painting outside in the grass .",
 ]
+
+# %%
 COCO_CAPTIONS = [  # captions_train2017.json (images 9 and 25) and captions_val2017.json (image 139)
     "Closeup of bins of food that include broccoli and bread.",
     "A meal is presented in brightly colored plastic trays.",

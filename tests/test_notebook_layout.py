@@ -73,9 +73,41 @@ def test_a_quiet_start_and_a_gpu_for_the_notebooks_that_train():
     for path in NOTEBOOKS:
         notebook = json.loads(path.read_text())
         code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
-        assert len("".join(code[0]["source"]).splitlines()) <= 12, path.name
+        assert len("".join(code[0]["source"]).splitlines()) <= 3, path.name  # 3 lines of setup at most
         assert "colab-setup" in code[0]["metadata"].get("tags", []), path.name
         trains = path.name.startswith(("05_", "07_"))
         assert (notebook["metadata"].get("accelerator") == "GPU") == trains, path.name
         if trains:
             assert notebook["metadata"]["colab"]["gpuType"] == "T4", path.name
+
+
+MAX_CELL_LINES = 25  # a code cell of the learner's path; solutions are exempt
+MAX_CLASS_CELL_LINES = 40  # a cell that defines a class: a class cannot be split across cells
+
+
+def long_cells(notebook: dict) -> list[str]:
+    """The code cells of the learner's path over their limit, as 'cell N: L lines'."""
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code" or "solution" in cell["metadata"].get("tags", []):
+            continue
+        lines = "".join(cell["source"]).strip("\n").splitlines()
+        limit = MAX_CLASS_CELL_LINES if any(line.startswith("class ") for line in lines) else MAX_CELL_LINES
+        if len(lines) > limit:
+            found.append(f"cell {index}: {len(lines)} lines")
+    return found
+
+
+def test_no_code_cell_of_the_learners_path_is_longer_than_25_lines_but_a_class():
+    for path in NOTEBOOKS:
+        assert long_cells(json.loads(path.read_text())) == [], path.name
+
+
+def test_a_planted_long_cell_is_found_and_a_solution_is_exempt():
+    def code(lines: int, tags: list[str] | None = None) -> dict:
+        return {"cell_type": "code", "metadata": {"tags": tags or []}, "source": "x = 1\n" * lines}
+
+    notebook = {"cells": [code(25), code(26), code(60, ["solution"])]}
+    assert long_cells(notebook) == ["cell 1: 26 lines"]
+    with_class = {"cells": [{**code(30), "source": "class A:\n" + "    x = 1\n" * 29}]}
+    assert long_cells(with_class) == []
