@@ -21,7 +21,9 @@ from helpers.models import TRAIN_BACKBONE_CHOICES, resolve_weights
 from helpers.presets import DEVICE_PRESETS
 
 REAL_DATA_MIN_FREQ = 5  # the usual vocabulary threshold on real captions: rare words become <unk>
-FINE_TUNE_GPU_BATCH = 64  # captions per fine-tuning batch on a GPU (whole images with all their captions)
+# captions per fine-tuning batch on a GPU (whole images with all their captions): as many optimizer steps
+# per epoch as the fine-tuning run of benchmarks/README.md ("How well it captions") took
+FINE_TUNE_GPU_BATCH = 256
 # The most words a generated caption may have (<start> and <end> not counted): the decoding loops run at
 # most MAX_DECODE + 1 steps, so that a caption of exactly MAX_DECODE words can still say <end>. Training
 # captions have their own limit, TrainConfig.max_words.
@@ -75,7 +77,9 @@ class TrainConfig:
 
         Fine-tuning on a GPU (``train_backbone`` ``"last"`` or ``"all"`` among ``overrides``) takes batches
         of :data:`FINE_TUNE_GPU_BATCH` captions: the backbone's activations are kept for backpropagation.
-        A batch holds whole images with all their captions, each image through the backbone once.
+        A batch holds whole images with all their captions, each image through the backbone once: on a
+        set of five captions per image it holds about a fifth as many images, and an epoch takes about
+        ``captions / FINE_TUNE_GPU_BATCH`` optimizer steps, as when each caption brought its own image.
         """
         if torch.device(device).type == "cpu":
             base = cls(**DEVICE_PRESETS["cpu"])

@@ -17,7 +17,7 @@ DEVICE_PRESETS = {
         "image_size": 128,
         "hidden_size": 512,
         "epochs": 15,
-        "batch_size": 64,
+        "batch_size": 256,
         "lr": 3e-3,
         "train_backbone": "all",
     },

@@ -409,8 +409,8 @@ shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k --res
 shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k --resume --epochs 20", False,
       "optional: five more epochs for a finished run")
 shell(f"python -m helpers train --data data/flickr8k --out {RUNS}/flickr8k-ft --fine-tune --epochs 5",
-      False, "optional, slower: the backbone runs in every batch (batches of 64 on a GPU; if memory runs "
-      "out, the message names --batch-size)")
+      False, "optional, slower: the backbone runs in every batch (batches of 256 captions on a GPU; if memory "
+      "runs out, the message names --batch-size)")
 
 # %% [markdown]
 # **Several GPUs** on one machine: start the same module with `torchrun`, one process per GPU. Each

@@ -37,7 +37,7 @@ def test_a_gpu_without_imagenet_weights_trains_the_whole_backbone_at_128_px(monk
 
     random = TrainConfig.for_device("cuda", weights="random")
     assert (random.mode, random.train_backbone, random.image_size) == ("fine-tune", "all", 128)
-    assert random.batch_size == 64 and random.weights == "random"
+    assert random.batch_size == 256 and random.weights == "random"
     # "auto" is resolved once, here, and the answer stored: the run says what it trained with
     monkeypatch.setattr(helpers.models, "imagenet_weights_reachable", lambda timeout=3.0: False)
     assert TrainConfig.for_device("cuda") == random
@@ -488,7 +488,7 @@ def test_fine_tune_defaults_fit_a_16_gb_gpu():
     from helpers.config import FINE_TUNE_GPU_BATCH
 
     on_gpu = {"device": "cuda", "weights": "imagenet"}
-    assert TrainConfig.for_device(**on_gpu, train_backbone="last").batch_size == FINE_TUNE_GPU_BATCH == 64
+    assert TrainConfig.for_device(**on_gpu, train_backbone="last").batch_size == FINE_TUNE_GPU_BATCH == 256
     assert TrainConfig.for_device(**on_gpu, train_backbone="last", batch_size=32).batch_size == 32
     assert TrainConfig.for_device(**on_gpu).batch_size == 256  # cached features: no backbone activations
 
