@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from helpers.attention import AttentionCaptioner
 from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image, to_rgb
 from helpers.decoding import decode_features
@@ -38,8 +39,25 @@ RESUMABLE = ("epochs", "num_workers")  # what a resumed run takes from a new con
 BEST_KEYS = ("model", "epoch", "vocab", "config", "weights", "history")  # what best.pt holds
 
 
-def build_model(config: TrainConfig, vocab_size: int, weights: str | None = None) -> Captioner:
-    """The captioner a configuration describes (``weights`` overrides ``config.weights``)."""
+def build_model(
+    config: TrainConfig, vocab_size: int, weights: str | None = None
+) -> Captioner | AttentionCaptioner:
+    """The captioner a configuration describes (``weights`` overrides ``config.weights``): a
+    :class:`~helpers.models.Captioner` for ``decoder="show-tell"``, an
+    :class:`~helpers.attention.AttentionCaptioner` for ``"attention"``. Both have ``encoder`` (with
+    ``backbone_features``, ``project_features``, ``parameter_groups`` and ``weights``) and ``decoder``
+    (the protocol of :mod:`helpers.decoding`)."""
+    if config.decoder == "attention":
+        return AttentionCaptioner(
+            vocab_size,
+            stage=config.stage,
+            feature_size=config.feature_size,
+            strides=tuple(config.strides),
+            embed_size=config.embed_size,
+            hidden_size=config.hidden_size,
+            attention_size=config.attention_size,
+            weights=weights or config.weights,
+        )
     return Captioner(
         vocab_size,
         config.embed_size,

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from helpers.attention import attention_loss
 from helpers.batches import Batch, TrainingSet, batches, encode_captions
 from helpers.config import TrainConfig
 from helpers.evaluation import evaluate_bleu
@@ -63,11 +64,16 @@ class TrainStep(nn.Module):
     among the ``I``), then projection → decoder. Either way, with ``captions [B, T]`` and ``lengths [B]``,
     ``→ the loss`` per caption token (:func:`~helpers.models.packed_loss`: the value of
     ``sequence_loss``, without scoring padding).
+
+    ``penalty`` given (an :class:`~helpers.attention.AttentionCaptioner`): inputs are ``(grids [I, C, h, w],
+    image_of [B])``, each image's stored grid through the adapter once and its attention keys computed
+    once, shared by its captions; the loss is :func:`~helpers.attention.attention_loss` with λ =
+    ``penalty`` (cross-entropy per caption token plus λ × the doubly stochastic regulariser).
     """
 
-    def __init__(self, model: Captioner, cached: bool):
+    def __init__(self, model: Captioner, cached: bool, penalty: float | None = None):
         super().__init__()
-        self.model, self.cached = model, cached
+        self.model, self.cached, self.penalty = model, cached, penalty
 
     def forward(
         self,
@@ -76,6 +82,11 @@ class TrainStep(nn.Module):
         lengths: torch.Tensor,
     ) -> torch.Tensor:
         encoder = self.model.encoder
+        if self.penalty is not None:
+            grids, image_of = inputs
+            features = encoder.project_features(grids)  # [I, N, D]
+            logits, alphas = self.model.decoder(features, captions, lengths, image_index=image_of)
+            return attention_loss(logits, alphas, captions, lengths, self.penalty)
         if self.cached:
             pooled = inputs
         else:
@@ -219,7 +230,7 @@ def fit(
     # 2. the backbone's features, computed once (cached mode), and 3. the optimiser and its schedule
     cache_dir = dataset_root(data_dir) / ".cache" if cache_dir is None else cache_dir
     dev_features = _features(model, train, dev_images, config, device, cache_dir, rank, world, log)
-    step = _train_step(model, train, world, device)
+    step = _train_step(model, train, config, world, device)
     per_batch = train.per_batch(config.batch_size)
     steps_per_epoch = math.ceil(math.ceil(train.examples / world) / per_batch)
     steps = {"captions": len(train.captions), "world": world, "per_epoch": steps_per_epoch}
@@ -251,9 +262,12 @@ def fit(
     return FitResult(model.eval(), vocab, config, pd.DataFrame(history), data)
 
 
-def _train_step(model: Captioner, train: TrainingSet, world: int, device: torch.device) -> nn.Module:
+def _train_step(
+    model: Captioner, train: TrainingSet, config: TrainConfig, world: int, device: torch.device
+) -> nn.Module:
     """The step ``train_epoch`` takes, wrapped for torchrun when ``world`` processes train together."""
-    step = TrainStep(model, cached=train.features is not None)
+    penalty = config.penalty if config.decoder == "attention" else None
+    step = TrainStep(model, cached=train.features is not None, penalty=penalty)
     if world > 1:
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     return step
@@ -342,15 +356,16 @@ def _model(
 def _training_set(
     data: PreparedData, vocab: Vocabulary, config: TrainConfig, data_dir
 ) -> tuple[TrainingSet, list[str], list[list[str]]]:
-    """The training captions as tensors, the dev images validation scores (``config.val_images``), and
-    their references."""
+    """The training captions as tensors (by whole images for the attention decoder), the dev images
+    validation scores (``config.val_images``), and their references."""
     dev_images = data.images("dev")[: config.val_images]
     if not dev_images:
         raise ValueError(f"{data_dir}: the dev split is empty; validation needs it")
     dev_refs = data.references("dev")
     train_images = data.images("train")
     captions = encode_captions(data.split("train"), train_images, vocab, config.max_words)
-    return TrainingSet(train_images, *captions), dev_images, [dev_refs[image] for image in dev_images]
+    train = TrainingSet(train_images, *captions, by_image=config.decoder == "attention")
+    return train, dev_images, [dev_refs[image] for image in dev_images]
 
 
 def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, rank, world, log):
