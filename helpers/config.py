@@ -110,6 +110,11 @@ class TrainConfig:
                 base.batch_size = FINE_TUNE_GPU_BATCH
         return cls.from_dict({**asdict(base), **overrides})
 
+    def to_dict(self) -> dict:
+        """The configuration as plain JSON values (``strides`` as a list), as a checkpoint and
+        ``config.json`` store it; :meth:`from_dict` reads it back."""
+        return {**asdict(self), "strides": list(self.strides)}
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a dict, refusing unknown keys (a typo should not be silently ignored)."""

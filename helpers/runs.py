@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -121,7 +121,7 @@ def save_run(
         "model": model.state_dict(),
         "epoch": epoch,
         "vocab": vocab.to_dict(),
-        "config": asdict(config),
+        "config": config.to_dict(),
         "weights": weights,
         "history": history,
     }
@@ -140,7 +140,7 @@ def save_run(
     if best:
         atomic_save(run, run_dir / BEST_CHECKPOINT)
     vocab.save(run_dir / "vocab.json")
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False, encoding="utf-8")
 
 

@@ -17,7 +17,7 @@ from helpers.config import TrainConfig
 from helpers.decoding import beam_search, decode_features, greedy
 from helpers.features import _fingerprint, cached_features
 from helpers.models import Captioner
-from helpers.runs import Run, build_model, load_run, save_run
+from helpers.runs import Run, build_model, load_checkpoint, load_run, save_run
 from helpers.scenes import IMAGE_DIR
 from helpers.vocabulary import Vocabulary
 
@@ -82,7 +82,8 @@ def test_checkpoint_round_trip_rebuilds_the_attention_model_and_records_its_kind
     optimizer = torch.optim.Adam(model.parameters())
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
     save_run(tmp_path, model, optimizer, scheduler, 1, vocab, config, [{"dev_bleu4": 0.1}], "random", True)
-    assert json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))["decoder"] == "attention"
+    stored = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    assert stored["decoder"] == "attention" and stored == load_checkpoint(tmp_path / "best.pt")["config"]
     loaded = load_run(tmp_path)
     assert isinstance(loaded.model, AttentionCaptioner) and loaded.config == config
     for name, tensor in model.state_dict().items():
