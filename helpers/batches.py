@@ -72,7 +72,8 @@ class TrainingSet:
     image_index: torch.Tensor  # [N]: caption row → its image in ``images``
     captions: torch.Tensor  # [N, T]
     lengths: torch.Tensor  # [N]
-    features: torch.Tensor | None = None  # [len(images), 2048] on the device; None: decode the images
+    # [len(images), 2048] or grids [len(images), C, h, w] on the device; None: decode the images
+    features: torch.Tensor | None = None
     by_image: bool = False  # batches of whole images with all their captions (always, when fine-tuning)
 
     def __post_init__(self):

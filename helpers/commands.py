@@ -324,7 +324,8 @@ def _grounding(table, scenes, image_size: int) -> dict[str, Any]:
 
 
 def _split_features(run, data, split: str, data_dir, quiet):
-    """The split's backbone features ``[N, 2048]``, from the feature cache (``evaluate_split`` filled it)."""
+    """The split's backbone features (``[N, 2048]``, or grids of an attention run), from the feature cache
+    (``evaluate_split`` filled it)."""
     from helpers.features import cached_features
     from helpers.prepare import dataset_root
 

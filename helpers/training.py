@@ -7,6 +7,10 @@ model (:func:`helpers.runs.build_model`), the backbone's features computed once
 then every epoch: train, validate with greedy BLEU on the dev images, save (:func:`helpers.runs.save_run`).
 Under ``torchrun`` every process trains on its own share of each epoch (DistributedDataParallel); only
 rank 0 validates, logs and writes.
+
+The attention decoder (``config.decoder == "attention"``) goes through the same steps: its features are
+the cached grids of a frozen stage, its batches hold whole images with all their captions (the adapter
+and the attention keys run once per image), and its loss is :func:`~helpers.attention.attention_loss`.
 """
 
 from __future__ import annotations
@@ -147,8 +151,9 @@ def validate(
 ) -> dict[str, float]:
     """BLEU-1…4 of greedy captions for ``images`` against their ``references``, without teacher forcing.
 
-    ``features``: the images' stored backbone features ``[N, 2048]``; ``None`` extracts them now (when
-    fine-tuning, the backbone has changed since the last epoch).
+    ``features``: the images' stored backbone features (pooled ``[N, 2048]``, or an attention model's grids
+    ``[N, C, h, w]``); ``None`` extracts them now (when fine-tuning, the backbone has changed since the last
+    epoch).
     """
     if features is None:
         features = extract_features(model, images, config.image_size, device)
@@ -322,9 +327,16 @@ def _precision(device: torch.device, world: int, config: TrainConfig, log: Calla
     processes = f", {world} processes" if world > 1 else ""
     log(
         f"Device: {device}{processes}. Precision: {precision}. Mode: {config.mode}, "
-        f"images at {config.image_size} px, {config.epochs} epochs."
+        f"images at {config.image_size} px, {config.epochs} epochs. Decoder: {_decoder_name(config)}."
     )
     return amp_dtype
+
+
+def _decoder_name(config: TrainConfig) -> str:
+    """The decoder in a few words: ``show-tell``, or ``attention over layer1 grids, λ 0.0``."""
+    if config.decoder != "attention":
+        return config.decoder
+    return f"attention over {config.stage} grids, λ {config.penalty}"
 
 
 def _rank_zero_first(work: Callable[[], T], rank: int, world: int) -> T:

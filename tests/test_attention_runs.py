@@ -200,7 +200,7 @@ def attention_run(shapes, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "attention"
     done = run("-m", "helpers", "train", "--data", str(shapes), "--out", str(out), *ATTENTION_FLAGS)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "dev BLEU-4" in done.stdout
+    assert "dev BLEU-4" in done.stdout and "Decoder: attention over layer1 grids, λ 0.0." in done.stdout
     return out
 
 
@@ -210,12 +210,15 @@ def test_train_decoder_attention_writes_an_attention_run(attention_run):
     assert isinstance(load_run(attention_run).model, AttentionCaptioner)
 
 
-def test_caption_and_evaluate_on_an_attention_run(attention_run, shapes):
+def test_caption_greedy_and_beam_on_an_attention_run(attention_run, shapes):
     image = shapes / IMAGE_DIR / "scene_000001.jpg"
     for beam in ("1", "2"):
         done = run("-m", "helpers", "caption", "--run", str(attention_run), str(image), "--beam", beam,
                    "--device", "cpu")
         assert done.returncode == 0 and done.stdout.startswith(f"{image}\t"), done.stderr[-2000:]
+
+
+def test_evaluate_json_on_an_attention_run(attention_run, shapes):
     done = run("-m", "helpers", "evaluate", "--run", str(attention_run), "--data", str(shapes), "--json",
                "--device", "cpu")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -235,7 +238,6 @@ def test_an_attention_run_resumes_with_more_epochs(attention_run, shapes, tmp_pa
     assert load_run(out, checkpoint="last").config.decoder == "attention"
 
 
-@pytest.mark.slow
 def test_torchrun_trains_an_attention_run_with_two_processes(shapes, tmp_path):
     out = tmp_path / "ddp"
     done = run(
