@@ -110,6 +110,11 @@ class GridEncoder(nn.Module):
         self.backbone.eval()
         return self
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """What an optimiser trains, as :meth:`~helpers.models.EncoderCNN.parameter_groups` gives it:
+        ``"head"`` the adapter, ``"backbone"`` empty (the stage is frozen)."""
+        return {"head": list(self.adapter.parameters()), "backbone": []}
+
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B, 3, S, S] → grid [B, C, h, w]``, without gradients: what a grid cache stores."""
         with torch.no_grad():
@@ -129,7 +134,8 @@ class AttentionState(NamedTuple):
 
     ``h``, ``c`` ``[B, H]`` the LSTM's state; ``features [B, N, D]`` and ``keys [B, N, A]`` each caption's
     image grid and its projection for the scores (computed once per image); ``alpha [B, N]`` the attention
-    map of the step that produced this state (all zeros before the first step).
+    map and ``beta [B, D]`` the gate on the context of the step that produced this state (all zeros before
+    the first step).
     """
 
     h: torch.Tensor
@@ -137,6 +143,7 @@ class AttentionState(NamedTuple):
     features: torch.Tensor
     keys: torch.Tensor
     alpha: torch.Tensor
+    beta: torch.Tensor
 
     def select(self, rows: torch.Tensor) -> AttentionState:
         """The state of the captions ``rows [K]`` (indices into the batch, repeats allowed), in that order."""
@@ -179,29 +186,31 @@ class AttentionDecoder(nn.Module):
 
     def initial_state(self, features: torch.Tensor) -> AttentionState:
         """``features [B, N, D]`` → the state before the first word: ``h = tanh(W_h · mean)``,
-        ``c = tanh(W_c · mean)`` over the cells, the keys ``[B, N, A]``, and ``alpha`` zeros ``[B, N]``."""
+        ``c = tanh(W_c · mean)`` over the cells, the keys ``[B, N, A]``, ``alpha`` zeros ``[B, N]`` and
+        ``beta`` zeros ``[B, D]``."""
         mean = features.mean(dim=1)  # [B, D]
         alpha = features.new_zeros(features.shape[:2])
         h, c = torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
-        return AttentionState(h, c, features, self.key(features), alpha)
+        return AttentionState(h, c, features, self.key(features), alpha, torch.zeros_like(mean))
 
-    def attend(self, state: AttentionState) -> tuple[torch.Tensor, torch.Tensor]:
-        """The gated context ``[B, D]`` and the map ``alpha [B, N]`` (sums to 1 over the cells) for
-        ``state.h``."""
+    def attend(self, state: AttentionState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The gated context ``[B, D]``, the map ``alpha [B, N]`` (sums to 1 over the cells) and the gate
+        ``beta [B, D]`` (each in 0…1) for ``state.h``."""
         if self.uniform_attention:
             alpha = torch.full_like(state.alpha, 1.0 / state.alpha.shape[1])
         else:
             energy = torch.tanh(state.keys + self.query(state.h).unsqueeze(1))  # [B, N, A]
             alpha = self.score(energy).squeeze(2).softmax(dim=1)  # [B, N]
         context = torch.bmm(alpha.unsqueeze(1), state.features).squeeze(1)  # Σ_i α_i · features_i [B, D]
-        return torch.sigmoid(self.f_beta(state.h)) * context, alpha
+        beta = torch.sigmoid(self.f_beta(state.h))
+        return beta * context, alpha, beta
 
     def step(self, inputs: torch.Tensor, state: AttentionState) -> tuple[torch.Tensor, AttentionState]:
         """One word: ``inputs [B, E]`` (the previous word's embedding) and ``state`` → ``(logits [B, V],
-        new state)``; the new state's ``alpha`` is the map this step looked with."""
-        context, alpha = self.attend(state)
+        new state)``; the new state's ``alpha`` and ``beta``: the map and the gate this step looked with."""
+        context, alpha, beta = self.attend(state)
         h, c = self.cell(torch.cat([inputs, context], dim=1), (state.h, state.c))
-        return self.linear(h), state._replace(h=h, c=c, alpha=alpha)
+        return self.linear(h), state._replace(h=h, c=c, alpha=alpha, beta=beta)
 
     def start(
         self, features: torch.Tensor, start_id: int = Vocabulary.start_id

@@ -1,6 +1,7 @@
 """What a training step is fed: the captions as tensors (:func:`encode_captions`), an epoch's shuffled
 batches (:func:`batches`), and :class:`TrainingSet`, which yields each batch's inputs (stored features,
-or whole images when fine-tuning), captions and lengths.
+stored grids of whole images for the attention decoder, or whole images when fine-tuning), captions and
+lengths.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def batches(
     return chunks
 
 
-# inputs, captions [B, T], lengths [B]; inputs: features [B, 2048], or (images [I, 3, S, S], image_of [B])
+# inputs, captions [B, T], lengths [B]; inputs: features [B, 2048], (grids [I, C, h, w], image_of [B])
+# or (images [I, 3, S, S], image_of [B])
 Batch = tuple[torch.Tensor | tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]
 
 
@@ -62,13 +64,17 @@ class TrainingSet:
     features (``features``, with a frozen backbone), or the images themselves (fine-tuning).
 
     Fine-tuning batches whole images (an epoch shuffles images, not captions): each image goes through
-    the backbone once per step, and all its captions share its features."""
+    the backbone once per step, and all its captions share its features. So does ``by_image=True`` with
+    stored features (the attention decoder's grids ``[len(images), C, h, w]``): each image's grid goes
+    through the adapter, and its attention keys are computed, once per step, shared by its captions."""
 
     images: list[str]  # the training images
     image_index: torch.Tensor  # [N]: caption row → its image in ``images``
     captions: torch.Tensor  # [N, T]
     lengths: torch.Tensor  # [N]
-    features: torch.Tensor | None = None  # [len(images), 2048] on the device; None: decode the images
+    # [len(images), 2048] or grids [len(images), C, h, w] on the device; None: decode the images
+    features: torch.Tensor | None = None
+    by_image: bool = False  # batches of whole images with all their captions (always, when fine-tuning)
 
     def __post_init__(self):
         counts = torch.bincount(self.image_index, minlength=len(self.images))
@@ -77,16 +83,21 @@ class TrainingSet:
         self._rows = torch.argsort(self.image_index, stable=True)
 
     @property
+    def whole_images(self) -> bool:
+        """Whether an epoch shuffles images (fine-tuning, or ``by_image``) rather than caption rows."""
+        return self.features is None or self.by_image
+
+    @property
     def examples(self) -> int:
         """What an epoch shuffles and splits into batches (:func:`batches`): caption rows with stored
-        features, images when fine-tuning."""
-        return len(self.captions) if self.features is not None else len(self.images)
+        features, images when fine-tuning or ``by_image``."""
+        return len(self.images) if self.whole_images else len(self.captions)
 
     def per_batch(self, batch_size: int) -> int:
         """Examples per batch for ``batch_size`` captions: that many caption rows with stored features;
-        when fine-tuning, as many images as hold about ``batch_size`` captions (2 at least, for
+        by whole images, as many images as hold about ``batch_size`` captions (2 at least, for
         BatchNorm)."""
-        if self.features is not None:
+        if not self.whole_images:
             return batch_size
         return max(2, round(batch_size * len(self.images) / len(self.captions)))
 
@@ -111,13 +122,20 @@ class TrainingSet:
         caption rows and inputs are their features ``[B, 2048]``. Fine-tuning, it holds images, and
         inputs are ``(images [I, 3, S, S], image_of [B])``: the images, decoded in ``num_workers``
         processes, channels-last as the fine-tuned backbone's weights are, and each caption's image as
-        a position among them. ``label`` names a progress bar (None: no bar)."""
-        if self.features is not None:
+        a position among them. With stored features and ``by_image``, ``order`` holds images and inputs
+        are ``(grids [I, C, h, w], image_of [B])``. ``label`` names a progress bar (None: no bar)."""
+        if self.whole_images:
+            grouped = [self.caption_rows(images) for images in order]
+            rows, image_of = [r for r, _ in grouped], [of for _, of in grouped]
+        if self.features is not None and self.by_image:
+            inputs = (
+                (self.features[images.to(self.features.device)], of.to(device))
+                for images, of in zip(order, image_of, strict=True)
+            )
+        elif self.features is not None:
             rows = order
             inputs = (self.features[self.image_index[idx].to(device)] for idx in order)
         else:
-            grouped = [self.caption_rows(images) for images in order]
-            rows, image_of = [r for r, _ in grouped], [of for _, of in grouped]
             loader = DataLoader(
                 ImageFolderDataset(self.images, image_transform(image_size)),
                 batch_sampler=[b.tolist() for b in order],

@@ -265,6 +265,25 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``train``'s settings of the model and the optimisation (:class:`helpers.config.TrainConfig`)."""
+    attention = DEVICE_PRESETS["cpu-attention"]
+    parser.add_argument(
+        "--decoder",
+        choices=["show-tell", "attention"],
+        help="show-tell (default): the pooled features start the LSTM; attention: a cached grid of a "
+        "frozen ResNet50 stage, a trained adapter, and a map over the grid for every word, with its own "
+        f"preset ({attention['epochs']} epochs, {attention['image_size']} px, {attention['stage']}, batches "
+        f"of {attention['batch_size']} captions, lr {attention['lr']}; the flags below change it)",
+    )
+    parser.add_argument(
+        "--stage",
+        choices=["layer1", "layer2", "layer3", "layer4"],
+        help=f"attention: the ResNet50 stage whose grid is cached (default: {attention['stage']})",
+    )
+    parser.add_argument(
+        "--penalty",
+        type=float,
+        help=f"attention: λ of the doubly stochastic regulariser (default: {attention['penalty']})",
+    )
     parser.add_argument("--image-size", type=int, help=f"input size in pixels ({_default('image_size')})")
     parser.add_argument("--batch-size", type=int, help=f"captions per batch ({_default('batch_size')})")
     parser.add_argument(

@@ -231,6 +231,9 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "standardize": args.standardize,
         "train_backbone": args.fine_tune,
+        "decoder": args.decoder,
+        "stage": args.stage,
+        "penalty": args.penalty,
     }
     return {key: value for key, value in given.items() if value is not None}
 
@@ -291,9 +294,12 @@ def evaluate(args: argparse.Namespace) -> int:
     truth = find_scenes(args.data)  # the shapes set has it; Flickr8k and COCO do not
     scenes = scenes_for(table["image"], read_scenes(truth)) if truth else None
     result: dict[str, Any] = {"split": args.split, "beam": args.beam, "images": len(table), **scores}
+    result["decoder"] = run.config.decoder
     result.update(_paper_scores_and_diagnostics(run, data, table, args))
     if scenes is not None:
         result["attributes"] = attribute_accuracy(table["generated"], scenes)
+    if scenes is not None and "maps" in table:
+        result.update(_grounding(table, scenes, run.config.image_size))
     if args.baselines:
         result.update(_baselines(data, table, scenes, scores))
     if args.json:
@@ -306,8 +312,20 @@ def evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _grounding(table, scenes, image_size: int) -> dict[str, Any]:
+    """``attention_on_object`` and ``attention_mass_on_object`` of an attention run's maps (``table["maps"]``,
+    one ``[words + 1, N]`` per caption, from :func:`~helpers.evaluation.evaluate_split`) against the scenes.
+
+    The one place ``evaluate`` scores where the maps look: the two measures come from
+    ``helpers.grounding.grounding_report(table["generated"], table["maps"], scenes, image_size)`` (issue #26,
+    written on branch ``ground``); until that module is merged this returns nothing.
+    """
+    return {}
+
+
 def _split_features(run, data, split: str, data_dir, quiet):
-    """The split's backbone features ``[N, 2048]``, from the feature cache (``evaluate_split`` filled it)."""
+    """The split's backbone features (``[N, 2048]``, or grids of an attention run), from the feature cache
+    (``evaluate_split`` filled it)."""
     from helpers.features import cached_features
     from helpers.prepare import dataset_root
 

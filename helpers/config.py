@@ -8,6 +8,11 @@ learns is one setting, ``train_backbone``:
   the projection and the decoder on them;
 - ``"last"`` or ``"all"`` (fine-tuning): images go through the backbone every batch, and its last block
   (``layer4``) or all of it learns too.
+
+Which decoder reads the image is another, ``decoder``: ``"show-tell"``
+(:class:`~helpers.models.Captioner`, the pooled vector as the LSTM's first input) or ``"attention"``
+(:class:`~helpers.attention.AttentionCaptioner`: the grid of a frozen ResNet50 ``stage``, cached, then a
+trained adapter and soft attention at every word).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from helpers.attention import STAGES
 from helpers.models import TRAIN_BACKBONE_CHOICES, resolve_weights
 from helpers.presets import DEVICE_PRESETS
 
@@ -28,6 +34,7 @@ FINE_TUNE_GPU_BATCH = 256
 # most MAX_DECODE + 1 steps, so that a caption of exactly MAX_DECODE words can still say <end>. Training
 # captions have their own limit, TrainConfig.max_words.
 MAX_DECODE = 25
+DECODERS = ("show-tell", "attention")
 
 
 @dataclass
@@ -54,6 +61,13 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     dropout: float = 0.0  # in the decoder, on the LSTM's inputs and outputs; 0 leaves it out
+    decoder: str = "show-tell"  # "show-tell" (pooled features) or "attention" (a grid, a map per word)
+    # the attention decoder's (decoder="attention"; the show-tell decoder ignores them):
+    stage: str = "layer1"  # the frozen ResNet50 stage whose grid [C, h, w] is cached
+    strides: tuple[int, int] = (2, 2)  # the adapter's two 3×3 convolutions: h/(s1·s2) × w/(s1·s2) cells
+    feature_size: int = 128  # D, the adapter's output per cell
+    attention_size: int = 128  # A, the size of the additive attention's keys and queries
+    penalty: float = 0.0  # λ of the doubly stochastic regulariser λ·Σ_i(1 − Σ_t α_ti)²
 
     @property
     def mode(self) -> str:
@@ -80,8 +94,15 @@ class TrainConfig:
         A batch holds whole images with all their captions, each image through the backbone once: on a
         set of five captions per image it holds about a fifth as many images, and an epoch takes about
         ``captions / FINE_TUNE_GPU_BATCH`` optimizer steps, as when each caption brought its own image.
+
+        ``decoder="attention"`` (on any device): ``DEVICE_PRESETS["cpu-attention"]``, the recipe
+        benchmarks/attention_grid.py measured (layer1 grids at 64 px, 16 cells, 8 epochs).
         """
-        if torch.device(device).type == "cpu":
+        if overrides.get("decoder") == "attention":
+            base = cls(**DEVICE_PRESETS["cpu-attention"])
+            if torch.device(device).type != "cpu":
+                base.num_workers = min(8, os.cpu_count() or 1)
+        elif torch.device(device).type == "cpu":
             base = cls(**DEVICE_PRESETS["cpu"])
         else:
             weights = resolve_weights(overrides.get("weights", "auto"))
@@ -93,6 +114,11 @@ class TrainConfig:
                 base.batch_size = FINE_TUNE_GPU_BATCH
         return cls.from_dict({**asdict(base), **overrides})
 
+    def to_dict(self) -> dict:
+        """The configuration as plain JSON values (``strides`` as a list), as a checkpoint and
+        ``config.json`` store it; :meth:`from_dict` reads it back."""
+        return {**asdict(self), "strides": list(self.strides)}
+
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a dict, refusing unknown keys (a typo should not be silently ignored)."""
@@ -100,6 +126,8 @@ class TrainConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+        if "strides" in values:  # (JSON stores a tuple as a list)
+            values = {**values, "strides": tuple(values["strides"])}
         config = cls(**values)
         if config.train_backbone not in TRAIN_BACKBONE_CHOICES:
             raise ValueError(
@@ -109,4 +137,20 @@ class TrainConfig:
             raise ValueError(f"dropout must be at least 0 and below 1, got {config.dropout}")
         if config.min_freq is not None and config.min_freq < 1:
             raise ValueError(f"min_freq must be 1 or more, got {config.min_freq}")
+        _check_decoder(config)
         return config
+
+
+def _check_decoder(config: TrainConfig) -> None:
+    """``ValueError`` for a decoder kind, stage or strides the model cannot be built from."""
+    if config.decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {config.decoder!r}")
+    if config.stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {config.stage!r}")
+    if len(config.strides) != 2 or min(config.strides) < 1:
+        raise ValueError(f"strides must be two numbers of 1 or more, got {config.strides!r}")
+    if config.decoder == "attention" and config.train_backbone != "none":
+        raise ValueError(
+            "the attention decoder trains on cached grids of a frozen stage: train_backbone must be "
+            f"'none', got {config.train_backbone!r}"
+        )

@@ -35,7 +35,8 @@ def evaluate_bleu(
     device: torch.device | str,
     max_len: int = MAX_DECODE,
 ) -> tuple[dict[str, float], list[str]]:
-    """Greedy captions from backbone features ``[N, 2048]`` (no teacher forcing) and their BLEU-1…4."""
+    """Greedy captions from backbone features (pooled ``[N, 2048]`` or grids ``[N, C, h, w]``; no teacher
+    forcing) and their BLEU-1…4."""
     hypotheses = decode_features(model, features, vocab, device, max_len=max_len)
     return corpus_bleu_scores(references, hypotheses), hypotheses
 
@@ -53,7 +54,9 @@ def evaluate_split(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """BLEU-1…4 (0–1) of a trained model on every image of a split, and a table of its captions.
 
-    The table has one row per image: ``image``, ``generated``, ``references`` (a list).
+    The table has one row per image: ``image``, ``generated``, ``references`` (a list); for an attention
+    model (``config.decoder == "attention"``) also ``maps``, the caption's maps ``[words + 1, N]``
+    (:func:`~helpers.decoding.decode_features`).
     """
     device = torch.device(device)
     images = data.images(split)
@@ -61,7 +64,13 @@ def evaluate_split(
         raise ValueError(f"the {split!r} split has no usable images")
     references = data.references(split)
     features = cached_features(model, images, config.image_size, device, cache_dir, log)
-    generated = decode_features(model, features, vocab, device, beam=beam, max_len=config.max_decode)
+    attention = config.decoder == "attention"
+    generated = decode_features(
+        model, features, vocab, device, beam=beam, max_len=config.max_decode, return_attention=attention
+    )
+    generated, maps = generated if attention else (generated, None)
     refs = [references[image] for image in images]
     table = pd.DataFrame({"image": images, "generated": generated, "references": refs})
+    if attention:
+        table["maps"] = maps
     return corpus_bleu_scores(refs, generated), table

@@ -1,8 +1,11 @@
-"""The frozen backbone's features of every image, ``[N, 2048]``, computed once and cached on disk.
+"""The frozen backbone's features of every image, computed once and cached on disk: pooled ``[N, 2048]``
+(float32) for :class:`~helpers.models.Captioner`, or the grids ``[N, C, h, w]`` of a ResNet50 stage (fp16:
+8,000 scenes at 16×16×256 are about 1 GB) for :class:`~helpers.attention.AttentionCaptioner`.
 
 :func:`extract_features` runs the backbone over image files; :func:`cached_features` reuses what an
-earlier run computed while nothing the numbers depend on has changed (the key: the images, the weights,
-the image size and transform, the backbone's cut, the device type and the precision).
+earlier run computed while nothing the numbers depend on has changed (the key: :data:`CACHE_VERSION`, the
+images, the weights, the image size and transform, the backbone's cut (for grids: the stage), the device
+type and the precision).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from helpers.attention import GridEncoder
 from helpers.data import ImageFolderDataset, image_transform
 from helpers.models import Captioner
 from helpers.precision import autocast_dtype
@@ -35,7 +39,8 @@ def extract_features(
     batch_size: int = 64,
     num_workers: int = 0,
 ) -> torch.Tensor:
-    """Backbone features of every image: ``paths`` (N files) → ``[N, 2048]`` float32 on the CPU.
+    """Backbone features of every image: ``paths`` (N files) → ``[N, 2048]`` float32 on the CPU, or for a
+    :class:`~helpers.attention.GridEncoder` the grids ``[N, C, h, w]`` in fp16 (:func:`stored_dtype`).
 
     ``model`` must be on ``device`` already; it is left as it was (its mode and its weights' layout).
     The backbone runs on channels-last images with channels-last weights, the layout tensor cores (and
@@ -55,15 +60,22 @@ def extract_features(
         pin_memory=device.type == "cuda",
     )
     chunks = []
-    dtype = autocast_dtype(device)
+    dtype, stored = autocast_dtype(device), stored_dtype(model)
     try:
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             for images in tqdm(loader, desc="features", leave=False, disable=not progress_enabled()):
                 images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-                chunks.append(encoder.backbone_features(images).float().cpu())
+                features = encoder.backbone_features(images).to(stored)
+                chunks.append(features.contiguous().cpu())  # (not channels-last: rows are read one by one)
     finally:
         encoder.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, 2048)
+    return torch.cat(chunks) if chunks else torch.empty(0, 2048, dtype=stored)
+
+
+def stored_dtype(model: Captioner) -> torch.dtype:
+    """How a model's backbone features are stored: fp16 for grids (a grid holds 64 or more cells per
+    image: half the memory, and the adapter standardises them), float32 for pooled features."""
+    return torch.float16 if isinstance(model.encoder, GridEncoder) else torch.float32
 
 
 def _fingerprint(
@@ -102,11 +114,12 @@ def cached_features(
     if cache_dir is None:
         return extract_features(model, paths, image_size, device, num_workers=num_workers)
     key = _fingerprint(model, paths, image_size, device, autocast_dtype(device))
-    path = Path(cache_dir) / f"features-{key}.pt"
+    kind = "grids" if isinstance(model.encoder, GridEncoder) else "features"
+    path = Path(cache_dir) / f"{kind}-{key}.pt"
     if path.exists():
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-            if stored["key"] == key and stored["features"].shape == (len(paths), 2048):
+            if stored["key"] == key and len(stored["features"]) == len(paths):
                 log(f"Reusing cached features for {len(paths)} images ({path.name}).")
                 return stored["features"]
         except Exception:  # a damaged cache is rebuilt below; it holds nothing that cannot be recomputed

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 from PIL import Image
 
+from helpers.attention import AttentionCaptioner
 from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image, to_rgb
 from helpers.decoding import decode_features
@@ -38,8 +39,25 @@ RESUMABLE = ("epochs", "num_workers")  # what a resumed run takes from a new con
 BEST_KEYS = ("model", "epoch", "vocab", "config", "weights", "history")  # what best.pt holds
 
 
-def build_model(config: TrainConfig, vocab_size: int, weights: str | None = None) -> Captioner:
-    """The captioner a configuration describes (``weights`` overrides ``config.weights``)."""
+def build_model(
+    config: TrainConfig, vocab_size: int, weights: str | None = None
+) -> Captioner | AttentionCaptioner:
+    """The captioner a configuration describes (``weights`` overrides ``config.weights``): a
+    :class:`~helpers.models.Captioner` for ``decoder="show-tell"``, an
+    :class:`~helpers.attention.AttentionCaptioner` for ``"attention"``. Both have ``encoder`` (with
+    ``backbone_features``, ``project_features``, ``parameter_groups`` and ``weights``) and ``decoder``
+    (the protocol of :mod:`helpers.decoding`)."""
+    if config.decoder == "attention":
+        return AttentionCaptioner(
+            vocab_size,
+            stage=config.stage,
+            feature_size=config.feature_size,
+            strides=tuple(config.strides),
+            embed_size=config.embed_size,
+            hidden_size=config.hidden_size,
+            attention_size=config.attention_size,
+            weights=weights or config.weights,
+        )
     return Captioner(
         vocab_size,
         config.embed_size,
@@ -103,7 +121,7 @@ def save_run(
         "model": model.state_dict(),
         "epoch": epoch,
         "vocab": vocab.to_dict(),
-        "config": asdict(config),
+        "config": config.to_dict(),
         "weights": weights,
         "history": history,
     }
@@ -122,7 +140,7 @@ def save_run(
     if best:
         atomic_save(run, run_dir / BEST_CHECKPOINT)
     vocab.save(run_dir / "vocab.json")
-    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False, encoding="utf-8")
 
 

@@ -7,6 +7,10 @@ model (:func:`helpers.runs.build_model`), the backbone's features computed once
 then every epoch: train, validate with greedy BLEU on the dev images, save (:func:`helpers.runs.save_run`).
 Under ``torchrun`` every process trains on its own share of each epoch (DistributedDataParallel); only
 rank 0 validates, logs and writes.
+
+The attention decoder (``config.decoder == "attention"``) goes through the same steps: its features are
+the cached grids of a frozen stage, its batches hold whole images with all their captions (the adapter
+and the attention keys run once per image), and its loss is :func:`~helpers.attention.attention_loss`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from helpers.attention import attention_loss
 from helpers.batches import Batch, TrainingSet, batches, encode_captions
 from helpers.config import TrainConfig
 from helpers.evaluation import evaluate_bleu
@@ -63,11 +68,16 @@ class TrainStep(nn.Module):
     among the ``I``), then projection → decoder. Either way, with ``captions [B, T]`` and ``lengths [B]``,
     ``→ the loss`` per caption token (:func:`~helpers.models.packed_loss`: the value of
     ``sequence_loss``, without scoring padding).
+
+    ``penalty`` given (an :class:`~helpers.attention.AttentionCaptioner`): inputs are ``(grids [I, C, h, w],
+    image_of [B])``, each image's stored grid through the adapter once and its attention keys computed
+    once, shared by its captions; the loss is :func:`~helpers.attention.attention_loss` with λ =
+    ``penalty`` (cross-entropy per caption token plus λ × the doubly stochastic regulariser).
     """
 
-    def __init__(self, model: Captioner, cached: bool):
+    def __init__(self, model: Captioner, cached: bool, penalty: float | None = None):
         super().__init__()
-        self.model, self.cached = model, cached
+        self.model, self.cached, self.penalty = model, cached, penalty
 
     def forward(
         self,
@@ -76,6 +86,11 @@ class TrainStep(nn.Module):
         lengths: torch.Tensor,
     ) -> torch.Tensor:
         encoder = self.model.encoder
+        if self.penalty is not None:
+            grids, image_of = inputs
+            features = encoder.project_features(grids)  # [I, N, D]
+            logits, alphas = self.model.decoder(features, captions, lengths, image_index=image_of)
+            return attention_loss(logits, alphas, captions, lengths, self.penalty)
         if self.cached:
             pooled = inputs
         else:
@@ -136,8 +151,9 @@ def validate(
 ) -> dict[str, float]:
     """BLEU-1…4 of greedy captions for ``images`` against their ``references``, without teacher forcing.
 
-    ``features``: the images' stored backbone features ``[N, 2048]``; ``None`` extracts them now (when
-    fine-tuning, the backbone has changed since the last epoch).
+    ``features``: the images' stored backbone features (pooled ``[N, 2048]``, or an attention model's grids
+    ``[N, C, h, w]``); ``None`` extracts them now (when fine-tuning, the backbone has changed since the last
+    epoch).
     """
     if features is None:
         features = extract_features(model, images, config.image_size, device)
@@ -219,7 +235,7 @@ def fit(
     # 2. the backbone's features, computed once (cached mode), and 3. the optimiser and its schedule
     cache_dir = dataset_root(data_dir) / ".cache" if cache_dir is None else cache_dir
     dev_features = _features(model, train, dev_images, config, device, cache_dir, rank, world, log)
-    step = _train_step(model, train, world, device)
+    step = _train_step(model, train, config, world, device)
     per_batch = train.per_batch(config.batch_size)
     steps_per_epoch = math.ceil(math.ceil(train.examples / world) / per_batch)
     steps = {"captions": len(train.captions), "world": world, "per_epoch": steps_per_epoch}
@@ -251,9 +267,12 @@ def fit(
     return FitResult(model.eval(), vocab, config, pd.DataFrame(history), data)
 
 
-def _train_step(model: Captioner, train: TrainingSet, world: int, device: torch.device) -> nn.Module:
+def _train_step(
+    model: Captioner, train: TrainingSet, config: TrainConfig, world: int, device: torch.device
+) -> nn.Module:
     """The step ``train_epoch`` takes, wrapped for torchrun when ``world`` processes train together."""
-    step = TrainStep(model, cached=train.features is not None)
+    penalty = config.penalty if config.decoder == "attention" else None
+    step = TrainStep(model, cached=train.features is not None, penalty=penalty)
     if world > 1:
         step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
     return step
@@ -308,9 +327,16 @@ def _precision(device: torch.device, world: int, config: TrainConfig, log: Calla
     processes = f", {world} processes" if world > 1 else ""
     log(
         f"Device: {device}{processes}. Precision: {precision}. Mode: {config.mode}, "
-        f"images at {config.image_size} px, {config.epochs} epochs."
+        f"images at {config.image_size} px, {config.epochs} epochs. Decoder: {_decoder_name(config)}."
     )
     return amp_dtype
+
+
+def _decoder_name(config: TrainConfig) -> str:
+    """The decoder in a few words: ``show-tell``, or ``attention over layer1 grids, λ 0.0``."""
+    if config.decoder != "attention":
+        return config.decoder
+    return f"attention over {config.stage} grids, λ {config.penalty}"
 
 
 def _rank_zero_first(work: Callable[[], T], rank: int, world: int) -> T:
@@ -342,15 +368,16 @@ def _model(
 def _training_set(
     data: PreparedData, vocab: Vocabulary, config: TrainConfig, data_dir
 ) -> tuple[TrainingSet, list[str], list[list[str]]]:
-    """The training captions as tensors, the dev images validation scores (``config.val_images``), and
-    their references."""
+    """The training captions as tensors (by whole images for the attention decoder), the dev images
+    validation scores (``config.val_images``), and their references."""
     dev_images = data.images("dev")[: config.val_images]
     if not dev_images:
         raise ValueError(f"{data_dir}: the dev split is empty; validation needs it")
     dev_refs = data.references("dev")
     train_images = data.images("train")
     captions = encode_captions(data.split("train"), train_images, vocab, config.max_words)
-    return TrainingSet(train_images, *captions), dev_images, [dev_refs[image] for image in dev_images]
+    train = TrainingSet(train_images, *captions, by_image=config.decoder == "attention")
+    return train, dev_images, [dev_refs[image] for image in dev_images]
 
 
 def _features(model, train: TrainingSet, dev_images, config, device, cache_dir, rank, world, log):

@@ -87,7 +87,7 @@ def test_state_and_step_shapes(decoder, vocab):
     assert state.alpha.shape == (3, 5)
     torch.testing.assert_close(state.alpha.sum(dim=1), torch.ones(3))
     assert (state.alpha > 0).all() and not torch.allclose(state.alpha, torch.full((3, 5), 0.2))
-    context, alpha = decoder.attend(state)
+    context, alpha, _ = decoder.attend(state)
     assert context.shape == (3, D) and alpha.shape == (3, 5)
 
 
@@ -164,7 +164,8 @@ def test_loss_is_masked_cross_entropy_plus_penalty(decoder, vocab):
 
 def test_greedy_returns_one_map_per_emitted_word(decoder, vocab):
     features = torch.randn(4, 6, D)
-    decoded, maps = greedy(decoder, features, vocab, max_len=5, return_attention=True)
+    decoded, attention = greedy(decoder, features, vocab, max_len=5, return_attention=True)
+    maps = attention.alphas
     assert decoded == greedy(decoder, features, vocab, max_len=5)
     assert maps.shape[0] == 4 and maps.shape[2] == 6 and 1 <= maps.shape[1] <= 6
     assert all(maps.shape[1] >= len(ids) for ids in decoded.ids)
