@@ -112,6 +112,11 @@ def test_diagrams_command_says_what_it_replaced_and_refuses_in_one_line(tmp_path
     assert (tmp_path / "architecture.png").read_text() == "notes\n"
 
 
+def holds(outer, inner) -> bool:
+    """Whether the display-space box ``outer`` contains all of ``inner``."""
+    return outer.x0 <= inner.x0 and inner.x1 <= outer.x1 and outer.y0 <= inner.y0 and inner.y1 <= outer.y1
+
+
 def overflowing_labels(figure) -> list[str]:
     """The texts that stick out of the box they sit in, measured with the renderer (in display pixels)."""
     from matplotlib.patches import FancyBboxPatch
@@ -123,8 +128,7 @@ def overflowing_labels(figure) -> list[str]:
     for text in ax.texts:
         extent = text.get_window_extent(renderer)
         around = [b for b in boxes if b.contains(*extent.get_points().mean(axis=0))]
-        inside = [b.x0 <= extent.x0 and extent.x1 <= b.x1 and b.y0 <= extent.y0 and extent.y1 <= b.y1 for b in around]
-        if around and not any(inside):
+        if around and not any(holds(b, extent) for b in around):
             out.append(text.get_text())
     return out
 
