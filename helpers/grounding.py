@@ -23,7 +23,10 @@ Colour and shape words of a mention matched to no shape are left out and counted
 so are captions of single-shape scenes (``single_shape_captions``). The same code scores two baselines
 on the same words: the uniform map ``1/N``, and the "first word → first shape" prior, whose ``k``-th named
 shape (in caption order) looks at the fixed place of the scene's ``k``-th shape (the left or top quarter
-position, then the right or bottom one), without the jitter of the real centres.
+position, then the right or bottom one), without the jitter of the real centres. Most captions name
+the left or top shape first, so the prior scores measure 1 high; the report also gives measure 1 on the
+*reordered* words alone (a shape named in the other place than the prior's), where looking at the named
+shape and a left-then-right habit part ways.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ class GroundedWord:
 @dataclass(frozen=True)
 class GroundingReport:
     """Both measures for the model's maps and for the two baselines (shares 0–1, NaN with no words),
-    and how many words were scored and left out."""
+    how many words were scored and left out, and measure 1 again on the *reordered* words alone: those
+    whose shape is not the one the prior looks at (the caption names the right or bottom shape first),
+    where a left-then-right habit scores 0."""
 
     attention_on_object: float
     attention_mass_on_object: float
@@ -66,6 +71,10 @@ class GroundingReport:
     grounded_words: int
     excluded_words: int
     single_shape_captions: int
+    attention_on_object_reordered: float
+    uniform_on_object_reordered: float
+    prior_on_object_reordered: float
+    reordered_words: int
 
     def as_dict(self) -> dict:
         """A JSON-ready dict (NaN becomes None): the model's two measures at the top level, as
@@ -78,17 +87,21 @@ class GroundingReport:
         return {
             "attention_on_object": number(self.attention_on_object),
             "attention_mass_on_object": number(self.attention_mass_on_object),
+            "attention_on_object_reordered": number(self.attention_on_object_reordered),
             "uniform": {
                 "attention_on_object": number(self.uniform_on_object),
                 "attention_mass_on_object": number(self.uniform_mass_on_object),
+                "attention_on_object_reordered": number(self.uniform_on_object_reordered),
             },
             "first_word_first_shape": {
                 "attention_on_object": number(self.prior_on_object),
                 "attention_mass_on_object": number(self.prior_mass_on_object),
+                "attention_on_object_reordered": number(self.prior_on_object_reordered),
             },
             "grounded_words": self.grounded_words,
             "excluded_words": self.excluded_words,
             "single_shape_captions": self.single_shape_captions,
+            "reordered_words": self.reordered_words,
         }
 
 
@@ -200,6 +213,7 @@ def grounding_report(
         raise ValueError(f"{counts}: need one map and one scene per caption")
     scores: dict[str, list[float]] = {name: [] for name in ("model", "uniform", "prior")}
     masses: dict[str, list[float]] = {name: [] for name in scores}
+    reordered: dict[str, list[float]] = {name: [] for name in scores}
     excluded = single = 0
     for b, (caption, scene) in enumerate(zip(captions, scenes, strict=True)):
         if len(scene.shapes) != 2:
@@ -220,6 +234,8 @@ def grounding_report(
                 on, mass = score_map(alpha, scene, word.shape, image_size, scene_size)
                 scores[name].append(on)
                 masses[name].append(mass)
+                if word.shape != min(word.order, 1):
+                    reordered[name].append(on)
     return GroundingReport(
         _share(scores["model"]),
         _share(masses["model"]),
@@ -230,4 +246,8 @@ def grounding_report(
         grounded_words=len(scores["model"]),
         excluded_words=excluded,
         single_shape_captions=single,
+        attention_on_object_reordered=_share(reordered["model"]),
+        uniform_on_object_reordered=_share(reordered["uniform"]),
+        prior_on_object_reordered=_share(reordered["prior"]),
+        reordered_words=len(reordered["model"]),
     )

@@ -147,6 +147,25 @@ def test_report_as_dict_is_json_ready_with_both_baselines():
         == {
             "attention_on_object",
             "attention_mass_on_object",
+            "attention_on_object_reordered",
         }
     )
     assert data["grounded_words"] == 4
+
+
+def test_words_of_a_caption_naming_the_right_shape_first_are_scored_apart():
+    # On these words the left-then-right prior looks at the wrong shape: a map that follows the named
+    # shape scores 1 there, a map that always looks left first scores 0. Blue 1 and square 2 name shape 1,
+    # red 8 and circle 9 shape 0.
+    backwards = "a blue square to the right of a red circle"
+    looking = maps_for(256, {1: 1, 2: 1, 8: 0, 9: 0}, elsewhere=0).unsqueeze(0)
+    habit = maps_for(256, {1: 0, 2: 0, 8: 1, 9: 1}, elsewhere=0).unsqueeze(0)
+    report = grounding_report([backwards, CAPTION], torch.cat([looking, looking]), [SCENE, SCENE], SIZE)
+    assert report.reordered_words == 4
+    assert report.attention_on_object_reordered == 1.0
+    assert report.prior_on_object_reordered == 0.0
+    assert report.uniform_on_object_reordered == 0.5
+    assert grounding_report([backwards], habit, [SCENE], SIZE).attention_on_object_reordered == 0.0
+    in_order = grounding_report([CAPTION], looking, [SCENE], SIZE)
+    assert in_order.reordered_words == 0 and math.isnan(in_order.attention_on_object_reordered)
+    assert report.as_dict()["attention_on_object_reordered"] == 1.0
