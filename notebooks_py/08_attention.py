@@ -373,7 +373,8 @@ SHOW_TELL_RUN = ROOT / "runs" / "shapes"
 if not (SHOW_TELL_RUN / "best.pt").is_file():
     raise SystemExit(f"{SHOW_TELL_RUN} holds no trained run: run notebook 05 first")
 show_tell, attention = Run.load(SHOW_TELL_RUN, device), Run.load(ATTENTION_RUN, device)
-test_scenes = scenes_for(data.images("test"), read_scenes(DATA))
+test_images = data.images("test")
+test_scenes = scenes_for(test_images, read_scenes(DATA))
 
 
 def score_on_test(run):
@@ -386,8 +387,7 @@ def score_on_test(run):
     report = grounding_report(list(table["generated"]), list(table["maps"]), test_scenes,
                               image_size=run.config.image_size)
     return {**row, "attention_on_object": report.attention_on_object,
-            "attention_mass_on_object": report.attention_mass_on_object,
-            "attention_on_object_reordered": report.attention_on_object_reordered}, table, report
+            "attention_mass_on_object": report.attention_mass_on_object}, table, report
 
 # %% tags=["nbval-ignore-output"]
 rows, tables = {}, {}
@@ -397,13 +397,11 @@ attention.model.decoder.uniform_attention = True
 rows["(d) attention, α uniform at inference"], _, _ = score_on_test(attention)
 attention.model.decoder.uniform_attention = False
 rows["uniform map (same words)"] = {"attention_on_object": report.uniform_on_object,
-                                    "attention_mass_on_object": report.uniform_mass_on_object,
-                                    "attention_on_object_reordered": report.uniform_on_object_reordered}
-rows["first word → first shape (same words)"] = {
-    "attention_on_object": report.prior_on_object, "attention_mass_on_object": report.prior_mass_on_object,
-    "attention_on_object_reordered": report.prior_on_object_reordered}
-side_by_side = pd.DataFrame(rows).T[["bleu4", "colour", "count", "kind", "object", "all", "attention_on_object",
-                                     "attention_mass_on_object", "attention_on_object_reordered"]]
+                                    "attention_mass_on_object": report.uniform_mass_on_object}
+rows["first word → first shape (same words)"] = {"attention_on_object": report.prior_on_object,
+                                                 "attention_mass_on_object": report.prior_mass_on_object}
+side_by_side = pd.DataFrame(rows).T[["bleu4", "colour", "count", "kind", "object", "all",
+                                     "attention_on_object", "attention_mass_on_object"]]
 side_by_side.round(3)
 
 # %% jupyter={"source_hidden": true} tags=["check"]
@@ -411,7 +409,6 @@ a, c, d = (side_by_side.loc[name] for name in side_by_side.index[:3])
 assert c["kind"] >= a["kind"] + 0.15 and c["all"] >= a["all"] + 0.15, side_by_side
 assert d["kind"] <= c["kind"] - 0.2, side_by_side  # without its maps the model loses the shapes
 assert c["attention_on_object"] >= report.uniform_on_object + 0.3, side_by_side
-assert c["attention_on_object_reordered"] >= report.prior_on_object_reordered + 0.5, side_by_side
 print(f"{report.grounded_words} words scored ({report.reordered_words} reordered), {report.excluded_words} "
       f"left out (no matched shape), {report.single_shape_captions} single-shape scenes")
 
@@ -426,10 +423,46 @@ print(f"{report.grounded_words} words scored ({report.reordered_words} reordered
 # (2) how much of its weight falls in the shape's disc (`attention_mass_on_object`). The same words are
 # scored for two maps that do not look: the uniform map, and "first word → first shape", which looks at the
 # left (or top) place for the first shape named and the right (or bottom) one for the second. The shapes sit
-# at fixed quarter positions, and most captions name the left or top shape first, so that habit alone passes
-# measure 1 for most words. The last column separates the two: measure 1 on the *reordered* words only (the
-# caption names the right or bottom shape first, "a blue square to the right of a red circle"), where the
-# habit scores 0 and only a model that looks at what it names scores high.
+# at fixed quarter positions, and most captions name the left or top shape first: the model's own captions
+# may always do so, and then the habit "look left, then right" passes measure 1 as often as looking does.
+#
+# **Looking, or a habit?** To tell them apart we make the model read captions in the other order. Annotator
+# 1 names the right (or bottom) shape first: "a blue square to the right of a red circle". We feed those
+# reference captions with teacher forcing and score the map of the step that reads each colour or shape
+# word (position `t` reads token `t` and predicts token `t + 1`, so row `k` of the maps goes with word `k`,
+# as in greedy decoding). On these words the left-then-right prior scores 0, the uniform map about 0.5; a
+# model that looks at the shape it names should score near 1.
+
+# %%
+from helpers.data import pad_captions
+from helpers.features import cached_features
+
+two_shapes = [i for i, scene in enumerate(test_scenes) if len(scene.shapes) == 2]
+references = data.references("test")
+backwards = [references[test_images[i]][1] for i in two_shapes]  # annotator 1: the other shape first
+model = attention.model
+with torch.no_grad():
+    grids = cached_features(model, test_images, attention.config.image_size, device, CACHE,
+                            log=lambda _: None)[two_shapes]
+    ids, ids_lengths = pad_captions([torch.tensor(attention.vocab.encode(text)) for text in backwards])
+    _, forced_maps = model.decoder(model.encoder.project_features(grids.to(device)), ids.to(device),
+                                   ids_lengths)
+forced = grounding_report(backwards, list(forced_maps.cpu()), [test_scenes[i] for i in two_shapes],
+                          image_size=attention.config.image_size)
+print(f"{backwards[0]!r}: maps {tuple(forced_maps.shape)} (captions, steps, cells)")
+assert forced.reordered_words == forced.grounded_words > 0  # every scored word is reordered
+
+# %% tags=["nbval-ignore-output"]
+pd.DataFrame({"attention": [forced.attention_on_object, forced.attention_mass_on_object],
+              "uniform map": [forced.uniform_on_object, forced.uniform_mass_on_object],
+              "first word → first shape": [forced.prior_on_object, forced.prior_mass_on_object]},
+             index=["attention_on_object", "attention_mass_on_object"]).round(3)
+
+# %% [markdown]
+# Read the first row against the uniform map's. Near 1, the maps follow the named shape whatever the order.
+# Near 0.5, they do not: they keep the order the model was trained to speak in, and it can still name every
+# shape right, because it has learnt *when* to look where rather than *what* each word is about (exercise 4
+# asks where it looks instead).
 #
 # ## 8. The maps, word by word
 #
@@ -441,7 +474,6 @@ from helpers.attention_plots import plot_gate, show_attention
 from helpers.decoding import greedy
 from helpers.vocabulary import tokenize
 
-test_images = data.images("test")
 pick = next(i for i, scene in enumerate(test_scenes) if len(scene.shapes) == 2)
 model = attention.model
 with torch.no_grad():
@@ -481,7 +513,9 @@ figure = plot_gate(words, looked.betas[0])
 #    caption, what does "every cell looked at once" ask of the model?
 # 3. Set `attention.model.decoder.uniform_attention = True` and caption the image of section 8. Which words
 #    change, and which stay right? Explain with the β plot.
-# 4. Find a test image where a colour word's map lies on the wrong shape (`helpers.grounding.grounded_words`
-#    and `score_map` give you each word's verdict). Is the word itself right?
+# 4. In section 7's teacher-forced captions, score the map of the step *before* each word instead
+#    (`torch.roll(forced_maps, 1, dims=1)`). Does the model look at a shape one step before it names it?
+#    Find a caption where a colour word's map lies on the other shape (`helpers.grounding.grounded_words` and
+#    `score_map` give each word's verdict).
 # 5. Change `strides=(2, 1)` (64 cells). Predict the shapes of `features`, `keys` and `α`, then check them
 #    with section 2's cell; how does the training time change?
