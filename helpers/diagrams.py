@@ -166,6 +166,80 @@ def architecture_figure(embed_size: int = 300, hidden_size: int = 512, image_siz
     return figure
 
 
+STAGE_STRIDE = {"layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}  # input pixels per grid cell
+
+
+def attention_figure(
+    embed_size: int = 128,
+    hidden_size: int = 256,
+    feature_size: int = 128,
+    attention_size: int = 128,
+    image_size: int = 64,
+    stage: str = "layer1",
+):
+    """The attention model (:mod:`helpers.attention`): the grid encoder above, one decoding step below,
+    modules in boxes and the tensor shapes on the arrows. ``B`` images, ``V`` words; the grid is the
+    ``stage`` of a ``image_size`` px image, and the adapter's two stride-2 convolutions divide its side by 4.
+    """
+    from matplotlib.patches import Rectangle
+
+    E, H, D, A = embed_size, hidden_size, feature_size, attention_size
+    side = image_size // STAGE_STRIDE[stage]
+    cells = (-(-side // 4)) ** 2  # the adapter's two stride-2 convolutions (padding 1) round up
+    figure, ax = plt.subplots(figsize=(9, 10.5))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.9, 15.0)
+    ax.axis("off")
+    frame = {"fill": False, "ls": "--", "ec": "#888888"}
+    ax.add_patch(Rectangle((0.2, 8.3), 5.2, 6.5, **frame))
+    ax.add_patch(Rectangle((0.2, -0.35), 9.6, 8.4, **frame))
+    ax.text(0.3, 14.65, "GridEncoder", fontsize=10, weight="bold", va="top", color="#555555")
+    ax.text(0.3, -0.25, "AttentionDecoder\n(one step t)", fontsize=10, weight="bold", color="#555555")
+
+    _draw_grid_encoder(ax, stage, image_size, D)
+    box(ax, 6.0, 13.5, 3.6, 0.7, "word t (token ids)", TENSOR_COLOR)
+    box(ax, 6.0, 11.9, 3.6, 0.8, f"Embedding V × {E}")
+    arrow(ax, (7.8, 13.5), (7.8, 12.7), "[B]")
+
+    box(ax, 1.6, 6.0, 3.0, 1.1, f"before word 0:\nmean over the cells,\nh, c = tanh(Linear {D} → {H})")
+    box(ax, 5.3, 6.1, 3.6, 0.9, f"keys = Linear {D} → {A}\n(once per image)")
+    arrow(ax, (1.0, 9.55), (1.0, 5.2))
+    ax.text(1.1, 7.65, f"features [B, {cells}, {D}]", fontsize=8, va="center")
+    arrow(ax, (3.9, 9.55), (3.9, 7.1))
+    arrow(ax, (4.6, 9.55), (6.4, 7.0))
+    box(ax, 4.9, 4.2, 4.0, 1.0, f"scores = w · tanh(keys + W · h_t-1)\nsoftmax over the {cells} cells")
+    arrow(ax, (7.4, 6.1), (7.4, 5.2), f"keys [B, {cells}, {A}]")
+    box(ax, 0.5, 4.2, 3.9, 1.0, f"context = Σ_i α_ti · features_i\ngate β = σ(Linear {H} → {D}(h_t-1))")
+    arrow(ax, (4.9, 4.7), (4.4, 4.7))
+    ax.text(4.65, 5.35, f"α_t [B, {cells}]", fontsize=8, ha="center")
+    box(ax, 2.9, 2.2, 4.2, 1.0, f"LSTMCell {E} + {D} → {H}\n[embedding, β ⊙ context]")
+    arrow(ax, (2.6, 4.2), (3.6, 3.2), f"context [B, {D}]")
+    ax.plot([9.35, 9.35], [11.9, 2.7], color="#333333", lw=1)
+    arrow(ax, (9.35, 2.7), (7.1, 2.7), f"[B, {E}]")
+    box(ax, 2.9, 0.3, 4.2, 0.8, f"Linear {H} → V")
+    arrow(ax, (5.0, 2.2), (5.0, 1.1), f"h_t [B, {H}] (also to step t + 1)")
+    ax.text(7.3, 0.7, "→ logits [B, V]:\nword t + 1", fontsize=9, va="center", weight="bold")
+    note = "B images, V words in the vocabulary; the state (h, c) and α carry to the next step"
+    ax.text(5.0, -0.75, note, ha="center", fontsize=8, color="#555555")
+    return figure
+
+
+def _draw_grid_encoder(ax, stage: str, image_size: int, feature_size: int) -> None:
+    """The top left of :func:`attention_figure`: images → frozen stage → grid → adapter."""
+    from helpers.attention import STAGE_CHANNELS
+
+    C, side = STAGE_CHANNELS[stage], image_size // STAGE_STRIDE[stage]
+    reduced, D = -(-side // 4), feature_size
+    box(ax, 1.0, 13.5, 3.6, 0.7, "images", TENSOR_COLOR)
+    box(ax, 1.0, 11.9, 3.6, 0.8, f"ResNet50 up to {stage}\nfrozen, eval mode")
+    adapter = "GridAdapter (trained): standardise\n→ 3×3 conv, stride 2 → BN → ReLU\n"
+    adapter += "→ 3×3 conv, stride 2 → BN → ReLU\n→ the cells as a sequence, row by row"
+    box(ax, 0.5, 9.55, 4.6, 1.35, adapter)
+    arrow(ax, (2.8, 13.5), (2.8, 12.7), f"[B, 3, {image_size}, {image_size}]")
+    arrow(ax, (2.8, 11.9), (2.8, 10.9), f"grid [B, {C}, {side}, {side}]\n(cached once per image)")
+    ax.text(3.8, 9.3, f"[B, {D}, {reduced}, {reduced}] → flatten", fontsize=8, ha="right")
+
+
 PALETTE = ("#a6cee3", "#b2df8a", "#fdbf6f", "#cab2d6", "#fb9a99", "#ffff99", "#8dd3c7", "#bebada")
 PAD_COLOR = "#e6e6e6"
 
@@ -322,4 +396,5 @@ DIAGRAMS: dict = {
     "data_flow": data_flow_figure,
     "architecture": architecture_figure,
     "packing": packing_example_figure,
+    "attention_architecture": attention_figure,
 }

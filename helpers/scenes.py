@@ -50,6 +50,9 @@ COLOURS = {
 BACKGROUNDS = {"white": (245, 245, 245), "grey": (150, 150, 150), "black": (20, 20, 20)}
 SIZES = ("small", "large")
 IMAGE_SIZE = 128
+# A shape's radius as a share of the image side, before a random ±10 %; a square's or a triangle's
+# corners lie 1.3 or 1.25 times as far out.
+RADIUS = {"small": 0.14, "large": 0.21}
 SPLIT_FRACTIONS = {"train": 0.75, "dev": 0.125, "test": 0.125}
 # The Flickr8k layout's names, from the one place that defines them (the reader's module).
 SPLIT_FILES = FLICKR8K_SPLIT_FILES
@@ -133,7 +136,7 @@ def render(scene: Scene, rng: np.random.Generator, image_size: int = IMAGE_SIZE)
     image = Image.new("RGB", (image_size, image_size), BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(image)
     for shape in scene.shapes:
-        radius = image_size * (0.14 if shape.size == "small" else 0.21) * float(rng.uniform(0.9, 1.1))
+        radius = image_size * RADIUS[shape.size] * float(rng.uniform(0.9, 1.1))
         colour = COLOURS[shape.colour]
         if shape.kind == "circle":
             box = [shape.x - radius, shape.y - radius, shape.x + radius, shape.y + radius]

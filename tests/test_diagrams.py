@@ -103,9 +103,71 @@ def test_diagrams_command_says_what_it_replaced_and_refuses_in_one_line(tmp_path
     assert cli.main(["diagrams", "--out", str(tmp_path)]) == 0
     assert cli.main(["diagrams", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == [f"wrote {tmp_path / name}.png" for name in diagrams.DIAGRAMS]
-    assert lines[3:] == [f"replaced {tmp_path / name}.png" for name in diagrams.DIAGRAMS]
+    n = len(diagrams.DIAGRAMS)
+    assert lines[:n] == [f"wrote {tmp_path / name}.png" for name in diagrams.DIAGRAMS]
+    assert lines[n:] == [f"replaced {tmp_path / name}.png" for name in diagrams.DIAGRAMS]
     (tmp_path / "architecture.png").write_text("notes\n")
     assert cli.main(["diagrams", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path} holds architecture.png")
     assert (tmp_path / "architecture.png").read_text() == "notes\n"
+
+
+def holds(outer, inner) -> bool:
+    """Whether the display-space box ``outer`` contains all of ``inner``."""
+    return outer.x0 <= inner.x0 and inner.x1 <= outer.x1 and outer.y0 <= inner.y0 and inner.y1 <= outer.y1
+
+
+def overflowing_labels(figure) -> list[str]:
+    """The texts that stick out of the box they sit in, measured with the renderer (in display pixels)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    renderer = figure.canvas.get_renderer()
+    ax = figure.axes[0]
+    boxes = [p.get_window_extent(renderer) for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    out = []
+    for text in ax.texts:
+        extent = text.get_window_extent(renderer)
+        around = [b for b in boxes if b.contains(*extent.get_points().mean(axis=0))]
+        if around and not any(holds(b, extent) for b in around):
+            out.append(text.get_text())
+    return out
+
+
+def test_attention_figure_names_every_module_and_shape_with_the_given_sizes():
+    figure = diagrams.attention_figure(embed_size=64, hidden_size=96, feature_size=48, attention_size=32)
+    words = " ".join(texts(figure.axes[0]))
+    for expected in (
+        "ResNet50 up to layer1",
+        "GridAdapter",
+        "[B, 3, 64, 64]",
+        "grid [B, 256, 16, 16]",
+        "[B, 48, 4, 4]",
+        "features [B, 16, 48]",
+        "keys [B, 16, 32]",
+        "α_t [B, 16]",
+        "softmax",
+        "β",
+        "context [B, 48]",
+        "Embedding V × 64",
+        "LSTMCell 64 + 48 → 96",
+        "Linear 96 → V",
+        "logits [B, V]",
+        "GridEncoder",
+        "AttentionDecoder",
+    ):
+        assert expected in words, expected
+
+
+def test_attention_figure_labels_fit_inside_their_boxes():
+    figure = diagrams.attention_figure()
+    assert diagrams.DIAGRAMS["attention_architecture"] is diagrams.attention_figure
+    assert overflowing_labels(figure) == []
+
+
+def test_overflowing_labels_finds_a_label_wider_than_its_box():
+    figure, ax = plt.subplots(figsize=(4, 4))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    diagrams.box(ax, 4, 4, 2, 1, "a label far too long for a box this narrow")
+    diagrams.box(ax, 4, 7, 2, 1, "fits")
+    assert overflowing_labels(figure) == ["a label far too long for a box this narrow"]
