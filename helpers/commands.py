@@ -314,13 +314,12 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def _grounding(table, scenes, image_size: int) -> dict[str, Any]:
     """``attention_on_object`` and ``attention_mass_on_object`` of an attention run's maps (``table["maps"]``,
-    one ``[words + 1, N]`` per caption, from :func:`~helpers.evaluation.evaluate_split`) against the scenes.
+    one ``[words + 1, N]`` per caption, from :func:`~helpers.evaluation.evaluate_split`) against the scenes,
+    with the uniform map's and the first-word-first-shape prior's scores beside them
+    (:func:`helpers.grounding.grounding_report`)."""
+    from helpers.grounding import grounding_report
 
-    The one place ``evaluate`` scores where the maps look: the two measures come from
-    ``helpers.grounding.grounding_report(table["generated"], table["maps"], scenes, image_size)`` (issue #26,
-    written on branch ``ground``); until that module is merged this returns nothing.
-    """
-    return {}
+    return grounding_report(list(table["generated"]), list(table["maps"]), scenes, image_size).as_dict()
 
 
 def _split_features(run, data, split: str, data_dir, quiet):

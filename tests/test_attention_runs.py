@@ -224,6 +224,10 @@ def test_evaluate_json_on_an_attention_run(attention_run, shapes):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["decoder"] == "attention" and 0 <= result["bleu4"] <= 1 and "attributes" in result
+    assert result["grounded_words"] > 0 and 0 <= result["attention_on_object"] <= 1
+    assert 0 <= result["attention_mass_on_object"] <= 1
+    assert 0 <= result["uniform"]["attention_on_object"] <= 1  # the same words scored with a uniform map
+    assert 0 <= result["first_word_first_shape"]["attention_on_object"] <= 1
 
 
 def test_an_attention_run_resumes_with_more_epochs(attention_run, shapes, tmp_path):
