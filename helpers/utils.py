@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
 STARTED = time.monotonic()  # when this process first imported the course's helpers
 
 
