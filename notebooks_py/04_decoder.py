@@ -33,7 +33,7 @@
 #
 # **Prerequisites:** notebook 02 (the shapes through the whole model); what an LSTM and cross-entropy are.
 #
-# **Run time:** about 15 seconds on a 2-core laptop CPU. A GPU is not needed: the batches are small.
+# **Run time:** about 6 seconds on a 2-core laptop CPU. A GPU is not needed: the batches are small.
 
 # %% tags=["colab-setup"]
 import sys

@@ -34,7 +34,7 @@
 #
 # **Prerequisites:** notebooks 01–06 (the data, the model, training and decoding), and a terminal.
 #
-# **Run time:** about 20 s on a 2-core machine, all offline (most of it timing ResNet50 in section 4; on
+# **Run time:** about 15 s on a 2-core machine, all offline (most of it timing ResNet50 in section 4; on
 # a busy machine the wall-clock time is longer). **GPU:** not needed for this notebook;
 # the training it describes needs one (Colab's free GPU is enough for Flickr8k). The commands below were
 # not run on Flickr8k or COCO (the datasets cannot be downloaded where this course is built), so this
