@@ -90,7 +90,7 @@ def _read_coco_file(
         else:
             rows.append((file_name_of[image_id], caption.strip(), split))
 
-    captioned = {name for name, _, _ in rows}
+    captioned = dict.fromkeys(name for name, _, _ in rows)  # a set in the annotations' order
     skipped.extend(
         Skipped(name, "image has no captions") for name in file_name_of.values() if name not in captioned
     )

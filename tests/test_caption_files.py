@@ -999,3 +999,24 @@ def test_a_file_given_as_the_dataset_folder_is_named_as_a_file(tmp_path: Path):
     with pytest.raises(DatasetFormatError) as info:
         read_flickr8k_kaggle(tmp_path / "captions.txt")
     assert str(info.value) == f"{tmp_path / 'captions.txt'} is a file, not a dataset directory."
+
+
+def test_coco_names_missing_images_in_the_annotations_order_whatever_the_hash_seed(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "annotations").mkdir()
+    names = [f"{i:012d}.jpg" for i in (139, 9, 25, 71, 4)]
+    images = [{"id": i, "file_name": name} for i, name in enumerate(names)]
+    notes = [{"id": i, "image_id": i, "caption": f"caption {i}"} for i in range(len(names))]
+    (tmp_path / "annotations" / "captions_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": notes}), encoding="utf-8")
+    code = ("import sys; from helpers.coco_captions import read_coco; "
+            "print([s.item for s in read_coco(sys.argv[1]).skipped])")
+    seen = {
+        subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert seen == {f"{names}\n"}
