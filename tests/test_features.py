@@ -70,11 +70,12 @@ def test_feature_cache_key_changes_with_each_thing_that_changes_the_numbers(tmp_
     model = build_model(TrainConfig(embed_size=8, hidden_size=16, weights="random"), vocab_size=10)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
 
-    def key(device=cpu, dtype=None):
-        return features._fingerprint(model, paths, 32, device, dtype)
+    def key(device=cpu, dtype=None, size=32):
+        return features._fingerprint(model, paths, size, device, dtype)
 
     base = key()
     assert key() == base
+    assert key(size=48) != base  # the images resized to another size
     assert key(dtype=torch.bfloat16) != base
     assert key(cuda, torch.bfloat16) != key(cuda, torch.float16)
     assert key(cuda) != base  # fp32 on a GPU (TF32 convolutions) is not a CPU's fp32
