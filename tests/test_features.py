@@ -1,15 +1,17 @@
 """Features of the backbone: extracting them leaves the caller's model as it was."""
 
+import pandas as pd
 import torch
 from PIL import Image
 from torchvision.transforms import Compose, Resize, ToTensor
 
 from helpers import features
-from helpers.batches import TrainingSet
+from helpers.batches import TrainingSet, encode_captions
 from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image
 from helpers.features import extract_features
 from helpers.runs import build_model
+from helpers.vocabulary import Vocabulary
 
 
 def test_extract_features_leaves_the_models_mode_and_layout_alone(tmp_path, monkeypatch):
@@ -115,3 +117,31 @@ def test_fine_tuning_batches_hold_whole_images_each_decoded_once(tmp_path):
     assert sorted(seen) == list(range(8))
     cached = TrainingSet(paths, image_index, captions, torch.ones(8), features=torch.zeros(4, 2048))
     assert (cached.examples, cached.per_batch(4)) == (8, 4)  # stored features: batches of captions
+
+
+def test_encode_captions_cuts_each_caption_to_max_words_and_points_at_its_image():
+    vocab = Vocabulary(["a", "red", "circle", "on", "the", "left"])
+    table = pd.DataFrame({"image": ["b.png", "a.png"], "caption": ["a red circle on the left", "a circle"]})
+    index, captions, lengths = encode_captions(table, ["a.png", "b.png"], vocab, max_words=3)
+    assert index.tolist() == [1, 0] and index.dtype == torch.long
+    assert lengths.tolist() == [5, 4]
+    assert [vocab.decode(row[: int(n)].tolist()) for row, n in zip(captions, lengths, strict=True)] == [
+        ["a", "red", "circle"],
+        ["a", "circle"],
+    ]
+
+
+def test_fine_tuning_batches_give_channels_last_pixels_and_skip_an_image_without_captions(tmp_path):
+    paths = []
+    for i, colour in enumerate(("red", "navy", "white")):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (40, 30), colour).save(paths[-1])
+    image_index = torch.tensor([0, 1, 0])  # the last image has no caption
+    train = TrainingSet(paths, image_index, torch.arange(3).unsqueeze(1), torch.ones(3, dtype=torch.long))
+    rows, image_of = train.caption_rows(torch.tensor([2, 0]))
+    assert rows.tolist() == [0, 2] and image_of.tolist() == [1, 1]
+    (pixels, image_of), captions, _ = next(
+        iter(train.batches([torch.tensor([2, 0])], torch.device("cpu"), 32))
+    )
+    assert pixels.is_contiguous(memory_format=torch.channels_last) and not pixels.is_contiguous()
+    assert image_of.tolist() == [1, 1] and captions[:, 0].tolist() == [0, 2]
