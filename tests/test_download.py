@@ -112,10 +112,15 @@ def test_coco2014_fetches_the_images_karpathys_split_names():
 
 
 def test_fetch_dataset_rejects_unknown_dataset_and_archive_names(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset 'flickr9k'"):
+    with pytest.raises(ValueError) as info:
         fetch_dataset("flickr9k", tmp_path)
-    with pytest.raises(ValueError, match="test2017.zip"):
-        fetch_dataset("coco2017", tmp_path, only={"test2017.zip"})
+    assert str(info.value) == "unknown dataset 'flickr9k'; choose one of coco2014, coco2017, flickr8k"
+    with pytest.raises(ValueError) as info:
+        fetch_dataset("coco2017", tmp_path, only={"test2017.zip", "a.zip"})
+    assert str(info.value) == (
+        "coco2017 has no archive named a.zip, test2017.zip; it has annotations_trainval2017.zip, "
+        "val2017.zip, train2017.zip"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -339,6 +344,23 @@ def test_fetch_dataset_without_base_url_asks_the_official_urls_with_every_check(
     ]
     assert (tmp_path / "val2014" / "x.jpg").read_bytes() == JPEG
     assert tree(tmp_path / "downloads") == set()
+
+
+def test_fetch_dataset_from_a_mirror_without_checksums_shows_progress_by_default(tmp_path, monkeypatch):
+    asked = []
+
+    def offline(url, path, **checks):
+        asked.append((url, checks))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(zip_bytes({f"{path.stem}/x.jpg": JPEG}))
+        return path
+
+    monkeypatch.setattr(dl, "download", offline)
+    fetch_dataset("coco2014", tmp_path, base_url="http://mirror.test/coco-X/", checksum=False)
+    assert asked == [
+        (f"http://mirror.test/coco-X/{a.name}", {"md5": None, "sha256": None, "size": None, "progress": True})
+        for a in DATASETS["coco2014"]
+    ]
 
 
 def test_the_help_of_keep_archives_gives_each_datasets_archive_size():
