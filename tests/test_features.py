@@ -145,3 +145,12 @@ def test_fine_tuning_batches_give_channels_last_pixels_and_skip_an_image_without
     )
     assert pixels.is_contiguous(memory_format=torch.channels_last) and not pixels.is_contiguous()
     assert image_of.tolist() == [1, 1] and captions[:, 0].tolist() == [0, 2]
+
+
+def test_caption_rows_keep_the_tables_order_within_each_image():
+    """The same batches whatever sort torch picks: each image's rows come in the table's order."""
+    image_index = torch.arange(200) % 7  # rows of one image are 7 apart, interleaved with the others
+    train = TrainingSet([f"{i}.png" for i in range(7)], image_index, torch.zeros(200, 1), torch.ones(200))
+    rows, image_of = train.caption_rows(torch.tensor([3, 0]))
+    assert rows.tolist() == list(range(3, 200, 7)) + list(range(0, 200, 7))
+    assert image_of.tolist() == [0] * 29 + [1] * 29
