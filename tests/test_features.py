@@ -154,3 +154,24 @@ def test_caption_rows_keep_the_tables_order_within_each_image():
     rows, image_of = train.caption_rows(torch.tensor([3, 0]))
     assert rows.tolist() == list(range(3, 200, 7)) + list(range(0, 200, 7))
     assert image_of.tolist() == [0] * 29 + [1] * 29
+
+
+def _last_line(text: str) -> str:
+    """What a terminal shows last of a tqdm bar written to a stream (it redraws with carriage returns)."""
+    return text.replace("\n", "\r").rstrip("\r").split("\r")[-1].strip()
+
+
+def test_an_epoch_shows_a_named_bar_of_its_batches_that_clears_itself(capsys, monkeypatch):
+    train = TrainingSet(["a.png", "b.png"], torch.tensor([0, 1, 0]), torch.ones(3, 2), torch.ones(3))
+    train.features = torch.zeros(2, 2048)
+    order = [torch.tensor([0, 1]), torch.tensor([2])]
+    monkeypatch.setenv("CAPTION_PROGRESS", "1")
+    assert len(list(train.batches(order, torch.device("cpu"), 32))) == 2  # no label: no bar
+    assert capsys.readouterr().err == ""
+    assert len(list(train.batches(order, torch.device("cpu"), 32, label="epoch 1"))) == 2
+    shown = capsys.readouterr().err
+    assert "epoch 1:   0%|" in shown and "| 0/2 [" in shown, shown
+    assert _last_line(shown) == ""  # leave=False: the bar is gone once the epoch ends
+    monkeypatch.setenv("CAPTION_PROGRESS", "0")
+    assert len(list(train.batches(order, torch.device("cpu"), 32, label="epoch 1"))) == 2
+    assert capsys.readouterr().err == ""
