@@ -129,7 +129,7 @@ def download(
         with response:
             span = _span(response, url, part, offset, log)
             if span is None:
-                part.unlink()
+                part.unlink(missing_ok=True)  # asked from byte 0, there may be no .part yet
                 continue
             offset, total = span
             if size is not None and total is not None and total != size:

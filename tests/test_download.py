@@ -112,10 +112,15 @@ def test_coco2014_fetches_the_images_karpathys_split_names():
 
 
 def test_fetch_dataset_rejects_unknown_dataset_and_archive_names(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset 'flickr9k'"):
+    with pytest.raises(ValueError) as info:
         fetch_dataset("flickr9k", tmp_path)
-    with pytest.raises(ValueError, match="test2017.zip"):
-        fetch_dataset("coco2017", tmp_path, only={"test2017.zip"})
+    assert str(info.value) == "unknown dataset 'flickr9k'; choose one of coco2014, coco2017, flickr8k"
+    with pytest.raises(ValueError) as info:
+        fetch_dataset("coco2017", tmp_path, only={"test2017.zip", "a.zip"})
+    assert str(info.value) == (
+        "coco2017 has no archive named a.zip, test2017.zip; it has annotations_trainval2017.zip, "
+        "val2017.zip, train2017.zip"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -312,3 +317,70 @@ def test_modules_use_only_the_standard_library_and_tqdm(module):
     siblings = {"helpers.extract", "helpers.transfer"}
     others = {name for name in imported if name.split(".")[0] not in sys.stdlib_module_names}
     assert others - siblings <= {"tqdm.auto"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The official location, and the sizes in download --help
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_fetch_dataset_without_base_url_asks_the_official_urls_with_every_check(tmp_path, monkeypatch):
+    asked = []
+
+    def offline(url, path, **checks):
+        asked.append((url, path, checks))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(zip_bytes({f"{path.stem}/x.jpg": JPEG}))
+        return path
+
+    monkeypatch.setattr(dl, "download", offline)
+    fetch_dataset("coco2014", tmp_path, progress=False)
+    archives = DATASETS["coco2014"]
+    assert [(url, path) for url, path, _ in asked] == [
+        (a.url_path, tmp_path / "downloads" / a.name) for a in archives
+    ]
+    assert [checks for *_, checks in asked] == [
+        {"md5": a.md5, "sha256": a.sha256, "size": a.size, "progress": False} for a in archives
+    ]
+    assert (tmp_path / "val2014" / "x.jpg").read_bytes() == JPEG
+    assert tree(tmp_path / "downloads") == set()
+
+
+def test_fetch_dataset_from_a_mirror_without_checksums_shows_progress_by_default(tmp_path, monkeypatch):
+    asked = []
+
+    def offline(url, path, **checks):
+        asked.append((url, checks))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(zip_bytes({f"{path.stem}/x.jpg": JPEG}))
+        return path
+
+    monkeypatch.setattr(dl, "download", offline)
+    fetch_dataset("coco2014", tmp_path, base_url="http://mirror.test/coco-X/", checksum=False)
+    assert asked == [
+        (f"http://mirror.test/coco-X/{a.name}", {"md5": None, "sha256": None, "size": None, "progress": True})
+        for a in DATASETS["coco2014"]
+    ]
+
+
+def test_the_help_of_keep_archives_gives_each_datasets_archive_size():
+    assert dl._archives_size_note() == (
+        "coco2017 19.0 GiB, coco2014 18.8 GiB of archives (flickr8k: sizes not recorded)"
+    )
+    assert dl.KEEP_ARCHIVES_HELP.endswith(dl._archives_size_note())
+
+
+def test_the_size_note_adds_up_each_dataset_and_names_those_with_a_size_missing(monkeypatch):
+    def archive(size):
+        return Archive("a.zip", "https://example.org/a.zip", None, size, ".")
+
+    table = {
+        "one": [archive(2**30), archive(2**29)],
+        "two": [archive(3 * 2**30), archive(None)],
+        "three": [archive(2**28)],
+        "four": [archive(None)],
+    }
+    monkeypatch.setattr(dl, "DATASETS", table)
+    assert dl._archives_size_note() == (
+        "one 1.5 GiB, three 0.2 GiB of archives (two, four: sizes not recorded)"
+    )

@@ -366,3 +366,15 @@ def test_tar_without_the_data_filter_falls_back_to_the_member_checks(tmp_path, m
     with pytest.raises(UnsafeArchiveError, match=expected):
         safe_extract(evil, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_a_file_in_the_way_with_the_members_bytes_is_kept_for_both_archive_kinds(tmp_path, kind):
+    archive = tmp_path / f"data.{kind}"
+    archive.write_bytes(_archive(kind, {"a/x.txt": b"the member's bytes"}))
+    dest = tmp_path / "out"
+    (dest / "a").mkdir(parents=True)
+    (dest / "a" / "x.txt").write_bytes(b"the member's bytes")  # put there by hand, before any extraction
+
+    assert safe_extract(archive, dest) == [dest / "a" / "x.txt"]
+    assert (dest / "a" / "x.txt").read_bytes() == b"the member's bytes"

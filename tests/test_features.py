@@ -1,15 +1,17 @@
 """Features of the backbone: extracting them leaves the caller's model as it was."""
 
+import pandas as pd
 import torch
 from PIL import Image
 from torchvision.transforms import Compose, Resize, ToTensor
 
 from helpers import features
-from helpers.batches import TrainingSet
+from helpers.batches import TrainingSet, encode_captions
 from helpers.config import TrainConfig
 from helpers.data import image_transform, load_image
 from helpers.features import extract_features
 from helpers.runs import build_model
+from helpers.vocabulary import Vocabulary
 
 
 def test_extract_features_leaves_the_models_mode_and_layout_alone(tmp_path, monkeypatch):
@@ -70,11 +72,12 @@ def test_feature_cache_key_changes_with_each_thing_that_changes_the_numbers(tmp_
     model = build_model(TrainConfig(embed_size=8, hidden_size=16, weights="random"), vocab_size=10)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
 
-    def key(device=cpu, dtype=None):
-        return features._fingerprint(model, paths, 32, device, dtype)
+    def key(device=cpu, dtype=None, size=32):
+        return features._fingerprint(model, paths, size, device, dtype)
 
     base = key()
     assert key() == base
+    assert key(size=48) != base  # the images resized to another size
     assert key(dtype=torch.bfloat16) != base
     assert key(cuda, torch.bfloat16) != key(cuda, torch.float16)
     assert key(cuda) != base  # fp32 on a GPU (TF32 convolutions) is not a CPU's fp32
@@ -114,3 +117,61 @@ def test_fine_tuning_batches_hold_whole_images_each_decoded_once(tmp_path):
     assert sorted(seen) == list(range(8))
     cached = TrainingSet(paths, image_index, captions, torch.ones(8), features=torch.zeros(4, 2048))
     assert (cached.examples, cached.per_batch(4)) == (8, 4)  # stored features: batches of captions
+
+
+def test_encode_captions_cuts_each_caption_to_max_words_and_points_at_its_image():
+    vocab = Vocabulary(["a", "red", "circle", "on", "the", "left"])
+    table = pd.DataFrame({"image": ["b.png", "a.png"], "caption": ["a red circle on the left", "a circle"]})
+    index, captions, lengths = encode_captions(table, ["a.png", "b.png"], vocab, max_words=3)
+    assert index.tolist() == [1, 0] and index.dtype == torch.long
+    assert lengths.tolist() == [5, 4]
+    assert [vocab.decode(row[: int(n)].tolist()) for row, n in zip(captions, lengths, strict=True)] == [
+        ["a", "red", "circle"],
+        ["a", "circle"],
+    ]
+
+
+def test_fine_tuning_batches_give_channels_last_pixels_and_skip_an_image_without_captions(tmp_path):
+    paths = []
+    for i, colour in enumerate(("red", "navy", "white")):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (40, 30), colour).save(paths[-1])
+    image_index = torch.tensor([0, 1, 0])  # the last image has no caption
+    train = TrainingSet(paths, image_index, torch.arange(3).unsqueeze(1), torch.ones(3, dtype=torch.long))
+    rows, image_of = train.caption_rows(torch.tensor([2, 0]))
+    assert rows.tolist() == [0, 2] and image_of.tolist() == [1, 1]
+    (pixels, image_of), captions, _ = next(
+        iter(train.batches([torch.tensor([2, 0])], torch.device("cpu"), 32))
+    )
+    assert pixels.is_contiguous(memory_format=torch.channels_last) and not pixels.is_contiguous()
+    assert image_of.tolist() == [1, 1] and captions[:, 0].tolist() == [0, 2]
+
+
+def test_caption_rows_keep_the_tables_order_within_each_image():
+    """The same batches whatever sort torch picks: each image's rows come in the table's order."""
+    image_index = torch.arange(200) % 7  # rows of one image are 7 apart, interleaved with the others
+    train = TrainingSet([f"{i}.png" for i in range(7)], image_index, torch.zeros(200, 1), torch.ones(200))
+    rows, image_of = train.caption_rows(torch.tensor([3, 0]))
+    assert rows.tolist() == list(range(3, 200, 7)) + list(range(0, 200, 7))
+    assert image_of.tolist() == [0] * 29 + [1] * 29
+
+
+def _last_line(text: str) -> str:
+    """What a terminal shows last of a tqdm bar written to a stream (it redraws with carriage returns)."""
+    return text.replace("\n", "\r").rstrip("\r").split("\r")[-1].strip()
+
+
+def test_an_epoch_shows_a_named_bar_of_its_batches_that_clears_itself(capsys, monkeypatch):
+    train = TrainingSet(["a.png", "b.png"], torch.tensor([0, 1, 0]), torch.ones(3, 2), torch.ones(3))
+    train.features = torch.zeros(2, 2048)
+    order = [torch.tensor([0, 1]), torch.tensor([2])]
+    monkeypatch.setenv("CAPTION_PROGRESS", "1")
+    assert len(list(train.batches(order, torch.device("cpu"), 32))) == 2  # no label: no bar
+    assert capsys.readouterr().err == ""
+    assert len(list(train.batches(order, torch.device("cpu"), 32, label="epoch 1"))) == 2
+    shown = capsys.readouterr().err
+    assert "epoch 1:   0%|" in shown and "| 0/2 [" in shown, shown
+    assert _last_line(shown) == ""  # leave=False: the bar is gone once the epoch ends
+    monkeypatch.setenv("CAPTION_PROGRESS", "0")
+    assert len(list(train.batches(order, torch.device("cpu"), 32, label="epoch 1"))) == 2
+    assert capsys.readouterr().err == ""

@@ -193,3 +193,179 @@ def test_fit_with_a_for_device_config_uses_min_freq_5_on_real_data(fresh_shapes,
     assert load_run(tmp_path / "run").config.min_freq == 5
     rare_words_kept = prepare_data(fresh_shapes, min_freq=1, log=quiet).vocab
     assert len(result.vocab) == len(prepare_data(fresh_shapes, log=quiet).vocab) < len(rare_words_kept)
+
+
+class Recorder:
+    """An optimiser, schedule or scaler stand-in that records the state it is given."""
+
+    def __init__(self, last_epoch: int = 0):
+        self.last_epoch, self.loaded = last_epoch, None
+
+    def load_state_dict(self, state) -> None:
+        self.loaded = state
+
+
+def _saved(epoch=1, epochs=3, per_epoch=6, captions=90, world=1, scaler=None) -> dict:
+    """A checkpoint's resume fields as :func:`~helpers.resume.restore` reads them, after seeding 5."""
+    from helpers.utils import random_state
+
+    torch.manual_seed(5)
+    random.seed(5)
+    np.random.seed(5)
+    return {
+        "optimizer": {"name": "optimizer"},
+        "scheduler": {"name": "scheduler"},
+        "scaler": scaler,
+        "rng": random_state(),
+        "epoch": epoch,
+        "config": {"epochs": epochs},
+        "steps": {"captions": captions, "world": world, "per_epoch": per_epoch},
+        "history": ({"epoch": 1, "dev_bleu4": 0.25},),
+    }
+
+
+def _restore(state, epochs=3, steps=None):
+    """``restore`` on stand-ins: ``(result, optimizer, scheduler, scaler, rebuilds, messages)``."""
+    from helpers.resume import restore
+
+    optimizer, scheduler, scaler, rebuilds, messages = Recorder(), Recorder(6), Recorder(), [], []
+
+    def rebuild(**kwargs):
+        rebuilds.append(kwargs)
+        return "rebuilt"
+
+    steps = steps or {"captions": 90, "world": 1, "per_epoch": 6}
+    config = TrainConfig(**{**TINY, "epochs": epochs})
+    result = restore(state, optimizer, scheduler, scaler, config, steps, rebuild, messages.append)
+    return result, optimizer, scheduler, scaler, rebuilds, messages
+
+
+def test_restore_without_a_checkpoint_keeps_the_new_schedule_and_starts_at_epoch_0():
+    result, optimizer, scheduler, scaler, rebuilds, messages = _restore({})
+    assert result == (scheduler, [], 0) and result[0] is scheduler
+    assert optimizer.loaded is scaler.loaded is scheduler.loaded is None and not rebuilds and not messages
+
+
+def test_restore_loads_the_optimizer_schedule_scaler_and_random_state_of_the_checkpoint():
+    state = _saved(scaler={"scale": 1024.0})
+    expected = (random.random(), float(np.random.rand()), torch.rand(2))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    (scheduler, history, done), optimizer, saved, scaler, rebuilds, messages = _restore(state)
+    assert (random.random(), float(np.random.rand())) == expected[:2]
+    assert torch.equal(torch.rand(2), expected[2])
+    assert optimizer.loaded == {"name": "optimizer"} and saved.loaded == {"name": "scheduler"}
+    assert scaler.loaded == {"scale": 1024.0}
+    assert scheduler is saved and history == [{"epoch": 1, "dev_bleu4": 0.25}] and done == 1
+    assert messages == ["Resuming after epoch 1 of 3."] and not rebuilds
+
+
+def test_restore_leaves_the_scaler_alone_where_the_checkpoint_saved_none():
+    _, _, _, scaler, _, _ = _restore(_saved(scaler={}))
+    assert scaler.loaded is None
+
+
+def test_restore_of_a_finished_run_trains_nothing_and_says_how_to_train_more():
+    (scheduler, history, done), _, saved, _, rebuilds, messages = _restore(_saved(epoch=3), epochs=3)
+    assert scheduler is saved and history == [{"epoch": 1, "dev_bleu4": 0.25}] and done == 3
+    assert messages == [
+        "Resuming after epoch 3 of 3.",
+        "Nothing left to train: the run has 3 epochs; ask for more with --epochs.",
+    ]
+    assert not rebuilds
+
+
+def test_resume_with_more_epochs_continues_the_schedule_of_a_run_that_long():
+    (scheduler, _, done), _, _, _, rebuilds, messages = _restore(_saved(epoch=1, epochs=3), epochs=5)
+    assert scheduler == "rebuilt" and done == 1 and rebuilds == [{"done_steps": 6}]
+    assert messages[1] == (
+        "The run was started for 3 epochs; it now trains to 5, and the learning rate follows the one-cycle "
+        "schedule of a 5-epoch run from here on."
+    )
+
+
+def test_resume_with_other_steps_per_epoch_rebuilds_the_schedule_naming_what_changed():
+    grown = {"captions": 225, "world": 2, "per_epoch": 8}
+    (scheduler, _, done), *_, rebuilds, messages = _restore(_saved(epoch=1), epochs=3, steps=grown)
+    assert scheduler == "rebuilt" and done == 1 and rebuilds == [{"done_steps": 6, "done_epochs": 1}]
+    assert messages[1] == (
+        "The run took 6 steps in 1 epoch(s) and now has 8 steps per epoch (training captions 90 → 225, "
+        "processes 1 → 2): the one-cycle schedule is rebuilt for the steps left of 3 epochs."
+    )
+
+
+def test_resume_with_other_steps_per_epoch_but_the_same_captions_and_processes_says_so():
+    same = {"captions": 90, "world": 1, "per_epoch": 3}
+    *_, rebuilds, messages = _restore(_saved(epoch=2, epochs=3), epochs=4, steps=same)
+    assert rebuilds == [{"done_steps": 6, "done_epochs": 2}]
+    assert "(the training set or the number of processes changed)" in messages[1]
+    assert "of 4 epochs." in messages[1]
+
+
+def test_repair_best_writes_best_pt_again_from_the_checkpoint_of_a_best_epoch(tmp_path, monkeypatch):
+    model = _epoch_run(tmp_path, monkeypatch)
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    messages = []
+    runs.repair_best(tmp_path, state, messages.append)
+    best = load_checkpoint(tmp_path / BEST_CHECKPOINT)
+    assert sorted(best) == sorted(runs.BEST_KEYS) and best["epoch"] == 2
+    assert [row["epoch"] for row in best["history"]] == [1, 2]
+    key = "decoder.linear.weight"
+    assert torch.equal(best["model"][key], model.state_dict()[key])
+    assert messages == [
+        f"{tmp_path / BEST_CHECKPOINT} missed epoch 2, the best so far: written again from {CHECKPOINT}."
+    ]
+
+
+def test_repair_best_leaves_a_best_pt_of_the_same_epoch_or_a_checkpoint_not_best_alone(tmp_path, monkeypatch):
+    _epoch_run(tmp_path, monkeypatch)
+    state = load_checkpoint(tmp_path / CHECKPOINT)
+    before = (tmp_path / BEST_CHECKPOINT).read_bytes()
+    messages = []
+    runs.repair_best(tmp_path, {**state, "best": False}, messages.append)
+    runs.repair_best(tmp_path, {**state, "epoch": 1}, messages.append)  # best.pt holds epoch 1
+    assert (tmp_path / BEST_CHECKPOINT).read_bytes() == before and messages == []
+
+
+def test_random_state_keeps_numpys_cached_normal_draw():
+    from helpers.utils import random_state, set_random_state
+
+    np.random.seed(4)
+    np.random.randn()  # the legacy generator draws normals in pairs and keeps the second for the next call
+    saved = random_state()
+    assert saved["numpy"]["has_gauss"] == 1
+    expected = np.random.randn(3).tolist()
+    np.random.seed(0)
+    set_random_state(saved)
+    assert np.random.randn(3).tolist() == expected
+
+
+def _gpus(monkeypatch, count: int):
+    """``count`` CUDA GPUs as torch.cuda reports them; ``set_rng_state_all`` records what it is given."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.full((4,), i) for i in range(count)])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    return restored
+
+
+def test_random_state_takes_and_restores_the_cuda_generators_of_as_many_gpus(monkeypatch):
+    from helpers.utils import random_state, set_random_state
+
+    restored = _gpus(monkeypatch, 2)
+    state = random_state()
+    assert [t.tolist() for t in state["cuda"]] == [[0, 0, 0, 0], [1, 1, 1, 1]]
+    set_random_state(state)
+    assert restored == [state["cuda"]]
+
+
+def test_cuda_generators_are_left_alone_for_another_gpu_count_or_a_cpu_checkpoint(monkeypatch):
+    from helpers.utils import random_state, set_random_state
+
+    one_gpu = {**random_state(), "cuda": [torch.zeros(4)]}
+    restored = _gpus(monkeypatch, 2)
+    set_random_state(one_gpu)
+    set_random_state({key: value for key, value in one_gpu.items() if key != "cuda"})
+    assert restored == []
