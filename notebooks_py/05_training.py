@@ -36,7 +36,7 @@
 # **Prerequisites:** notebooks 01–04 (the data, the shapes through the model, the encoder, the decoder and
 # its loss); what gradient descent and Adam are.
 #
-# **Run time:** on a 2-core CPU, `fit` alone takes about 3 to 5 minutes (12 epochs; its cell prints how
+# **Run time:** on a 2-core CPU, `fit` alone takes about 4 minutes (12 epochs; its cell prints how
 # long it took), and the rest of the notebook about a minute more; several times that on a machine busy
 # with other programs. **GPU:** helps a lot, and changes what is trained: `TrainConfig.for_device` then
 # picks a larger configuration by itself (section 1), and it still takes only minutes.
@@ -629,7 +629,7 @@ assert all(0 <= value <= 1 for value in scores.values()) and len(hypotheses) == 
 # `packed_loss` (notebook 04, section 6): the same value and gradients as `sequence_loss`, without scoring
 # the padding.
 #
-# This is the long cell: on a 2-core CPU about 3 to 5 minutes (12 epochs, plus computing the cached
+# This is the long cell: on a 2-core CPU about 4 minutes (12 epochs, plus computing the cached
 # features when section 3 has not). It prints one line per epoch, and its time.
 
 # %% tags=["nbval-ignore-output"]
@@ -828,10 +828,10 @@ figure = plot_confusion(attribute_confusion(greedy_captions, test_scenes, "kind"
 # kind there is only a trace (perhaps how much of its colour a shape covers: a triangle fills half of the
 # square around it, a circle more than three quarters), so it stays partly a guess. That is what pretrained
 # weights buy: ImageNet's filters respond to edges and corners (`%env COURSE_WEIGHTS=imagenet`, then run
-# this notebook again). Training the backbone is the other way, and it needs a GPU: on one H200, also from
-# random weights, training the whole ResNet50 at 128 px reached test BLEU-4 1.000 in 165 s, where the frozen
-# GPU configuration (224 px, 15 epochs) reached 0.80. That is now what `TrainConfig.for_device` (and
-# `python -m helpers train`) does on a GPU without ImageNet weights.
+# this notebook again). Training the backbone is the other way, and it needs a GPU: that is what
+# `TrainConfig.for_device` (and `python -m helpers train`) does on a GPU without ImageNet weights, and
+# `benchmarks/README.md` records what it reached on one. Notebook 08 keeps the frozen backbone and looks
+# at its grid of cells instead of the pooled vector: it names the shapes right on this CPU.
 #
 # Six test images, with the model's caption and two of the five references:
 
@@ -1001,8 +1001,8 @@ hand_scores, _ = evaluate_bleu(hand_model, dev_features, references, vocab, devi
 print(f"200 hand steps: dev BLEU-4 {hand_scores['bleu4']:.3f}")
 print(f"fit, after epoch 1 ({len(order)} steps): {result.history['dev_bleu4'].iloc[0]:.3f}, "
       f"after the last: {result.history['dev_bleu4'].iloc[-1]:.3f}")
-# 200 steps, less than one epoch, already give most of what the first epoch gives; the rest of the
-# way takes the full schedule over many epochs.
+# 200 steps with a schedule of their own reach about what the first epoch of fit reaches (its schedule
+# is still warming up then); the rest of the way takes the full schedule over many epochs.
 
 # %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
 # @title Solution to exercise 2
@@ -1010,9 +1010,9 @@ for rate in (1e-4, 1e-3, config.lr, 3e-2, 3e-1):
     _, run_losses = hand_train(HAND_STEPS, lr_at=lambda step, rate=rate: rate)
     jump = max(later - earlier for earlier, later in zip(run_losses, run_losses[1:]))
     print(f"lr {rate:<7g} loss {run_losses[0]:.2f} → {run_losses[-1]:.2f}, largest rise in one step {jump:+.2f}")
-# Small rates train but slowly; the schedule's peak trains fast when held constant over so few steps;
-# the large ones make the loss jump up between steps (and 0.3 ends far above where it started): the
-# one-cycle schedule reaches a high rate only after a warm-up, and leaves it again.
+# Small rates train, slowly; the schedule's peak trains fast even held constant over so few steps; the
+# largest makes the loss jump up between steps and ends worse: the one-cycle schedule reaches a high
+# rate only after a warm-up, and leaves it again.
 
 # %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
 # @title Solution to exercise 3
@@ -1028,9 +1028,9 @@ both = pd.DataFrame({
 }).T.round(3)
 print("mean of the first 4 epochs:")
 print(both)
-# The smaller LSTM's epochs are a little faster (the decoder is a small part of the work on cached
-# features) and its dev BLEU-4 over the same epochs is about the same or lower: capacity was not what
-# limited this model (the pooled features are, notebook 08).
+# The smaller LSTM's epochs are faster (on cached features the LSTM is most of the work) and its dev
+# BLEU-4 over the same epochs is about the same: capacity is not what limits this model (the pooled
+# features are, notebook 08).
 
 # %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
 # @title Solution to exercise 4
@@ -1057,7 +1057,7 @@ per_image = (time.perf_counter() - start) / (2 * config.batch_size)
 epoch_minutes = per_image * len(train_images) / 60  # fine-tuning sends each image through once per epoch
 print(f"fine-tuning layer4 at {config.image_size} px: about {epoch_minutes:.1f} min per epoch "
       f"(each of {len(train_images)} images once), a cached epoch {result.history['seconds'].mean():.0f} s")
-# Many times slower per epoch on a CPU, and a random layer4 still pools away the shapes' outlines: not
+# Several times slower per epoch on a CPU, and a random layer4 still pools away the shapes' outlines: not
 # worth it here. With ImageNet weights on a GPU (notebook 07) it is the usual last step.
 
 # %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
