@@ -37,8 +37,8 @@
 # **Prerequisites:** notebooks 02–05 (the shapes through the model, the decoder and its loss, training with
 # `fit`); notebook 05 must have been run, since its Show and Tell run (`runs/shapes`) is our baseline.
 #
-# **Run time:** on a 2-core CPU, `fit` takes about 4 to 5 minutes (the grid cache, then 8 epochs; its cell
-# prints how long it took), the rest about two minutes. **GPU:** helps, but is not needed.
+# **Run time:** on a 2-core CPU, `fit` takes about 2.5 minutes (the grid cache, then 8 epochs; its cell
+# prints how long it took), the rest under a minute. **GPU:** helps, but is not needed.
 
 # %% tags=["colab-setup"]
 import sys
@@ -548,7 +548,8 @@ for penalty in (0.0, 1.0):
 print(pd.DataFrame(one_epoch).T[["bleu4", "kind", "attention_on_object", "attention_mass_on_object"]].round(3))
 # "Every cell looked at once" asks the 16 cells' weights to add up to 1 each over the caption's steps:
 # with about 10 steps for 16 cells, the maps must spread out, some of it onto the background. Compare
-# the mass on the object: the regulariser pulls it down rather than up on these small scenes.
+# the mass on the object: the regulariser pulls it down rather than up on these small scenes, and after
+# one epoch it has cost the captions too.
 
 # %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
 # @title Solution to exercise 3
@@ -558,9 +559,9 @@ with torch.no_grad():
     attention.model.decoder.uniform_attention = False
 print("with its maps:   ", decoded.captions[0])
 print("maps set uniform:", blind.captions[0])
-# The words that need the shape (the kind, sometimes the colour of the second shape) change; the
-# template, the count and the background stay: the LSTM gets those from the mean of the grid it starts
-# from, and β is low where the word hardly depends on the context.
+# With uniform maps nearly every fact goes: the kinds, the colours, even the count and the background.
+# The model reads them through its maps, word by word, and without them falls back on frequent words;
+# only the template survives, which is what the LSTM's own state carries (and where β is low).
 
 # %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
 # @title Solution to exercise 4
@@ -597,5 +598,6 @@ for name, cells in (("16 cells", features), ("64 cells", fine_features)):
         attend(decoder, h, cells, keys)
     print(f"{name}: keys {tuple(keys.shape)}, α {tuple(attend(decoder, h, cells, keys)[1].shape)}, "
           f"{(time.perf_counter() - start) * 5:.2f} ms a step")
-# Four times the cells: keys [B, 64, A] and α [B, 64]; the attention's work per step grows about four
-# times, the LSTM's does not, so training slows down but by less than four times.
+# Four times the cells: keys [B, 64, A] and α [B, 64]. The attention's own work grows with the cells,
+# but at these sizes it is a small part of a step (the timing above), so training slows down far less
+# than four times; the grid cache and the adapter's convolutions grow instead.
