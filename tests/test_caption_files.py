@@ -1015,8 +1015,8 @@ def test_coco_names_missing_images_in_the_annotations_order_whatever_the_hash_se
     code = ("import sys; from helpers.coco_captions import read_coco; "
             "print([s.item for s in read_coco(sys.argv[1]).skipped])")
     seen = {
-        subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                       check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
         for seed in ("1", "2", "3")
     }
     assert seen == {f"{names}\n"}
