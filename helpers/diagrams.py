@@ -14,10 +14,20 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SIGNATURE = {"Source": "helpers.diagrams"}  # a PNG text chunk: how save_all knows a file is one it wrote
 
 
-def box(ax, x: float, y: float, w: float, h: float, text: str, color: str = "#dbe9f6", fontsize: int = 9):
-    """A rounded box with centred text, in data coordinates."""
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="#333333", lw=1))
-    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+def box(ax, x: float, y: float, w: float, h: float, text: str, color: str = "#dbe9f6", fontsize: float = 9):
+    """A rounded box with centred text, in data coordinates. The text is measured with the figure's
+    renderer and set smaller (down to 6 pt) until it fits inside the box with a small margin."""
+    patch = FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02", fc=color, ec="#333333", lw=1)
+    ax.add_patch(patch)
+    label = ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize)
+    renderer = ax.figure.canvas.get_renderer()
+    room = patch.get_window_extent(renderer).shrunk(0.94, 0.9)
+    while fontsize > 6:
+        extent = label.get_window_extent(renderer)
+        if extent.width <= room.width and extent.height <= room.height:
+            break
+        fontsize -= 0.5
+        label.set_fontsize(fontsize)
 
 
 def arrow(ax, start: tuple[float, float], end: tuple[float, float], text: str = "", fontsize: int = 8):

@@ -33,7 +33,7 @@
 #
 # **Prerequisites:** Python, pandas basics, what a PyTorch tensor is.
 #
-# **Run time:** about 10 s on a 2-core laptop CPU (its last cell before the exercises prints it), plus
+# **Run time:** about 5 s on a 2-core laptop CPU (its last cell before the exercises prints it), plus
 # the very first time the drawing of the 8 000-image dataset. **GPU:** not needed, nothing here trains.
 
 # %% tags=["colab-setup"]

@@ -44,7 +44,7 @@
 # **Prerequisites:** notebook 01 (the dataset, the vocabulary, the image transform); PyTorch tensors,
 # `nn.Module`, `nn.Embedding`, `nn.LSTM` at the level of their documentation.
 #
-# **Run time:** about 10 seconds on a 2-core laptop CPU. A GPU does not help: the batch holds four images, and
+# **Run time:** about 5 seconds on a 2-core laptop CPU. A GPU does not help: the batch holds four images, and
 # nothing is trained.
 
 # %% tags=["colab-setup"]

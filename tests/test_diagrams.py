@@ -171,3 +171,10 @@ def test_overflowing_labels_finds_a_label_wider_than_its_box():
     diagrams.box(ax, 4, 4, 2, 1, "a label far too long for a box this narrow")
     diagrams.box(ax, 4, 7, 2, 1, "fits")
     assert overflowing_labels(figure) == ["a label far too long for a box this narrow"]
+
+
+@pytest.mark.parametrize("sizes", [(300, 512), (300, 256)])
+def test_architecture_figure_labels_fit_inside_their_boxes(sizes):
+    embed_size, hidden_size = sizes
+    figure = diagrams.architecture_figure(embed_size=embed_size, hidden_size=hidden_size)
+    assert overflowing_labels(figure) == []
