@@ -59,6 +59,12 @@ def test_a_planted_exercise_without_a_solution_is_named():
     assert student.missing_solutions(planted([1, 2, 3])) == []
 
 
+def test_exercises_after_the_recap_in_the_same_cell_are_found_and_end_at_the_next_heading():
+    nb = planted([1, 2])
+    nb.cells[2].source = "## Recap\n\n1. Not one.\n\n## Exercises\n\n1. One.\n2. Two.\n\n## Next\n\n3. No."
+    assert student.exercise_numbers(nb) == [1, 2] and student.missing_solutions(nb) == []
+
+
 def test_a_solution_cell_without_its_title_is_refused():
     nb = planted([1, 2, 3])
     nb.cells[-1].source = "print('no title')"

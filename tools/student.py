@@ -34,11 +34,14 @@ def _source(cell) -> str:
 
 
 def exercise_numbers(nb) -> list[int]:
-    """The numbers of the items of the notebook's ``## Exercises`` Markdown cell ([] if it has none)."""
+    """The numbers of the items under the notebook's ``## Exercises`` heading, in the Markdown cell that
+    holds it (alone or after the recap), up to the next heading; [] if it has none."""
     for cell in nb.cells:
-        text = _source(cell)
-        if cell.cell_type == "markdown" and re.match(r"#+ Exercises\s*$", text.lstrip().splitlines()[0]):
-            return [int(number) for number in ITEM.findall(text)]
+        found = re.search(r"^#+ Exercises\s*$", _source(cell), re.MULTILINE)
+        if cell.cell_type == "markdown" and found:
+            after = _source(cell)[found.end():]
+            section = re.split(r"^#+ ", after, maxsplit=1, flags=re.MULTILINE)[0]
+            return [int(number) for number in ITEM.findall(section)]
     return []
 
 
