@@ -571,7 +571,7 @@ if flickr8k.exists():
     command = [sys.executable, "-m", "helpers", "data", "stats", "--data", str(flickr8k)]
     print(subprocess.run(command, capture_output=True, text=True, check=False).stdout)
 else:
-    print(f"{flickr8k} is not here: this exercise needs Flickr8k (data/README.md says how to get it).")
+    print("data/flickr8k is not here: this exercise needs Flickr8k (data/README.md says how to get it).")
 # On real captions most words are rare, so min_freq=5 removes most of the vocabulary while the words
 # it keeps still cover nearly all of the running text (run the table of section 4 on it to see).
 

@@ -708,7 +708,7 @@ for max_len in (10, 25, 50):
 # The carried state does one LSTM step per word, re-feeding does 1 + 2 + … + n: the gap grows about in
 # proportion to the length.
 
-# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
 # @title Solution to exercise 2
 for first_word in ("big", "two", "there"):
     stepper.reset(load_image(image_path))

@@ -551,7 +551,7 @@ print(pd.DataFrame(one_epoch).T[["bleu4", "kind", "attention_on_object", "attent
 # the mass on the object: the regulariser pulls it down rather than up on these small scenes, and after
 # one epoch it has cost the captions too.
 
-# %% cellView="form" jupyter={"source_hidden": true} tags=["solution"]
+# %% cellView="form" jupyter={"source_hidden": true} tags=["solution", "nbval-ignore-output"]
 # @title Solution to exercise 3
 with torch.no_grad():
     attention.model.decoder.uniform_attention = True
