@@ -405,8 +405,8 @@ print(f"{report.grounded_words} words scored ({report.reordered_words} reordered
       f"left out (no matched shape), {report.single_shape_captions} single-shape scenes")
 
 # %% [markdown]
-# **Reading the table.** The attention model names the kind where Show and Tell guessed; colour and count
-# stay where they were. The control (d) is the same weights with every map replaced by the uniform one: what
+# **Reading the table.** The attention model names the kind where Show and Tell guessed, and gets the
+# colours right too; count was already right. The control (d) is the same weights with every map replaced by the uniform one: what
 # it loses is what the maps carried.
 #
 # **Attention on the right object** (`helpers.grounding`): for every colour or shape word that the attribute
