@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
-from torch.nn.utils.rnn import pad_sequence
 
+from helpers.data import pad_captions
 from helpers.metrics import coco_bleu
 from helpers.models import Captioner
 from helpers.vocabulary import _WORD, SPECIALS, Vocabulary
@@ -129,14 +129,14 @@ def teacher_forced_captions(
     if len(references) != features.shape[0]:
         raise ValueError(f"{len(references)} references for {features.shape[0]} images")
     encoded = [torch.tensor(vocab.encode(r, max_words)) for r in references]
-    lengths = [len(ids) for ids in encoded]
-    captions = pad_sequence(encoded, batch_first=True, padding_value=vocab.pad_id).to(device)
+    captions, lengths = pad_captions(encoded, vocab.pad_id)
     model.eval()
     with torch.no_grad():
-        logits = model.decoder(model.encoder.project_features(features.to(device)), captions, lengths)
+        features = model.encoder.project_features(features.to(device))
+        logits = model.decoder(features, captions.to(device), lengths)
     predicted = logits.argmax(dim=-1).tolist()  # [N, T+1]: position t guesses token t
     specials = {vocab.stoi[word] for word in SPECIALS}
     return [
         " ".join(vocab.itos[i] for i in row[1:n] if i not in specials)  # guesses of the words and <end>
-        for row, n in zip(predicted, lengths, strict=True)
+        for row, n in zip(predicted, lengths.tolist(), strict=True)
     ]
